@@ -1,0 +1,80 @@
+"""archiver: move old rows from a source database into an archive, on a schedule."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Mapping
+
+from flask import Flask
+
+from config import ConfigError, load_config, validate_config
+
+from .engine.connections import configure_sqlite
+from .extensions import db, jwt, openapi
+
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Application factory. ``test_config`` overrides settings (tests)."""
+    app = Flask(__name__, instance_relative_config=True)
+    register_config(app, test_config)
+    register_extensions(app)
+    register_errors(app)
+    register_blueprints(app)
+    register_cli(app)
+    register_scheduler(app)
+    return app
+
+
+def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
+    overrides = dict(test_config or {})
+    try:
+        env = None
+        if "ARCHIVER_ENV" in overrides:
+            import os
+            env = {**os.environ, "ARCHIVER_ENV": overrides["ARCHIVER_ENV"]}
+        cfg = load_config(app.instance_path, env)
+        if "ARCHIVE_DATABASE_URL" in overrides:
+            overrides["SQLALCHEMY_DATABASE_URI"] = overrides.pop("ARCHIVE_DATABASE_URL")
+        cfg.update(overrides)
+        validate_config(cfg)
+    except ConfigError as exc:
+        print(f"archiver: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app.config.from_mapping(cfg)
+    app.config.from_pyfile("config.py", silent=True)  # instance/config.py local overrides
+    app.config["SQLALCHEMY_BINDS"] = {"source": app.config["SOURCE_DATABASE_URL"]}
+    app.config.setdefault("API_SPEC_OPTIONS", {
+        "security": [{"bearerAuth": []}],
+        "info": {"description": "Archive old rows from a source database; browse them through JWT/RBAC."},
+    })
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    jwt.init_app(app)
+    openapi.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            configure_sqlite(engine)
+
+
+def register_errors(app: Flask) -> None:
+    from .api import register_error_handlers
+    register_error_handlers(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .api import register_blueprints as _register
+    _register(app)
+
+
+def register_cli(app: Flask) -> None:
+    from .cli import register_cli as _register
+    _register(app)
+
+
+def register_scheduler(app: Flask) -> None:
+    from .scheduler import init_scheduler
+    init_scheduler(app)

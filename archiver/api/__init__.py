@@ -1,0 +1,20 @@
+"""HTTP layer: blueprints are thin (parse, authorize, call a service, serialize)."""
+from __future__ import annotations
+
+from flask import Flask
+
+from ..extensions import openapi
+from . import archives, auth, config, runs, system, users
+from .errors import register_error_handlers
+
+BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.blp)
+
+
+def register_blueprints(app: Flask) -> None:
+    openapi.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    for blp in BLUEPRINTS:
+        openapi.register_blueprint(blp)
+
+
+__all__ = ["register_blueprints", "register_error_handlers"]

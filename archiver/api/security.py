@@ -1,0 +1,59 @@
+"""Authorization helpers for route handlers (JWT claims → role and table grants)."""
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any, Callable, TypeVar
+
+from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
+
+from ..errors import ApiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def claims() -> dict[str, Any]:
+    return get_jwt()
+
+
+def caller_id() -> int:
+    return int(get_jwt_identity())
+
+
+def is_admin() -> bool:
+    return claims().get("role") == "admin"
+
+
+def permitted_tables() -> set[str]:
+    perms = claims().get("permissions") or []
+    return {p for p in perms if isinstance(p, str)}
+
+
+def can_read_table(table_name: str) -> bool:
+    return is_admin() or table_name in permitted_tables()
+
+
+def require_table_access(table_name: str) -> None:
+    """403 unless the caller is admin or holds ``table_name``'s permission."""
+    if not can_read_table(table_name):
+        raise ApiError.forbidden("You do not have access to this table")
+
+
+def admin_required(fn: F) -> F:
+    """A valid access token whose role is admin; 401 without, 403 otherwise."""
+
+    @wraps(fn)
+    @jwt_required()
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not is_admin():
+            raise ApiError.forbidden("Admin role required")
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def login_required(fn: F) -> F:
+    """A valid access token (any role)."""
+    return jwt_required()(fn)  # type: ignore[return-value]
+
+
+BEARER = [{"bearerAuth": []}]

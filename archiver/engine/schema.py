@@ -1,0 +1,37 @@
+"""Archive-database tables owned by the engine (SQLAlchemy Core)."""
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, JSON, MetaData, String, Table,
+                        UniqueConstraint)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+_BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+_Payload = JSON().with_variant(JSONB(), "postgresql")
+
+archived_rows = Table(
+    "archived_rows", metadata,
+    Column("id", _BigIntPK, primary_key=True, autoincrement=True),
+    Column("table_name", String(255), nullable=False),
+    # Canonical text of the source primary key: "42", or '["eu", 42]' for composite keys.
+    Column("source_pk", String(512), nullable=False),
+    Column("payload", _Payload, nullable=False),
+    # The policy's date column value, normalised to UTC.
+    Column("row_date", DateTime(timezone=True), nullable=True),
+    Column("archived_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", BigInteger, nullable=True),
+    UniqueConstraint("table_name", "source_pk", name="uq_archived_rows_table_pk"),
+    Index("ix_archived_rows_table_archived_at", "table_name", "archived_at"),
+    Index("ix_archived_rows_table_id", "table_name", "id"),
+    Index("ix_archived_rows_table_row_date", "table_name", "row_date"),
+)
+
+# One runner per table across processes: a row per table with an expiry.
+table_leases = Table(
+    "table_leases", metadata,
+    Column("table_name", String(255), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

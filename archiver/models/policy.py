@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ._types import BigIntPK, utcnow
+
+
+class ArchivePolicy(db.Model):
+    """How one source table is archived and how long its archive is kept."""
+
+    __tablename__ = "archive_policies"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    date_column: Mapped[str] = mapped_column(String(255), nullable=False, default="created_at")
+    archive_after_days: Mapped[int] = mapped_column(Integer, nullable=False)
+    delete_after_days: Mapped[int] = mapped_column(Integer, nullable=False)
+    custom_criteria: Mapped[str | None] = mapped_column(Text, nullable=True)
+    batch_size: Mapped[int] = mapped_column(Integer, nullable=False, default=1000)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow,
+                                                 onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ._types import BigIntPK, utcnow
+
+
+class RunKind(str, enum.Enum):
+    ARCHIVE = "archive"
+    PURGE = "purge"
+    RESTORE = "restore"
+
+
+class RunStatus(str, enum.Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIAL = "partial"
+
+
+class ArchiveRun(db.Model):
+    """One archive, purge or restore run over one table.
+
+    Counts: ``rows_read`` rows selected, ``rows_written`` rows written to the
+    target (archive for archive runs, source for restore), ``rows_deleted`` rows
+    deleted (source rows for archive, archived rows for purge/restore),
+    ``rows_conflict`` rows left in place because of a key conflict.
+    """
+
+    __tablename__ = "archive_runs"
+    __table_args__ = (Index("ix_archive_runs_table_started", "table_name", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    table_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    trigger: Mapped[str] = mapped_column(String(96), nullable=False)  # scheduler | cli | api:<username>
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=RunStatus.RUNNING.value, index=True)
+    dry_run: Mapped[bool] = mapped_column(default=False, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    rows_read: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    rows_written: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    rows_deleted: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    rows_conflict: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    batches: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

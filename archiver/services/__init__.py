@@ -1,0 +1,1 @@
+"""Use cases: transactions, validation against the source schema, run records."""
