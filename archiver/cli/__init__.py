@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import database
+from . import database, demo, jobs, users
 
 
 def register_cli(app: Flask) -> None:
-    for command in database.COMMANDS:
-        app.cli.add_command(command)
+    for module in (database, users, demo, jobs):
+        for command in module.COMMANDS:
+            app.cli.add_command(command)

@@ -1,0 +1,1 @@
+"""marshmallow schemas, one module per API domain; they validate requests and document them in OpenAPI."""

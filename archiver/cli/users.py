@@ -1,0 +1,4 @@
+"""users commands (filled by its issue)."""
+from __future__ import annotations
+
+COMMANDS: list = []
