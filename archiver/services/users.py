@@ -1,0 +1,203 @@
+"""User accounts: create, list, change role/active flag, table grants, admin bootstrap.
+
+Every function commits its own transaction and raises ``ApiError`` for input
+the caller can fix (400), unknown users (404) and conflicts (409).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ApiError
+from ..extensions import db
+from ..models import Role, TablePermission, User
+from .passwords import hash_password, password_problem
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,64}")
+USERNAME_RULE = "Username must be 3-64 characters of letters, digits, '_', '.' or '-'"
+# A table name: an SQL identifier, optionally schema-qualified (``schema.table``).
+TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?")
+TABLE_NAME_MAX = 255
+ROLES = (Role.ADMIN.value, Role.USER.value)
+
+
+# --- validation -------------------------------------------------------------
+
+def username_problem(username: str) -> str | None:
+    """Why ``username`` is not acceptable, or None if it is."""
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
+        return USERNAME_RULE
+    return None
+
+
+def table_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a grantable table name, or None if it is."""
+    if not isinstance(name, str) or not name:
+        return "Table name must be a non-empty string"
+    if len(name) > TABLE_NAME_MAX:
+        return f"Table name must be at most {TABLE_NAME_MAX} characters"
+    if not TABLE_NAME_RE.fullmatch(name):
+        return "Table name must be an identifier (letters, digits, '_', '$'; optionally schema.table)"
+    return None
+
+
+def clean_table_names(names: Iterable[str]) -> list[str]:
+    """Validated, de-duplicated, sorted table names (400 naming the bad entries)."""
+    names = list(names)
+    problems = {str(i): [p] for i, n in enumerate(names) if (p := table_name_problem(n))}
+    if problems:
+        raise ApiError.validation({"permissions": problems})
+    return sorted(set(names))
+
+
+def require_valid_username(username: str) -> None:
+    if (problem := username_problem(username)) is not None:
+        raise ApiError.validation({"username": [problem]})
+
+
+def require_valid_password(password: str) -> None:
+    if not isinstance(password, str):
+        raise ApiError.validation({"password": ["Password must be a string"]})
+    if (problem := password_problem(password)) is not None:
+        raise ApiError.validation({"password": [problem]})
+
+
+def require_valid_role(role: str) -> None:
+    if role not in ROLES:
+        raise ApiError.validation({"role": [f"Role must be one of: {', '.join(ROLES)}"]})
+
+
+def make_password_hash(password: str) -> str:
+    """bcrypt hash at the configured cost (``BCRYPT_ROUNDS``); validates bounds first."""
+    require_valid_password(password)
+    return hash_password(password, int(current_app.config.get("BCRYPT_ROUNDS", 12)))
+
+
+# --- queries ----------------------------------------------------------------
+
+def get_user(user_id: int) -> User:
+    """The user with ``user_id`` (active or not); 404 if there is none."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise ApiError.not_found("User not found")
+    return user
+
+
+def find_by_username(username: str) -> User | None:
+    """Exact (case-sensitive) username lookup."""
+    return db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+
+
+def _username_taken(username: str) -> bool:
+    # Case-insensitive so that "Alice" cannot be created next to "alice".
+    stmt = select(User.id).where(func.lower(User.username) == username.lower()).limit(1)
+    return db.session.execute(stmt).first() is not None
+
+
+@dataclass(frozen=True)
+class UserPage:
+    items: list[User]
+    page: int
+    per_page: int
+    total: int
+
+
+def list_users(page: int = 1, per_page: int = 50, role: str | None = None,
+               active: bool | None = None) -> UserPage:
+    """One page of users ordered by id, optionally filtered by role and active flag."""
+    conditions = []
+    if role is not None:
+        conditions.append(User.role == role)
+    if active is not None:
+        conditions.append(User.active.is_(active))
+    total = db.session.execute(select(func.count(User.id)).where(*conditions)).scalar_one()
+    stmt = (select(User).where(*conditions).order_by(User.id)
+            .limit(per_page).offset((page - 1) * per_page))
+    items = list(db.session.execute(stmt).scalars())
+    return UserPage(items=items, page=page, per_page=per_page, total=total)
+
+
+# --- commands ---------------------------------------------------------------
+
+def _commit_or_conflict(username: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ApiError.conflict("Username is already taken", {"username": username}) from None
+
+
+def create_user(username: str, password: str, role: str = Role.USER.value,
+                permissions: Iterable[str] = ()) -> User:
+    """Create an active user; 400 on bad username/password/role/tables, 409 if the name is taken."""
+    require_valid_username(username)
+    require_valid_role(role)
+    tables = clean_table_names(permissions)
+    password_hash = make_password_hash(password)
+    if _username_taken(username):
+        raise ApiError.conflict("Username is already taken", {"username": username})
+    user = User(username=username, password_hash=password_hash, role=role, active=True)
+    user.permissions = [TablePermission(table_name=t) for t in tables]
+    db.session.add(user)
+    _commit_or_conflict(username)
+    return user
+
+
+def update_user(actor_id: int, user_id: int, role: str | None = None, active: bool | None = None) -> User:
+    """Change a user's role and/or active flag; an admin cannot demote or deactivate themself (409)."""
+    user = get_user(user_id)
+    if role is not None:
+        require_valid_role(role)
+        if user.id == actor_id and role != Role.ADMIN.value:
+            raise ApiError.conflict("You cannot remove your own admin role")
+        user.role = role
+    if active is not None:
+        if user.id == actor_id and not active:
+            raise ApiError.conflict("You cannot deactivate yourself")
+        user.active = active
+    db.session.commit()
+    return user
+
+
+def deactivate_user(actor_id: int, user_id: int) -> User:
+    """Deactivate a user (idempotent): no login, no refresh, existing tokens rejected."""
+    return update_user(actor_id, user_id, active=False)
+
+
+def set_permissions(user_id: int, tables: Iterable[str]) -> User:
+    """Replace the user's table grants with ``tables`` (validated, de-duplicated)."""
+    user = get_user(user_id)
+    wanted = clean_table_names(tables)
+    current = {p.table_name: p for p in user.permissions}
+    user.permissions = [current.get(t) or TablePermission(table_name=t) for t in wanted]
+    db.session.commit()
+    return user
+
+
+class AdminBootstrapError(Exception):
+    """create-admin cannot proceed (the name belongs to a non-admin user)."""
+
+
+def create_or_reset_admin(username: str, password: str) -> tuple[User, bool]:
+    """Create admin ``username``, or reset (and reactivate) that existing admin's password.
+
+    Returns ``(user, created)``. Raises ``ApiError`` for a bad username or
+    password and ``AdminBootstrapError`` if the name belongs to a non-admin.
+    """
+    require_valid_username(username)
+    user = find_by_username(username)
+    if user is None:
+        return create_user(username, password, role=Role.ADMIN.value), True
+    if not user.is_admin:
+        raise AdminBootstrapError(
+            f"User {username!r} exists and is not an admin; refusing to promote it. "
+            "Use PATCH /users/<id> as an admin to change its role, or choose another name.")
+    user.password_hash = make_password_hash(password)
+    user.active = True
+    db.session.commit()
+    return user, False
