@@ -40,8 +40,10 @@ def permissions_field(**kwargs) -> ma.fields.List:
 class StrictBoolean(ma.fields.Boolean):
     """Only JSON true/false (no "yes", 1, ...)."""
 
-    truthy = {True}
-    falsy = {False}
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):  # 0/1 equal False/True in Python sets, so check the type
+            raise self.make_error("invalid")
+        return value
 
 
 class UserSchema(ma.Schema):
