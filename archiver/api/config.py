@@ -1,6 +1,103 @@
-"""/config routes (to be filled by its issue)."""
+"""/config: archive policies, one per source table (admin; a permitted user may read one)."""
 from __future__ import annotations
 
-from ..extensions import Blueprint
+from functools import wraps
+from typing import Any, Callable
 
-blp = Blueprint("config", __name__, url_prefix="/config")
+from flask.views import MethodView
+from flask_jwt_extended import current_user
+
+from ..errors import ApiError, ErrorSchema
+from ..extensions import Blueprint
+from ..services import policies as policy_service
+from .schemas.policies import PolicyInSchema, PolicySchema
+from .security import admin_required, is_admin, login_required, permitted_tables
+
+blp = Blueprint("config", __name__, url_prefix="/config",
+                description="Archive policies: which rows of a source table are archived, and for how long")
+
+_ERRORS = {
+    400: "Invalid policy; `details` names each bad field",
+    401: "Missing, invalid or expired access token",
+    403: "Caller may not do this (admin only, or no permission for the table)",
+    404: "No policy for this table",
+    413: "Request body larger than 1 MiB",
+    415: "Body is not JSON",
+}
+
+
+def _errors(*statuses: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Document error responses (the JSON error envelope) for a view."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for status in statuses:
+            fn = blp.alt_response(status, schema=ErrorSchema, description=_ERRORS[status])(fn)
+        return fn
+    return decorate
+
+
+def _admin_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Admin by token *and* still admin in the database (a demoted admin's token stops working)."""
+    @wraps(fn)
+    @admin_required
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_admin:
+            raise ApiError.forbidden("Admin role required")
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def _require_policy_reader(table_name: str) -> None:
+    """Admins, and users granted ``table_name`` (in the token and still in the database)."""
+    if is_admin() and current_user.is_admin:
+        return
+    if table_name in permitted_tables() and table_name in current_user.table_names:
+        return
+    raise ApiError.forbidden("You do not have access to this table")
+
+
+@blp.route("/", strict_slashes=False)
+class Policies(MethodView):
+    @blp.response(200, PolicySchema(many=True))
+    @_errors(401, 403)
+    @_admin_only
+    def get(self):
+        """List every policy, ordered by table name."""
+        return policy_service.list_policies()
+
+    @blp.response(201, PolicySchema, description="Policy created")
+    @blp.alt_response(200, schema=PolicySchema, description="Existing policy replaced")
+    @_errors(400, 401, 403, 413, 415)
+    @_admin_only
+    @blp.arguments(PolicyInSchema)
+    def post(self, data: dict[str, Any]):
+        """Create or replace the policy of `table_name` (201 created, 200 updated).
+
+        The body is the whole policy: omitted optional fields take their defaults.
+        It is validated against the source database: the table must exist and
+        have a primary key, `date_column` must be a date/time column, and
+        `custom_criteria` must compile for the table. Unknown fields are a 400.
+        """
+        policy, created = policy_service.create_or_update(data, current_user.username)
+        return policy, (201 if created else 200)
+
+
+@blp.route("/<string:table_name>")
+class PolicyByTable(MethodView):
+    @blp.response(200, PolicySchema)
+    @_errors(401, 403, 404)
+    @login_required
+    def get(self, table_name: str):
+        """One table's policy: admins, and users holding that table's permission."""
+        _require_policy_reader(table_name)
+        return policy_service.require_policy(table_name)
+
+    @blp.response(204, description="Policy removed (archived rows are kept)")
+    @_errors(401, 403, 404)
+    @_admin_only
+    def delete(self, table_name: str):
+        """Remove a table's policy: its rows are no longer archived or purged."""
+        policy_service.delete_policy(table_name)
+        return None
+
+
+# Further /config routes are appended below.

@@ -1,0 +1,55 @@
+"""Archive policy bodies (POST /config) and their representation."""
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+from marshmallow.validate import Length, Range
+
+from ...services import policies as rules
+
+
+class PolicyInSchema(ma.Schema):
+    """The whole policy of one source table; unknown fields are rejected."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    table_name = fields.String(required=True, validate=Length(1, rules.NAME_MAX_CHARS),
+                               metadata={"description": "Source table (must exist and have a primary key)",
+                                         "example": "orders"})
+    date_column = fields.String(load_default=rules.DEFAULTS["date_column"],
+                                validate=Length(1, rules.NAME_MAX_CHARS),
+                                metadata={"description": "DATE/DATETIME/TIMESTAMP column compared with the "
+                                                         "cut-off (TEXT with ISO-8601 dates on SQLite)"})
+    archive_after_days = fields.Integer(required=True, strict=True,
+                                        validate=Range(rules.ARCHIVE_AFTER_MIN, rules.MAX_DAYS),
+                                        metadata={"description": "Archive rows whose date is older than this",
+                                                  "example": 30})
+    delete_after_days = fields.Integer(required=True, strict=True,
+                                       validate=Range(rules.DELETE_AFTER_MIN, rules.MAX_DAYS),
+                                       metadata={"description": "Purge archived rows this long after archiving",
+                                                 "example": 365})
+    custom_criteria = fields.String(load_default=None, allow_none=True,
+                                    validate=Length(max=rules.CRITERIA_MAX_CHARS),
+                                    metadata={"description": "Extra SQL boolean filter over the table's columns; "
+                                                             "it can only narrow the age filter",
+                                              "example": "status = 'closed'"})
+    batch_size = fields.Integer(load_default=rules.DEFAULTS["batch_size"], strict=True,
+                                validate=Range(rules.BATCH_SIZE_MIN, rules.BATCH_SIZE_MAX))
+    enabled = fields.Boolean(load_default=rules.DEFAULTS["enabled"])
+
+
+class PolicySchema(ma.Schema):
+    """A stored policy."""
+
+    id = fields.Integer(dump_only=True)
+    table_name = fields.String()
+    date_column = fields.String()
+    archive_after_days = fields.Integer()
+    delete_after_days = fields.Integer()
+    custom_criteria = fields.String(allow_none=True)
+    batch_size = fields.Integer()
+    enabled = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    updated_by = fields.String(allow_none=True, metadata={"description": "Username of the last change"})

@@ -1,0 +1,207 @@
+"""Archive policies: validation against the source schema, and create/update/list/get/delete.
+
+A policy is checked against the *live* source database by reflection: the
+table must exist and have a primary key, the date column must exist and hold
+dates or timestamps, and ``custom_criteria`` must compile for that table.
+Validation returns field errors (``{"field": ["message", ...]}``) so the API
+can answer 400 naming the field, and the CLI can print them.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
+
+from ..engine.criteria import CriteriaError, compile_criteria
+from ..errors import ApiError
+from ..extensions import db
+from ..models import ArchivePolicy
+from . import source_db
+
+FieldErrors = dict[str, list[str]]
+
+# Bounds, shared with the API schema so the OpenAPI document states them.
+MAX_DAYS = 36500
+ARCHIVE_AFTER_MIN = 0
+DELETE_AFTER_MIN = 1
+BATCH_SIZE_MIN = 1
+BATCH_SIZE_MAX = 50000
+CRITERIA_MAX_CHARS = 4000
+NAME_MAX_CHARS = 255
+
+DEFAULTS: dict[str, Any] = {
+    "date_column": "created_at",
+    "custom_criteria": None,
+    "batch_size": 1000,
+    "enabled": True,
+}
+REQUIRED = ("table_name", "archive_after_days", "delete_after_days")
+FIELDS = REQUIRED + tuple(DEFAULTS)
+
+# On SQLite a column declared TEXT is accepted as a date column: SQLite has no
+# date type and stores dates as ISO-8601 text, which the engine compares as
+# strings. Other backends need a real DATE/DATETIME/TIMESTAMP column.
+SQLITE_TEXT_DATES = True
+
+
+def with_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with the optional fields filled in; blank criteria become None."""
+    values = {**DEFAULTS, **data}
+    criteria = values.get("custom_criteria")
+    if isinstance(criteria, str) and not criteria.strip():
+        values["custom_criteria"] = None
+    return values
+
+
+def _int_error(value: Any, low: int, high: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "Not a valid integer."
+    if not low <= value <= high:
+        return f"Must be greater than or equal to {low} and less than or equal to {high}."
+    return None
+
+
+def _check_shape(values: Mapping[str, Any]) -> FieldErrors:
+    """Types, ranges, lengths and unknown fields (no database access)."""
+    errors: FieldErrors = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    for field in values:
+        if field not in FIELDS:
+            add(field, "Unknown field.")
+    for field in REQUIRED:
+        if values.get(field) is None:
+            add(field, "Missing data for required field.")
+    for field in ("table_name", "date_column"):
+        value = values.get(field)
+        if value is None or field in errors:
+            continue
+        if not isinstance(value, str):
+            add(field, "Not a valid string.")
+        elif not 1 <= len(value) <= NAME_MAX_CHARS:
+            add(field, f"Length must be between 1 and {NAME_MAX_CHARS}.")
+    for field, low, high in (("archive_after_days", ARCHIVE_AFTER_MIN, MAX_DAYS),
+                             ("delete_after_days", DELETE_AFTER_MIN, MAX_DAYS),
+                             ("batch_size", BATCH_SIZE_MIN, BATCH_SIZE_MAX)):
+        value = values.get(field)
+        if value is None or field in errors:
+            continue
+        problem = _int_error(value, low, high)
+        if problem:
+            add(field, problem)
+    criteria = values.get("custom_criteria")
+    if criteria is not None:
+        if not isinstance(criteria, str):
+            add("custom_criteria", "Not a valid string.")
+        elif len(criteria) > CRITERIA_MAX_CHARS:
+            add("custom_criteria", f"Longer than maximum length {CRITERIA_MAX_CHARS}.")
+    if not isinstance(values.get("enabled"), bool):
+        add("enabled", "Not a valid boolean.")
+    return errors
+
+
+def is_date_like(column_type: sa.types.TypeEngine, dialect_name: str) -> bool:
+    """DATE/DATETIME/TIMESTAMP (with or without time zone); TEXT too on SQLite."""
+    if isinstance(column_type, (sa.Date, sa.DateTime)):
+        return True
+    return SQLITE_TEXT_DATES and dialect_name == "sqlite" and isinstance(column_type, sa.Text)
+
+
+def _reflect(table_name: str) -> sa.Table | None:
+    try:
+        return source_db.reflect_table(table_name)
+    except NoSuchTableError:
+        return None
+    except SQLAlchemyError:
+        raise ApiError.unavailable("Source database unreachable") from None
+
+
+def _check_against_source(values: Mapping[str, Any]) -> FieldErrors:
+    """The table, its primary key, the date column and the criteria, by reflection."""
+    table = _reflect(values["table_name"])
+    if table is None:
+        return {"table_name": ["Table not found in the source database"]}
+    errors: FieldErrors = {}
+    if not list(table.primary_key.columns):
+        errors["table_name"] = ["Table has no primary key; archiving needs one to track rows"]
+    dialect = source_db.source_engine().dialect.name
+    column = table.c.get(values["date_column"])
+    if column is None:
+        errors["date_column"] = [f"Column not found in table {table.name}"]
+    elif not is_date_like(column.type, dialect):
+        accepted = "DATE, DATETIME or TIMESTAMP" + (" (or TEXT holding ISO-8601 dates)"
+                                                   if SQLITE_TEXT_DATES and dialect == "sqlite" else "")
+        errors["date_column"] = [f"Column {column.name} is not a date/time column; expected {accepted}"]
+    if values.get("custom_criteria") is not None:
+        try:
+            compile_criteria(values["custom_criteria"], table)
+        except CriteriaError as exc:
+            errors["custom_criteria"] = [str(exc)]
+    return errors
+
+
+def validate_policy(data: Mapping[str, Any]) -> FieldErrors:
+    """Field errors for a policy (defaults applied first); empty when it is valid."""
+    values = with_defaults(data)
+    errors = _check_shape(values)
+    if errors:
+        return errors
+    return _check_against_source(values)
+
+
+def get_policy(table_name: str) -> ArchivePolicy | None:
+    return db.session.execute(
+        sa.select(ArchivePolicy).where(ArchivePolicy.table_name == table_name)).scalar_one_or_none()
+
+
+def require_policy(table_name: str) -> ArchivePolicy:
+    """The policy for ``table_name``; 404 if there is none."""
+    policy = get_policy(table_name)
+    if policy is None:
+        raise ApiError.not_found(f"No policy for table {table_name}")
+    return policy
+
+
+def list_policies() -> list[ArchivePolicy]:
+    return list(db.session.execute(sa.select(ArchivePolicy).order_by(ArchivePolicy.table_name)).scalars())
+
+
+def create_or_update(data: Mapping[str, Any], updated_by: str | None) -> tuple[ArchivePolicy, bool]:
+    """Validate and store the whole policy for ``data["table_name"]``.
+
+    The body replaces the policy: omitted optional fields take their defaults.
+    Returns ``(policy, created)``; raises ``ApiError`` 400 with field errors.
+    """
+    values = with_defaults(data)
+    errors = validate_policy(values)
+    if errors:
+        raise ApiError.validation(errors)
+    for attempt in range(2):
+        policy = get_policy(values["table_name"])
+        created = policy is None
+        if created:
+            policy = ArchivePolicy(table_name=values["table_name"])
+            db.session.add(policy)
+        for field in FIELDS[1:]:
+            setattr(policy, field, values[field])
+        policy.updated_by = updated_by
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # A concurrent request created the same table's policy: update it instead.
+            db.session.rollback()
+            if attempt:
+                raise ApiError.conflict("The policy was changed concurrently; try again") from None
+            continue
+        return policy, created
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def delete_policy(table_name: str) -> None:
+    """Remove the policy (archived rows stay); 404 if there is none."""
+    policy = require_policy(table_name)
+    db.session.delete(policy)
+    db.session.commit()
