@@ -1,0 +1,153 @@
+"""Request and response schemas of the /archives routes."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+MAX_RESTORE_IDS = 10_000
+
+# A "+" in a query string arrives as a space: "2024-01-01T10:00:00 02:00".
+_SPACE_OFFSET = re.compile(r"^(.+[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
+
+
+class UtcDateTime(fields.DateTime):
+    """ISO 8601 date or date-time; naive values are taken as UTC; loads an aware UTC datetime."""
+
+    default_error_messages = {"invalid": "Not a valid ISO 8601 date/time (e.g. 2024-01-31T00:00:00Z)."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str) or not value.strip() or len(value) > 64:
+            raise self.make_error("invalid")
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            match = _SPACE_OFFSET.match(text)
+            if not match:
+                raise self.make_error("invalid") from None
+            try:
+                parsed = datetime.fromisoformat(f"{match.group(1)}+{match.group(2)}")
+            except ValueError:
+                raise self.make_error("invalid") from None
+        try:
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=timezone.utc)
+            return parsed.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise self.make_error("invalid") from None
+
+
+class ArchiveFiltersSchema(ma.Schema):
+    """Filters shared by listing, export and restore. ``*_from`` inclusive, ``*_to`` exclusive."""
+
+    archived_from = UtcDateTime(metadata={"description": "archived_at >= this (ISO 8601; naive = UTC)"})
+    archived_to = UtcDateTime(metadata={"description": "archived_at < this"})
+    row_date_from = UtcDateTime(metadata={"description": "row_date >= this"})
+    row_date_to = UtcDateTime(metadata={"description": "row_date < this"})
+    source_pk = fields.String(validate=validate.Length(min=1, max=512),
+                              metadata={"description": 'Exact source primary key: 42, or ["eu",42]'})
+
+    @ma.validates_schema
+    def _ranges(self, data: dict[str, Any], **kwargs: Any) -> None:
+        errors = {}
+        for lo, hi in (("archived_from", "archived_to"), ("row_date_from", "row_date_to")):
+            if data.get(lo) is not None and data.get(hi) is not None and data[lo] > data[hi]:
+                errors[lo] = [f"Must not be after {hi}."]
+        if errors:
+            raise ma.ValidationError(errors)
+
+
+class ArchiveListQuerySchema(ArchiveFiltersSchema):
+    limit = fields.Integer(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+                           metadata={"description": f"Page size, 1..{MAX_PAGE_SIZE}"})
+    cursor = fields.String(validate=validate.Length(min=1, max=1024),
+                           metadata={"description": "next_cursor of the previous page"})
+    order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]),
+                          metadata={"description": "By archive id: desc (newest first, default) or asc"})
+
+
+class ArchiveExportQuerySchema(ArchiveFiltersSchema):
+    format = fields.String(load_default="jsonl", validate=validate.OneOf(["jsonl", "csv"]),
+                           metadata={"description": "jsonl (lossless) or csv (payload flattened into columns)"})
+    order = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))
+
+
+class NoQuerySchema(ma.Schema):
+    """No query parameters are accepted."""
+
+
+class RestoreBodySchema(ma.Schema):
+    ids = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)),
+                      validate=validate.Length(min=1, max=MAX_RESTORE_IDS),
+                      metadata={"description": f"Archive row ids (at most {MAX_RESTORE_IDS})"})
+    filters = fields.Nested(ArchiveFiltersSchema, metadata={"description": "Same filters as the listing"})
+    all = fields.Boolean(load_default=False,
+                         metadata={"description": "Restore every archived row of the table (nothing else given)"})
+
+    @ma.validates_schema
+    def _selection(self, data: dict[str, Any], **kwargs: Any) -> None:
+        has_filters = bool({k: v for k, v in (data.get("filters") or {}).items() if v is not None})
+        has_ids = data.get("ids") is not None
+        if data.get("all"):
+            if has_ids or "filters" in data:
+                raise ma.ValidationError('"all" cannot be combined with "ids" or "filters".', "all")
+        elif not has_ids and not has_filters:
+            raise ma.ValidationError('Give "ids", non-empty "filters", or "all": true.', "_schema")
+
+
+# --- responses (documentation; rows are serialised with orjson) -------------
+
+class PolicySummarySchema(ma.Schema):
+    date_column = fields.String()
+    archive_after_days = fields.Integer()
+    delete_after_days = fields.Integer()
+    enabled = fields.Boolean()
+
+
+class ArchiveTableSchema(ma.Schema):
+    table_name = fields.String()
+    row_count = fields.Integer()
+    oldest_archived_at = fields.DateTime(allow_none=True)
+    newest_archived_at = fields.DateTime(allow_none=True)
+    oldest_row_date = fields.DateTime(allow_none=True)
+    newest_row_date = fields.DateTime(allow_none=True)
+    policy = fields.Nested(PolicySummarySchema, allow_none=True)
+
+
+class ArchiveTableListSchema(ma.Schema):
+    items = fields.List(fields.Nested(ArchiveTableSchema))
+
+
+class ArchivedRowSchema(ma.Schema):
+    id = fields.Integer()
+    source_pk = fields.String(metadata={"description": 'Canonical source key: "42" or "[\\"eu\\",42]"'})
+    row_date = fields.DateTime(allow_none=True)
+    archived_at = fields.DateTime()
+    payload = fields.Dict(metadata={"description": "The archived row, JSON-encoded per column"})
+
+
+class ArchivedRowPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(ArchivedRowSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as ?cursor= for the next page; "
+                                                                          "null on the last page"})
+
+
+class RestoreResultSchema(ma.Schema):
+    run_id = fields.Integer()
+    status = fields.String(metadata={"description": "succeeded, or partial when rows were left in the archive"})
+    restored = fields.Integer()
+    already_present = fields.Integer(metadata={"description": "identical row already in the source; "
+                                                              "archive copy removed"})
+    conflict_count = fields.Integer()
+    conflicts = fields.List(fields.String(), metadata={"description": "source_pk of rows whose key exists in the "
+                                                                      "source (first 100); left in the archive"})
+    failed_count = fields.Integer()
+    failed = fields.List(fields.String(), metadata={"description": "source_pk of rows that could not be inserted "
+                                                                   "(first 100); left in the archive"})
+    not_found = fields.List(fields.Integer(), metadata={"description": "requested ids not archived for this table"})

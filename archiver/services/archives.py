@@ -1,0 +1,306 @@
+"""Reading, exporting and restoring archived rows (the /archives use cases).
+
+Listing pages are one keyset query each (no OFFSET, no COUNT) and are
+serialised with orjson; the stored JSON payload text is passed through as an
+``orjson.Fragment`` instead of being parsed and re-encoded. Exports stream in
+keyset chunks, each read in its own short query.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Mapping
+
+import orjson
+import sqlalchemy as sa
+
+from ..engine.restore import (ArchiveFilters, RestoreError, RestoreResult, RestoreSelection,
+                              reflect_source_table, restore_rows)
+from ..engine.schema import archived_rows
+from ..errors import ApiError
+from ..extensions import db
+from ..models import ArchivePolicy, RunKind, RunStatus
+from . import runs
+from .cursors import decode_cursor, encode_cursor
+from .source_db import archive_engine, reflect_table, source_engine
+
+log = logging.getLogger(__name__)
+
+EXPORT_CHUNK_ROWS = 2000
+RESTORE_MAX_IDS = 10_000
+MAX_DB_ID = 2**63 - 1
+_C = archived_rows.c
+
+
+# --- helpers ---------------------------------------------------------------
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Aware UTC datetime (SQLite hands back naive values, which are UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _row_item(row: sa.Row) -> dict[str, Any]:
+    return {"id": row.id, "source_pk": row.source_pk, "row_date": _utc(row.row_date),
+            "archived_at": _utc(row.archived_at), "payload": orjson.Fragment(row.payload)}
+
+
+def _row_columns() -> tuple[Any, ...]:
+    # Payload as its stored JSON text: no parse + re-encode on the hot path.
+    return (_C.id, _C.source_pk, _C.row_date, _C.archived_at, sa.cast(_C.payload, sa.Text).label("payload"))
+
+
+def _keyset(stmt: sa.Select, order: str, last_id: int | None) -> sa.Select:
+    if order == "asc":
+        if last_id is not None:
+            stmt = stmt.where(_C.id > last_id)
+        return stmt.order_by(_C.id.asc())
+    if last_id is not None:
+        stmt = stmt.where(_C.id < last_id)
+    return stmt.order_by(_C.id.desc())
+
+
+def table_is_known(table_name: str) -> bool:
+    """A table is known when it has a policy or at least one archived row."""
+    with archive_engine().connect() as conn:
+        has_rows = conn.execute(sa.select(_C.id).where(_C.table_name == table_name).limit(1)).first()
+    if has_rows is not None:
+        return True
+    return db.session.execute(
+        sa.select(ArchivePolicy.id).where(ArchivePolicy.table_name == table_name)).first() is not None
+
+
+def ensure_known(table_name: str) -> None:
+    """404 unless the table has a policy or archived rows."""
+    if not table_is_known(table_name):
+        raise ApiError.not_found("No archive for this table")
+
+
+# --- tables overview ---------------------------------------------------------
+
+def table_summaries(granted: set[str] | None) -> list[dict[str, Any]]:
+    """Per-table archive statistics and policy; ``granted=None`` means every table (admin).
+
+    One aggregate query over archived_rows (GROUP BY table_name) plus one policy query.
+    """
+    stats = sa.select(_C.table_name, sa.func.count().label("row_count"),
+                      sa.func.min(_C.archived_at).label("oldest_archived_at"),
+                      sa.func.max(_C.archived_at).label("newest_archived_at"),
+                      sa.func.min(_C.row_date).label("oldest_row_date"),
+                      sa.func.max(_C.row_date).label("newest_row_date")).group_by(_C.table_name)
+    policies = sa.select(ArchivePolicy)
+    if granted is not None:
+        if not granted:
+            return []
+        stats = stats.where(_C.table_name.in_(sorted(granted)))
+        policies = policies.where(ArchivePolicy.table_name.in_(sorted(granted)))
+    with archive_engine().connect() as conn:
+        by_table = {r.table_name: r for r in conn.execute(stats)}
+    policy_by_table = {p.table_name: p for p in db.session.execute(policies).scalars()}
+    names = set(granted) if granted is not None else set(by_table) | set(policy_by_table)
+    out = []
+    for name in sorted(names):
+        r = by_table.get(name)
+        p = policy_by_table.get(name)
+        out.append({
+            "table_name": name,
+            "row_count": int(r.row_count) if r else 0,
+            "oldest_archived_at": _utc(r.oldest_archived_at) if r else None,
+            "newest_archived_at": _utc(r.newest_archived_at) if r else None,
+            "oldest_row_date": _utc(r.oldest_row_date) if r else None,
+            "newest_row_date": _utc(r.newest_row_date) if r else None,
+            "policy": None if p is None else {
+                "date_column": p.date_column, "archive_after_days": p.archive_after_days,
+                "delete_after_days": p.delete_after_days, "enabled": p.enabled},
+        })
+    return out
+
+
+# --- listing -----------------------------------------------------------------
+
+def list_rows_json(table_name: str, filters: ArchiveFilters, *, order: str = "desc", limit: int = 50,
+                   cursor: str | None = None, must_exist: bool = False) -> bytes:
+    """One page of archived rows as JSON bytes: ``{"items": [...], "next_cursor": str|null}``.
+
+    ``must_exist``: an empty first page of an unknown table is a 404 (admins).
+    """
+    fp = filters.fingerprint()
+    last_id = decode_cursor(cursor, table_name, order, fp) if cursor is not None else None
+    stmt = sa.select(*_row_columns()).where(_C.table_name == table_name, *filters.clauses())
+    stmt = _keyset(stmt, order, last_id).limit(limit + 1)
+    with archive_engine().connect() as conn:
+        rows = conn.execute(stmt).all()
+    if not rows and must_exist and cursor is None:
+        ensure_known(table_name)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(table_name, order, fp, rows[-1].id) if more else None
+    return orjson.dumps({"items": [_row_item(r) for r in rows], "next_cursor": next_cursor})
+
+
+def get_row_json(table_name: str, row_id: int) -> bytes:
+    """One archived row of ``table_name`` as JSON bytes; 404 if absent or of another table."""
+    if row_id < 1 or row_id > MAX_DB_ID:
+        raise ApiError.not_found("Archived row not found")
+    stmt = sa.select(*_row_columns()).where(_C.table_name == table_name, _C.id == row_id)
+    with archive_engine().connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        raise ApiError.not_found("Archived row not found")
+    return orjson.dumps(_row_item(row))
+
+
+# --- export ------------------------------------------------------------------
+
+@dataclass
+class ExportStream:
+    chunks: Iterator[bytes]
+    filename: str
+    mimetype: str
+
+
+def _safe_filename_part(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "table"
+
+
+def _export_batches(engine: sa.Engine, table_name: str, filters: ArchiveFilters,
+                    order: str) -> Iterator[list[sa.Row]]:
+    """Keyset chunks, each read in its own short query (no long transaction)."""
+    base = sa.select(*_row_columns()).where(_C.table_name == table_name, *filters.clauses())
+    last_id: int | None = None
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(_keyset(base, order, last_id).limit(EXPORT_CHUNK_ROWS)).all()
+        if not rows:
+            return
+        yield rows
+        if len(rows) < EXPORT_CHUNK_ROWS:
+            return
+        last_id = rows[-1].id
+
+
+def _jsonl_chunks(batches: Iterator[list[sa.Row]]) -> Iterator[bytes]:
+    for rows in batches:
+        yield b"".join(orjson.dumps(_row_item(r)) + b"\n" for r in rows)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else _utc(value).isoformat()
+
+
+def _csv_field(value: str | None) -> str:
+    # NULL is an unquoted empty field; every value is quoted (so "" is an empty string),
+    # the convention PostgreSQL's COPY ... CSV uses. Values are written exactly, not
+    # escaped against spreadsheet formula injection: the export must round-trip.
+    if value is None:
+        return ""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _csv_cell(value: Any, json_column: bool) -> str | None:
+    if value is None:
+        return None
+    if json_column or isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+CSV_META_COLUMNS = ("id", "source_pk", "row_date", "archived_at")
+CSV_PAYLOAD_PREFIX = "payload."
+
+
+def _csv_chunks(batches: Iterator[list[sa.Row]], table: sa.Table | None) -> Iterator[bytes]:
+    columns: list[str] = [c.name for c in table.columns] if table is not None else []
+    json_cols = {c.name for c in table.columns if isinstance(c.type, sa.JSON)} if table is not None else set()
+    header_sent = False
+    for rows in batches:
+        lines = []
+        for r in rows:
+            payload = orjson.loads(r.payload)
+            if not header_sent:
+                columns += [k for k in payload if k not in columns]
+                header = list(CSV_META_COLUMNS) + [CSV_PAYLOAD_PREFIX + c for c in columns]
+                lines.append(",".join(_csv_field(h) for h in header))
+                header_sent = True
+            cells = [str(r.id), r.source_pk, _iso(r.row_date), _iso(r.archived_at)]
+            cells += [_csv_cell(payload.get(c), c in json_cols) for c in columns]
+            lines.append(",".join(_csv_field(v) for v in cells))
+        yield ("\r\n".join(lines) + "\r\n").encode("utf-8")
+    if not header_sent:
+        header = list(CSV_META_COLUMNS) + [CSV_PAYLOAD_PREFIX + c for c in columns]
+        yield (",".join(_csv_field(h) for h in header) + "\r\n").encode("utf-8")
+
+
+def _reflect_or_none(table_name: str) -> sa.Table | None:
+    try:
+        return reflect_table(table_name)
+    except sa.exc.SQLAlchemyError:
+        log.warning("export of %s: source table could not be reflected; CSV columns from the first row",
+                    table_name)
+        return None
+
+
+def export_rows(table_name: str, filters: ArchiveFilters, *, fmt: str = "jsonl", order: str = "asc",
+                must_exist: bool = False) -> ExportStream:
+    """A lazily read export of the (filtered) archive of ``table_name`` as JSON Lines or CSV."""
+    if must_exist:
+        ensure_known(table_name)
+    engine = archive_engine()
+    batches = _export_batches(engine, table_name, filters, order)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    filename = f"{_safe_filename_part(table_name)}-archive-{stamp}.{fmt}"
+    if fmt == "csv":
+        return ExportStream(_csv_chunks(batches, _reflect_or_none(table_name)), filename, "text/csv")
+    return ExportStream(_jsonl_chunks(batches), filename, "application/x-ndjson")
+
+
+# --- restore -----------------------------------------------------------------
+
+def restore(table_name: str, selection: RestoreSelection, username: str) -> dict[str, Any]:
+    """Restore the selected archived rows into the source table, recorded as a ``restore`` run."""
+    ensure_known(table_name)
+    try:
+        reflect_source_table(source_engine(), table_name)
+    except RestoreError as exc:
+        raise ApiError.conflict(str(exc)) from None
+    run_id = runs.start_run(RunKind.RESTORE.value, table_name, runs.trigger_for_user(username))
+    try:
+        result = restore_rows(source_engine(), archive_engine(), table_name, selection)
+    except RestoreError as exc:
+        runs.finish_run(run_id, RunStatus.FAILED.value, error=str(exc))
+        raise ApiError.conflict(str(exc)) from None
+    except Exception as exc:
+        log.exception("restore of %s failed (run %s)", table_name, run_id)
+        db.session.rollback()
+        runs.finish_run(run_id, RunStatus.FAILED.value, error=f"restore failed: {type(exc).__name__}")
+        raise
+    status = RunStatus.SUCCEEDED if not (result.conflict_count or result.failed_count) else RunStatus.PARTIAL
+    runs.finish_run(run_id, status.value, _counts(result))
+    return {"run_id": run_id, "status": status.value, "restored": result.restored,
+            "already_present": result.already_present, "conflict_count": result.conflict_count,
+            "conflicts": result.conflicts, "failed_count": result.failed_count, "failed": result.failed,
+            "not_found": result.not_found}
+
+
+def _counts(result: RestoreResult) -> runs.RunCounts:
+    return runs.RunCounts(rows_read=result.rows_read, rows_written=result.restored,
+                          rows_deleted=result.archive_deleted,
+                          rows_conflict=result.conflict_count + result.failed_count, batches=result.batches)
+
+
+def selection_from_request(data: Mapping[str, Any]) -> RestoreSelection:
+    """The restore selection from a validated request body."""
+    ids = data.get("ids")
+    return RestoreSelection(ids=tuple(ids) if ids is not None else None,
+                            filters=ArchiveFilters.from_mapping(data.get("filters")))

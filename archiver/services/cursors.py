@@ -1,0 +1,44 @@
+"""Opaque, signed keyset cursors for archive listings.
+
+A cursor carries the last id of a page plus what it is valid for (table,
+order, a hash of the filters). It is signed with the app's secret, so a
+tampered cursor, or one from another table, order or filter set, is refused.
+"""
+from __future__ import annotations
+
+from flask import current_app
+from itsdangerous import BadData, URLSafeSerializer
+
+from ..errors import ApiError
+
+_SALT = "archiver.archives.cursor.v1"
+MAX_CURSOR_LENGTH = 1024
+
+
+def _serializer() -> URLSafeSerializer:
+    secret = current_app.config.get("SECRET_KEY") or current_app.config["JWT_SECRET_KEY"]
+    return URLSafeSerializer(secret, salt=_SALT)
+
+
+def encode_cursor(table_name: str, order: str, filters_hash: str, last_id: int) -> str:
+    """The cursor for the page that follows ``last_id``."""
+    return _serializer().dumps({"t": table_name, "o": order, "f": filters_hash, "i": last_id})
+
+
+def decode_cursor(token: str, table_name: str, order: str, filters_hash: str) -> int:
+    """The last id inside ``token``; 400 if it is forged or was issued for another listing."""
+    invalid = ApiError.bad_request("Invalid cursor", {"cursor": ["Not a cursor issued for this listing"]},
+                                   code="invalid_cursor")
+    if not token or len(token) > MAX_CURSOR_LENGTH:
+        raise invalid
+    try:
+        data = _serializer().loads(token)
+    except (BadData, ValueError, TypeError):
+        raise invalid from None
+    if not isinstance(data, dict):
+        raise invalid
+    last_id = data.get("i")
+    if (data.get("t") != table_name or data.get("o") != order or data.get("f") != filters_hash
+            or not isinstance(last_id, int) or isinstance(last_id, bool) or last_id < 0):
+        raise invalid
+    return last_id
