@@ -7,7 +7,7 @@ from flask_smorest import Api, Blueprint as _SmorestBlueprint
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException
 
 from .errors import HTTP_CODES, ErrorSchema, error_body
@@ -28,6 +28,12 @@ class Base(DeclarativeBase):
 class _Parser(FlaskParser):
     # Bad input is a 400 in this service, not webargs' default 422.
     DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req):
+        # A body sent with a non-JSON content type is a 415, not silently "no body".
+        if req.content_length and not is_json_request(req):
+            abort(415)
+        return super()._raw_load_json(req)
 
 
 class Blueprint(_SmorestBlueprint):
