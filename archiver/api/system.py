@@ -1,24 +1,65 @@
 """Liveness, readiness and the scheduler's job list."""
 from __future__ import annotations
 
-from flask import jsonify
+from functools import wraps
+from typing import Any, Callable
 
-from ..errors import ApiError
+from flask_jwt_extended import current_user
+
+from ..errors import ApiError, ErrorSchema
 from ..extensions import Blueprint
-from ..services import database
+from ..services import database, scheduler_info
+from .schemas.system import (HealthSchema, ReadySchema, SchedulerStatusSchema, TestJobRequestSchema,
+                             TestJobScheduledSchema, TestRunsSchema)
+from .security import admin_required
 
 blp = Blueprint("system", __name__, description="Health, readiness and scheduler")
 
 
+_ERRORS = {
+    400: "Invalid body; `details` names the bad field",
+    401: "Missing, invalid or expired access token",
+    403: "Admin role required",
+    405: "Method not allowed",
+    409: "The scheduler is not running in this process",
+    415: "Body is not JSON",
+    503: "A database is unreachable; `details.failed` names it",
+}
+
+
+def _errors(*statuses: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Document error responses (the JSON error envelope) for a view."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for status in statuses:
+            fn = blp.alt_response(status, schema=ErrorSchema, description=_ERRORS[status])(fn)
+        return fn
+    return decorate
+
+
+def _admin_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Admin by token *and* still admin in the database."""
+    @wraps(fn)
+    @admin_required
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_admin:
+            raise ApiError.forbidden("Admin role required")
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 @blp.route("/health")
 @blp.doc(security=[])
+@blp.response(200, HealthSchema)
+@_errors(405)
 def health():
     """Liveness: the process answers (no database access)."""
     return {"status": "ok"}
 
 
 @blp.route("/ready")
-@blp.doc(security=[], responses={503: {"description": "A database is unreachable"}})
+@blp.doc(security=[])
+@blp.response(200, ReadySchema)
+@_errors(405, 503)
 def ready():
     """Readiness: both databases answer, else 503 naming the failed ones."""
     failed = []
@@ -30,3 +71,35 @@ def ready():
     if failed:
         raise ApiError.unavailable(f"Database unreachable: {', '.join(failed)}", {"failed": failed})
     return {"status": "ready", "databases": {"archive": "ok", "source": "ok"}}
+
+
+@blp.route("/system/scheduler/jobs", methods=["GET"])
+@blp.response(200, SchedulerStatusSchema)
+@_errors(401, 403)
+@_admin_only
+def scheduler_jobs():
+    """The in-process scheduler: running or not, its jobs with trigger and next run time, recent test runs."""
+    return scheduler_info.scheduler_status()
+
+
+@blp.route("/system/scheduler/test", methods=["POST"])
+@blp.response(202, TestJobScheduledSchema)
+@_errors(400, 401, 403, 409, 415)
+@_admin_only
+@blp.arguments(TestJobRequestSchema, required=False)
+def scheduler_test(data: dict[str, Any]):
+    """Schedule a one-off test job `delay_seconds` (1-60, default 3) from now.
+
+    Its run shows up in `GET /system/scheduler/test` (and in the job list's
+    `test_runs`). 409 if the scheduler is not running in this process.
+    """
+    return scheduler_info.schedule_test_job(data["delay_seconds"])
+
+
+@blp.route("/system/scheduler/test", methods=["GET"])
+@blp.response(200, TestRunsSchema)
+@_errors(401, 403)
+@_admin_only
+def scheduler_test_runs():
+    """Recorded runs of the test job in this process (last 20, newest last)."""
+    return {"runs": scheduler_info.recorded_test_runs()}
