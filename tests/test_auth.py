@@ -267,3 +267,20 @@ def test_me_for_admin(client, accounts):
     headers = accounts.admin("root")
     body = client.get("/auth/me", headers=headers).get_json()
     assert body["username"] == "root" and body["role"] == "admin"
+
+
+@pytest.mark.parametrize("path, username, password, status", [
+    ("/auth/signup", "bob", "\\ud800" * 8, 400),
+    ("/auth/signup", "b\\ud800b", PASSWORD, 400),
+    ("/auth/signup", "bo\\u0000b", PASSWORD, 400),
+    ("/auth/login", "alice", "\\ud800" * 8, 401),
+    ("/auth/login", "al\\ud800", PASSWORD, 401),
+    ("/auth/login", "al\\u0000ice", PASSWORD, 401),
+    ("/auth/login", "a" * 5000, PASSWORD, 401),
+])
+def test_unencodable_or_odd_input_is_never_a_500(client, accounts, path, username, password, status):
+    """Lone surrogates and NUL are valid JSON escapes but not valid UTF-8 / SQL text."""
+    accounts.create("alice")
+    raw = '{"username": "%s", "password": "%s"}' % (username, password)
+    resp = client.post(path, data=raw, content_type="application/json")
+    assert_error(resp, status)

@@ -150,3 +150,11 @@ def test_terminal_short_password_fails(app, runner, tty):
     assert result.exit_code != 0
     assert "at least 8 characters" in result.output
     assert user_count(app) == 0
+
+
+def test_undecodable_password_on_stdin_fails_cleanly(app, runner):
+    result = create_admin(runner, "root", b"\xff\xfe\xfdpassword\n")
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert user_count(app) == 0

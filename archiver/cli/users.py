@@ -26,7 +26,10 @@ def _read_password() -> str:
         if first != second:
             raise click.ClickException("The two passwords do not match.")
         return first
-    line = sys.stdin.readline()
+    try:
+        line = sys.stdin.readline()
+    except UnicodeDecodeError:
+        raise click.ClickException("The password on stdin is not valid text in the terminal's encoding.") from None
     if not line:
         raise click.ClickException("No password given on stdin (expected it on the first line).")
     return line.rstrip("\r\n")

@@ -42,7 +42,8 @@ def authenticate(username: str, password: str) -> User:
     Unknown user, wrong password and deactivated user are indistinguishable
     (same body, and a bcrypt check is done in every case).
     """
-    user = users.find_by_username(username) if isinstance(username, str) else None
+    # A name that breaks the username rules cannot exist; do not send it to the database.
+    user = users.find_by_username(username) if users.username_problem(username) is None else None
     if user is None:
         check_password(password, _dummy_hash())
         raise _bad_credentials()

@@ -11,7 +11,11 @@ def password_problem(password: str) -> str | None:
     """Why ``password`` is not acceptable, or None if it is."""
     if len(password) < MIN_LENGTH:
         return f"Password must be at least {MIN_LENGTH} characters"
-    if len(password.encode("utf-8")) > MAX_BYTES:
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (valid in JSON "\ud800", not in UTF-8)
+        return "Password must be valid Unicode text"
+    if len(encoded) > MAX_BYTES:
         return f"Password must be at most {MAX_BYTES} bytes"
     return None
 
@@ -21,7 +25,10 @@ def hash_password(password: str, rounds: int = 12) -> str:
 
 
 def check_password(password: str, password_hash: str) -> bool:
-    encoded = password.encode("utf-8")
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     if len(encoded) > MAX_BYTES:
         return False
     try:
