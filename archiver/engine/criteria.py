@@ -31,8 +31,9 @@ Decisions:
 * NULL only in ``IS [NOT] NULL``. No function calls at all (not even
   ``lower``), no casts, no arithmetic, no bitwise or ``||`` operators, no
   subqueries, no ``*``, no placeholders or variables, no comments, no ``;``.
-* Literals are checked against the column type: numbers for numeric columns,
-  TRUE/FALSE for booleans, strings for text, ISO 8601 strings for
+* Literals are checked against the column type: numbers for numeric columns
+  (TRUE/FALSE also mean 1/0 for integer columns, as MySQL booleans are
+  TINYINT), TRUE/FALSE for booleans, strings for text, ISO 8601 strings for
   date/time columns (converted to date/datetime/time), UUID text for UUIDs,
   an enum's own values for enums. JSON/binary/array columns allow only
   ``IS [NOT] NULL``.
@@ -260,11 +261,8 @@ _FORBIDDEN: list[tuple[tuple[type, ...], str]] = [
      "only plain 'quoted' string literals are allowed"),
 ]
 
-# Column categories, from the reflected type's Python type.
-_TEMPORAL = ("datetime", "date", "time")
-
-
 def _category(column: sa.Column) -> str:
+    """What literals a column takes, from its reflected type's Python type ("any" if unknown)."""
     try:
         py = column.type.python_type
     except NotImplementedError:
@@ -284,6 +282,13 @@ def _category(column: sa.Column) -> str:
     if issubclass(py, uuid.UUID):
         return "uuid"
     return "other"
+
+
+def _is_integer(column: sa.Column) -> bool:
+    try:
+        return issubclass(column.type.python_type, int)
+    except NotImplementedError:
+        return False
 
 
 def _group(category: str) -> str:
@@ -306,6 +311,10 @@ def _forbidden(node: exp.Expr) -> CriteriaError:
         name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
         return CriteriaError(f"function calls are not allowed: {_snip(str(name).upper(), 30)}")
     return CriteriaError(f"not allowed in custom criteria: {_snip(node.key.upper(), 30)}")
+
+
+def _not_a_condition(what: str) -> CriteriaError:
+    return CriteriaError(f"expected a condition such as status = 'x', found {what}")
 
 
 class _Literal:
@@ -352,14 +361,10 @@ class _Compiler:
         if isinstance(node, exp.Is):
             return self._is(node, negate=bool(node.args.get("negate")))
         if isinstance(node, exp.Column):
-            return self._not_a_condition(f"column {_snip(self._column_label(node), 30)}")
+            raise _not_a_condition(f"column {_snip(self._column_label(node), 30)}")
         if type(node) is exp.Literal or isinstance(node, (exp.Boolean, exp.Null, exp.Neg)):
-            return self._not_a_condition("a literal")
+            raise _not_a_condition("a literal")
         raise _forbidden(node)
-
-    @staticmethod
-    def _not_a_condition(what: str) -> ColumnElement[bool]:
-        raise CriteriaError(f"expected a condition such as status = 'x', found {what}")
 
     @staticmethod
     def _flatten(node: exp.Expr) -> list[exp.Expr]:
@@ -583,6 +588,8 @@ def _coerce(column: sa.Column, literal: _Literal) -> Any:
             raise CriteriaError(expects)
         return literal.value
     if category == "number":
+        if literal.kind == "bool" and _is_integer(column):
+            return int(literal.value)  # MySQL's BOOLEAN is TINYINT(1): TRUE/FALSE mean 1/0
         if literal.kind != "number":
             raise CriteriaError(expects)
         return literal.value
