@@ -1,0 +1,28 @@
+#!/bin/sh
+# Container start: create the archive schema (idempotent), optionally seed the
+# demo data, then serve the app with waitress on 0.0.0.0:$PORT. The scheduler
+# starts inside the waitress process (not in these flask CLI commands).
+set -eu
+
+PORT="${PORT:-8000}"
+THREADS="${WAITRESS_THREADS:-8}"
+TRIES="${DB_WAIT_SECONDS:-60}"
+
+# The database may still be starting (compose waits for its healthcheck, other
+# orchestrators may not): retry init-db for up to DB_WAIT_SECONDS.
+n=0
+until flask --app archiver init-db; do
+  n=$((n + 1))
+  if [ "$n" -ge "$TRIES" ]; then
+    echo "archiver: init-db failed for ${TRIES}s; giving up" >&2
+    exit 1
+  fi
+  echo "archiver: database not ready, retrying in 1s ($n/$TRIES)" >&2
+  sleep 1
+done
+
+case "${SEED_DEMO:-0}" in
+  1|true|yes|on) flask --app archiver seed-demo ;;
+esac
+
+exec waitress-serve --host 0.0.0.0 --port "$PORT" --threads "$THREADS" wsgi:app
