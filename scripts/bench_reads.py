@@ -1,0 +1,208 @@
+"""Read and purge benchmarks on PostgreSQL (used by scripts/bench.py --reads / --purge).
+
+Reads: N archived ``events`` rows are built server-side (generate_series →
+jsonb payloads) in a bench archive database; the service runs under waitress
+(8 threads, loopback, scheduler off) and ``wrk -t2 -c8 --latency`` hits
+``GET /archives/events?limit=100`` on the first page and on a page 5,000 pages
+deep (its cursor is minted by the app's own cursor service, then checked over
+HTTP before wrk runs).
+
+Purge: the same rows, archived 366+ days ago under a policy with
+delete_after_days=365, are purged by ``purge-now`` in a child process.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from scripts import bench_data as data
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scripts.bench import Bench
+
+PAGE = 100
+DEEP_PAGES = 5000
+
+POPULATE_ARCHIVE = """
+INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at)
+SELECT 'events', g::text,
+       jsonb_build_object(
+         'id', g,
+         'created_at', to_char(t.ts, 'YYYY-MM-DD"T"HH24:MI:SS'),
+         'user_id', g % 5000,
+         'kind', (ARRAY['click','view','buy','refund'])[1 + g % 4],
+         'amount', ((g % 100000) / 100.0)::numeric(12,2)::text,
+         'note', substr(md5(g::text) || md5((g+1)::text) || md5((g+2)::text) || md5((g+3)::text), 1, 100)),
+       t.ts AT TIME ZONE 'UTC',
+       TIMESTAMPTZ '{anchor}+00' - INTERVAL '366 days' - (g % 30) * INTERVAL '1 day'
+FROM generate_series(1, {n}) AS g,
+     LATERAL (SELECT TIMESTAMP '{anchor}' - (30 + g % 370) * INTERVAL '1 day'
+                     - (7200 + g % 72000) * INTERVAL '1 second' AS ts) AS t
+ORDER BY g"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, token: str, timeout: float = 30) -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(text: str) -> dict[str, float | None]:
+    """req/s, p50/p99 in ms and the non-2xx count from ``wrk --latency`` output."""
+    def latency(pct: str) -> float | None:
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        return float(m.group(1)) * _UNITS[m.group(2)] if m else None
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:.*", text)
+    return {"rps": float(rps.group(1)) if rps else None, "p50": latency("50"), "p99": latency("99"),
+            "non2xx": float(bad.group(1)) if bad else 0.0, "socket_errors": 1.0 if errors else 0.0}
+
+
+def wrk(url: str, token: str, seconds: int) -> tuple[dict[str, float | None], str]:
+    done = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}",
+                           url], capture_output=True, text=True, timeout=seconds + 60)
+    return parse_wrk(done.stdout), done.stdout
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
+    from scripts.bench import ROOT
+    proc = subprocess.Popen([sys.executable, "-m", "waitress", "--host", "127.0.0.1", "--port", str(port),
+                             "--threads", "8", "--call", "archiver:create_app"],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"waitress exited: {(proc.stderr.read() if proc.stderr else '')[-500:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    stop_server(proc)
+    raise RuntimeError("waitress did not answer /health within 60 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run(b: "Bench", n: int, reads: bool = True, purge: bool = True) -> list[tuple[str, list[str]]]:
+    """The read and/or purge benchmark over ``n`` archived rows; markdown sections."""
+    from scripts.bench import child_problem, log, worker
+
+    pg = b.pg
+    anchor = data.make_anchor()
+    src_url, arch_url = pg.url_for("bench_rsrc"), pg.url_for("bench_rarch")
+    env = b.project_env(src_url, arch_url)
+    sections: list[tuple[str, list[str]]] = []
+    deep_after = max(1, n - DEEP_PAGES * PAGE) if n > DEEP_PAGES * PAGE + PAGE else max(1, n // 2)
+    try:
+        pg.create("bench_rsrc")
+        pg.execute(data.PG_EVENTS_DDL, "bench_rsrc")
+        pg.create("bench_rarch")
+        setup = b.setup_project(env, "--admin", "bench_admin", "--cursor-after-id", str(deep_after))
+        problem = child_problem(setup)
+        if problem:
+            return [("Reads / purge", [f"not run: {problem}"])]
+        log(f"archive: building {n:,} archived events rows")
+        t0 = time.perf_counter()
+        pg.execute(POPULATE_ARCHIVE.format(anchor=anchor.isoformat(sep=" "), n=int(n)), "bench_rarch")
+        pg.execute("VACUUM ANALYZE archived_rows", "bench_rarch")
+        log(f"archive: built in {time.perf_counter() - t0:.1f}s")
+        if reads:
+            sections.append((f"Archive reads with {n:,} archived rows (GET /archives/events?limit={PAGE}, "
+                             f"waitress 8 threads, wrk -t2 -c8 -d{b.args.wrk_seconds}s)",
+                             read_bench(b, env, setup.result, n, deep_after)))
+        if purge:
+            pg.checkpoint()
+            child = worker("purge", "--table", data.TABLE, env=env)
+            problem = child_problem(child)
+            if problem:
+                lines = [f"not run: {problem}"]
+            else:
+                left = data.count_rows(arch_url, "archived_rows", f"table_name = '{data.TABLE}'")
+                purged = n - left
+                rate = purged / child.result["seconds"] if child.result["seconds"] else 0
+                lines = ["| rows purged | seconds | rows/s | peak MB | left |", "|---:|---:|---:|---:|---:|",
+                         f"| {purged:,} | {child.result['seconds']:.2f} | {rate:,.0f} | {child.peak_kb / 1024:.0f} "
+                         f"| {left:,} |"]
+                log(f"purge: {purged} rows in {child.result['seconds']:.2f}s, {left} left")
+            sections.append((f"Purge of {n:,} archived rows on PostgreSQL (purge-now, delete_after_days="
+                             f"{data.DELETE_AFTER_DAYS})", lines))
+    finally:
+        if not b.args.keep:
+            pg.drop("bench_rsrc")
+            pg.drop("bench_rarch")
+    return sections
+
+
+def read_bench(b: "Bench", env: dict[str, str], setup: dict[str, Any], n_rows: int, deep_after: int) -> list[str]:
+    from scripts.bench import log
+
+    if not shutil.which("wrk"):
+        return ["not run: wrk is not installed (apt-get install wrk)"]
+    token = setup.get("token")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/archives/{data.TABLE}?limit={PAGE}"
+    server = start_server(env, port)
+    lines = ["| page | req/s | p50 ms | p99 ms | non-2xx | target |", "|---|---:|---:|---:|---:|---|"]
+    try:
+        status, body = http_get(base, token)
+        if status != 200 or not isinstance(body, dict) or len(body.get("items") or []) != PAGE:
+            return [f"not run: first page answered {status}"]
+        pages = [("first", base)]
+        cursor = setup.get("cursor")
+        if cursor:
+            deep_url = f"{base}&cursor={urllib.parse.quote(cursor)}"
+            status, body = http_get(deep_url, token)
+            first_id = (body or {}).get("items", [{}])[0].get("id") if status == 200 else None
+            if first_id != deep_after - 1:
+                lines.append(f"| deep page | not run: the minted cursor answered {status}, "
+                             f"first id {first_id} (expected {deep_after - 1}) | | | | |")
+            else:
+                pages.append((f"{(n_rows - deep_after) // PAGE:,} pages deep (id < {deep_after:,})", deep_url))
+        else:
+            lines.append(f"| deep page | n/a (no cursor service to mint a cursor) | | | | |")
+        wrk(base, token, 3)  # warm-up
+        for name, url in pages:
+            stats, raw = wrk(url, token, b.args.wrk_seconds)
+            log(f"reads {name}: {stats}")
+            ok = (stats["p99"] is not None and stats["p99"] <= 100 and (stats["rps"] or 0) >= 200
+                  and not stats["non2xx"])
+            lines.append(f"| {name} | {fmt(stats['rps'])} | {fmt(stats['p50'], 1)} | {fmt(stats['p99'], 1)} "
+                         f"| {int(stats['non2xx'] or 0)} | {'met' if ok else 'NOT met'} (p99 ≤ 100 ms, ≥ 200 req/s) |")
+    finally:
+        stop_server(server)
+    return lines
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
