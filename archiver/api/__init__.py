@@ -6,11 +6,13 @@ from flask import Flask
 from ..extensions import openapi
 from . import archives, auth, config, runs, system, users
 from .errors import register_error_handlers
+from .input_guard import register_input_guard
 
 BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.blp)
 
 
 def register_blueprints(app: Flask) -> None:
+    register_input_guard(app)
     openapi.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     for blp in BLUEPRINTS:

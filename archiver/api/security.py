@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import wraps
 from typing import Any, Callable, TypeVar
 
-from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
+from flask_jwt_extended import get_current_user, get_jwt, get_jwt_identity, jwt_required
 
 from ..errors import ApiError
 
@@ -20,7 +20,11 @@ def caller_id() -> int:
 
 
 def is_admin() -> bool:
-    return claims().get("role") == "admin"
+    """Admin by the token's role and still admin in the database (a demotion bites at once)."""
+    if claims().get("role") != "admin":
+        return False
+    user = get_current_user()
+    return user is not None and user.is_admin
 
 
 def permitted_tables() -> set[str]:
