@@ -275,6 +275,9 @@ def restore(table_name: str, selection: RestoreSelection, username: str) -> dict
     except RestoreError as exc:
         raise ApiError.conflict(str(exc)) from None
     run_id = runs.start_run(RunKind.RESTORE.value, table_name, runs.trigger_for_user(username))
+    # End the session's read transaction now: on SQLite a snapshot taken before the restore's
+    # archive writes would make finish_run's UPDATE fail with "database is locked".
+    db.session.rollback()
     try:
         result = restore_rows(source_engine(), archive_engine(), table_name, selection)
     except RestoreError as exc:
