@@ -195,3 +195,8 @@ def test_revoked_table_permission_stops_reads(app, client, accounts, admin, sour
         user.permissions = []
         db.session.commit()
     assert client.get("/config/orders", headers=analyst).status_code == 403
+
+
+def test_timestamps_are_utc_with_offset(client, admin, source_tables):
+    body = client.post("/config", json=GOOD, headers=admin).get_json()
+    assert body["created_at"].endswith("+00:00") and body["updated_at"].endswith("+00:00")

@@ -1,6 +1,8 @@
 """Archive policy bodies (POST /config) and their representation."""
 from __future__ import annotations
 
+from datetime import timezone
+
 import marshmallow as ma
 from marshmallow import fields
 from marshmallow.validate import Length, Range
@@ -39,6 +41,15 @@ class PolicyInSchema(ma.Schema):
     enabled = fields.Boolean(load_default=rules.DEFAULTS["enabled"])
 
 
+class UtcDateTime(fields.DateTime):
+    """ISO-8601 in UTC; naive values (SQLite keeps no zone) are taken as UTC."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None:
+            value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 class PolicySchema(ma.Schema):
     """A stored policy."""
 
@@ -50,6 +61,6 @@ class PolicySchema(ma.Schema):
     custom_criteria = fields.String(allow_none=True)
     batch_size = fields.Integer()
     enabled = fields.Boolean()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
     updated_by = fields.String(allow_none=True, metadata={"description": "Username of the last change"})
