@@ -67,8 +67,7 @@ def _keyset(stmt: sa.Select, order: str, last_id: int | None) -> sa.Select:
 
 def table_is_known(table_name: str) -> bool:
     """A table is known when it has a policy or at least one archived row."""
-    with archive_engine().connect() as conn:
-        has_rows = conn.execute(sa.select(_C.id).where(_C.table_name == table_name).limit(1)).first()
+    has_rows = db.session.execute(sa.select(_C.id).where(_C.table_name == table_name).limit(1)).first()
     if has_rows is not None:
         return True
     return db.session.execute(
@@ -99,8 +98,7 @@ def table_summaries(granted: set[str] | None) -> list[dict[str, Any]]:
             return []
         stats = stats.where(_C.table_name.in_(sorted(granted)))
         policies = policies.where(ArchivePolicy.table_name.in_(sorted(granted)))
-    with archive_engine().connect() as conn:
-        by_table = {r.table_name: r for r in conn.execute(stats)}
+    by_table = {r.table_name: r for r in db.session.execute(stats)}
     policy_by_table = {p.table_name: p for p in db.session.execute(policies).scalars()}
     names = set(granted) if granted is not None else set(by_table) | set(policy_by_table)
     out = []
@@ -133,8 +131,8 @@ def list_rows_json(table_name: str, filters: ArchiveFilters, *, order: str = "de
     last_id = decode_cursor(cursor, table_name, order, fp) if cursor is not None else None
     stmt = sa.select(*_row_columns()).where(_C.table_name == table_name, *filters.clauses())
     stmt = _keyset(stmt, order, last_id).limit(limit + 1)
-    with archive_engine().connect() as conn:
-        rows = conn.execute(stmt).all()
+    # The request's session connection (already checked out for the token's user lookup).
+    rows = db.session.execute(stmt).all()
     if not rows and must_exist and cursor is None:
         ensure_known(table_name)
     more = len(rows) > limit
@@ -148,8 +146,7 @@ def get_row_json(table_name: str, row_id: int) -> bytes:
     if row_id < 1 or row_id > MAX_DB_ID:
         raise ApiError.not_found("Archived row not found")
     stmt = sa.select(*_row_columns()).where(_C.table_name == table_name, _C.id == row_id)
-    with archive_engine().connect() as conn:
-        row = conn.execute(stmt).first()
+    row = db.session.execute(stmt).first()
     if row is None:
         raise ApiError.not_found("Archived row not found")
     return orjson.dumps(_row_item(row))
