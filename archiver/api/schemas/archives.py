@@ -150,4 +150,5 @@ class RestoreResultSchema(ma.Schema):
     failed_count = fields.Integer()
     failed = fields.List(fields.String(), metadata={"description": "source_pk of rows that could not be inserted "
                                                                    "(first 100); left in the archive"})
-    not_found = fields.List(fields.Integer(), metadata={"description": "requested ids not archived for this table"})
+    not_found = fields.List(fields.Integer(), metadata={"description": "requested ids not archived for this table "
+                                                                    "(or not matching the filters)"})
