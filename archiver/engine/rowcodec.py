@@ -15,6 +15,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
+import orjson
 import sqlalchemy as sa
 
 
@@ -33,8 +34,10 @@ def encode_value(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, (dict, list)):
-        return value
+    if isinstance(value, dict):
+        return {str(k): encode_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v) for v in value]
     return str(value)
 
 
@@ -121,3 +124,120 @@ def decode_row(payload: Mapping[str, Any], columns: Iterable[sa.Column]) -> dict
         if col.name in payload:
             out[col.name] = decode_value(payload[col.name], col.type)
     return out
+
+
+# --- fast path: one encoder per table -------------------------------------
+
+def _float_or_text(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _b64(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return encode_value(value)
+
+
+def _converter_for(col_type: sa.types.TypeEngine) -> Any:
+    """The Python-side conversion a column needs before orjson, or None.
+
+    orjson already writes int/str/bool/None/date/datetime/time/UUID/dict/list
+    exactly as :func:`encode_value` does; floats need the non-finite check
+    (orjson would write null), Decimal/bytes/intervals/arrays go through
+    :func:`encode_value`.
+    """
+    if isinstance(col_type, sa.types.TypeDecorator):
+        col_type = col_type.impl_instance if hasattr(col_type, "impl_instance") else col_type.impl
+    if isinstance(col_type, (sa.Integer, sa.String, sa.Boolean, sa.Date, sa.DateTime, sa.Uuid, sa.JSON)):
+        return None
+    if isinstance(col_type, sa.Float) and not getattr(col_type, "asdecimal", False):
+        return _float_or_text
+    if isinstance(col_type, sa.LargeBinary) or isinstance(col_type, sa.types._Binary):
+        return _b64
+    return encode_value
+
+
+def _orjson_default(value: Any) -> Any:
+    out = encode_value(value)
+    if out is value:  # pragma: no cover - encode_value always changes unsupported types
+        return str(value)
+    return out
+
+
+class RowEncoder:
+    """Encode result rows of one table (in ``columns`` order) to JSON payload text.
+
+    ``dumps(row)`` equals ``orjson.dumps(encode_row(dict(zip(names, row))))``
+    (the generic encoding) but converts only the columns whose type needs it.
+    """
+
+    def __init__(self, columns: Sequence[sa.Column]) -> None:
+        self.names = [str(c.name) for c in columns]  # plain str: orjson refuses str subclasses as keys
+        self._converters = [(i, fn) for i, c in enumerate(columns) if (fn := _converter_for(c.type)) is not None]
+
+    def payload(self, row: Sequence[Any]) -> dict[str, Any]:
+        """The payload as a dict (the generic encoding, used as the reference)."""
+        return {name: encode_value(value) for name, value in zip(self.names, row)}
+
+    def dumps(self, row: Sequence[Any]) -> str:
+        values = list(row)
+        for i, fn in self._converters:
+            v = values[i]
+            if v is not None:
+                values[i] = fn(v)
+        try:
+            return orjson.dumps(dict(zip(self.names, values))).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            # A value of a type the column did not announce (SQLite is dynamically typed,
+            # integers beyond 64 bits, aware times, ...): fall back to the generic encoding.
+            payload = self.payload(row)
+            try:
+                return orjson.dumps(payload, default=_orjson_default).decode()
+            except TypeError:  # integers beyond 64 bits: the standard library writes them
+                return json.dumps(payload, default=_orjson_default, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- SQLite: date/time columns hold text in any format ----------------------
+
+class _LenientText(sa.types.TypeDecorator):
+    """Read a SQLite date/time column without failing on text SQLAlchemy cannot parse."""
+
+    impl = sa.String
+    cache_ok = True
+    _parse: Any = None
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return type(self)._parse(value)
+            except ValueError:
+                return value  # kept verbatim in the payload
+        return value
+
+
+class LenientSQLiteDateTime(_LenientText):
+    cache_ok = True
+    _parse = staticmethod(datetime.fromisoformat)
+
+
+class LenientSQLiteDate(_LenientText):
+    cache_ok = True
+    _parse = staticmethod(date.fromisoformat)
+
+
+class LenientSQLiteTime(_LenientText):
+    cache_ok = True
+    _parse = staticmethod(time.fromisoformat)
+
+
+def lenient_sqlite_type(col_type: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
+    """A lenient replacement for a SQLite DATETIME/DATE/TIME column type, else None."""
+    if isinstance(col_type, sa.DateTime):
+        return LenientSQLiteDateTime()
+    if isinstance(col_type, sa.Date):
+        return LenientSQLiteDate()
+    if isinstance(col_type, sa.Time):
+        return LenientSQLiteTime()
+    return None

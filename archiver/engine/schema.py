@@ -27,10 +27,12 @@ archived_rows = Table(
     Index("ix_archived_rows_table_row_date", "table_name", "row_date"),
 )
 
-# One runner per table across processes: a row per table with an expiry.
+# One runner per (table, job kind) across processes: a row with a holder and an expiry
+# (see engine/lease.py). Archive and purge of one table take different leases.
 table_leases = Table(
     "table_leases", metadata,
     Column("table_name", String(255), primary_key=True),
+    Column("kind", String(16), primary_key=True, default="archive"),
     Column("holder", String(255), nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),

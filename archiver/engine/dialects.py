@@ -1,0 +1,350 @@
+"""Per-dialect SQL: the seam where fast paths plug in without changing callers.
+
+Two strategy objects, looked up by SQLAlchemy dialect name:
+
+* :class:`SourceOps` (source side): how a connection is opened for a batch
+  (row locks / SQLite write lock), the age predicate, the keyset SELECT,
+  turning rows into archive records (:meth:`SourceOps.fetch_batch`), the
+  DELETE by keys and the dry-run COUNT.
+* :class:`ArchiveOps` (archive side): the bulk upsert into ``archived_rows``
+  and the bounded purge batch.
+
+A fast path (PostgreSQL COPY, server-side JSON, ...) is a subclass registered
+with :func:`register_source_ops` / :func:`register_archive_ops`; the engine
+only calls the methods below. Every batch is set-based: one SELECT, one bulk
+upsert, one DELETE (chunked only past the driver's parameter limit).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from .errors import UnsupportedDateColumn
+from .plan import TablePlan
+from .rowcodec import canonical_pk, lenient_sqlite_type, to_utc_datetime
+from .schema import archived_rows
+
+
+@dataclass
+class Batch:
+    """One locked batch: its primary keys (DB order), the last key, and archive records.
+
+    ``records`` are dicts with ``source_pk`` (canonical text), ``payload``
+    (JSON text) and ``row_date`` (aware UTC datetime or None).
+    """
+
+    keys: list[tuple]
+    last_key: tuple | None
+    records: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+# --------------------------------------------------------------------------- source
+
+class SourceOps:
+    """Source-side operations (portable SQLAlchemy Core; row locks with FOR UPDATE)."""
+
+    #: DELETE ... IN (...) is split so that one statement stays under this many parameters.
+    max_params = 30000
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # connections -----------------------------------------------------------
+    def connect(self) -> sa.Connection:
+        """A connection whose transactions lock what a batch reads."""
+        return self.engine.connect()
+
+    def prepare(self, conn: sa.Connection) -> None:
+        """Per-run session settings (none by default)."""
+
+    # predicate ---------------------------------------------------------------
+    def select_column(self, column: sa.Column) -> Any:
+        return column
+
+    def age_predicate(self, table: sa.Table, column: sa.Column, cutoff: datetime) -> sa.ColumnElement[bool]:
+        """``column < cutoff`` compared correctly for the column's type."""
+        ctype = column.type
+        if isinstance(ctype, sa.DateTime) and ctype.timezone:
+            return column < sa.literal(cutoff, sa.DateTime(timezone=True))
+        if isinstance(ctype, (sa.DateTime, sa.Date)):
+            # Naive timestamps are UTC by the project's convention; DATE counts as midnight.
+            naive = cutoff.astimezone(timezone.utc).replace(tzinfo=None)
+            return column < sa.literal(naive, sa.DateTime())
+        raise UnsupportedDateColumn(table.name, column.name, _type_name(ctype))
+
+    def keyset_after(self, pk: list[sa.Column]) -> sa.ColumnElement[bool]:
+        """``pk > :k0`` (or the row-value comparison for a composite key)."""
+        if len(pk) == 1:
+            return pk[0] > sa.bindparam("k0")
+        return sa.tuple_(*pk) > sa.tuple_(*[sa.bindparam(f"k{i}") for i in range(len(pk))])
+
+    # statements ------------------------------------------------------------
+    def select_statement(self, plan: TablePlan, first: bool) -> sa.Select:
+        stmt = sa.select(*plan.columns).where(plan.predicate)
+        if not first:
+            stmt = stmt.where(self.keyset_after(plan.pk))
+        return stmt.order_by(*plan.pk).limit(sa.bindparam("batch_limit")).with_for_update()
+
+    def select_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Sequence[Any]:
+        key = "select_first" if after is None else "select_next"
+        stmt = plan.extra.get(key)
+        if stmt is None:
+            stmt = plan.extra[key] = self.select_statement(plan, after is None)
+        params: dict[str, Any] = {"batch_limit": limit}
+        if after is not None:
+            params.update({f"k{i}": v for i, v in enumerate(after)})
+        return conn.execute(stmt, params).all()
+
+    def fetch_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Batch:
+        """SELECT (and lock) the next batch after ``after`` and encode it for the archive."""
+        rows = self.select_batch(conn, plan, after, limit)
+        if not rows:
+            return Batch([], None, [])
+        pk_idx, date_idx, dumps = plan.pk_idx, plan.date_idx, plan.encoder.dumps
+        keys: list[tuple] = []
+        records: list[dict[str, Any]] = []
+        single = pk_idx[0] if len(pk_idx) == 1 else None
+        for row in rows:
+            if single is not None:
+                v = row[single]
+                key = (v,)
+                spk = str(v) if type(v) is int else canonical_pk(key)
+            else:
+                key = tuple(row[i] for i in pk_idx)
+                spk = canonical_pk(key)
+            keys.append(key)
+            records.append({"source_pk": spk, "payload": dumps(row), "row_date": to_utc_datetime(row[date_idx])})
+        return Batch(keys, keys[-1], records)
+
+    def delete_keys(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple]) -> int:
+        """DELETE exactly these primary keys; returns the rows deleted."""
+        stmt = plan.extra.get("delete")
+        if stmt is None:
+            if len(plan.pk) == 1:
+                cond = plan.pk[0].in_(sa.bindparam("keys", expanding=True))
+            else:
+                cond = sa.tuple_(*plan.pk).in_(sa.bindparam("keys", expanding=True))
+            stmt = plan.extra["delete"] = sa.delete(plan.table).where(cond)
+        single = len(plan.pk) == 1
+        step = max(1, self.max_params // len(plan.pk))
+        deleted = 0
+        for i in range(0, len(keys), step):
+            chunk = keys[i:i + step]
+            values = [k[0] for k in chunk] if single else chunk
+            deleted += conn.execute(stmt, {"keys": values}).rowcount
+        return deleted
+
+    def count(self, conn: sa.Connection, plan: TablePlan) -> int:
+        """How many rows qualify now (dry run / preview)."""
+        stmt = sa.select(sa.func.count()).select_from(plan.table).where(plan.predicate)
+        return int(conn.execute(stmt).scalar_one())
+
+
+class SQLiteSourceOps(SourceOps):
+    """SQLite: BEGIN IMMEDIATE holds the write lock for the batch; dates may be TEXT."""
+
+    max_params = 30000  # SQLite >= 3.32 allows 32766 variables
+
+    def connect(self) -> sa.Connection:
+        return self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+
+    def select_column(self, column: sa.Column) -> Any:
+        lenient = lenient_sqlite_type(column.type)
+        if lenient is None:
+            return column
+        return sa.type_coerce(column, lenient).label(column.name)
+
+    def age_predicate(self, table: sa.Table, column: sa.Column, cutoff: datetime) -> sa.ColumnElement[bool]:
+        # SQLite keeps dates as text in whatever format the writer used. datetime()
+        # normalises 'YYYY-MM-DD', 'YYYY-MM-DD HH:MM:SS[.fff]', the 'T' form and a
+        # trailing 'Z'/'+HH:MM' (converted to UTC) to 'YYYY-MM-DD HH:MM:SS', dropping
+        # fractions. The cutoff is a whole second, so floor(value) < cutoff <=> value < cutoff.
+        ctype = column.type
+        if not isinstance(ctype, (sa.DateTime, sa.Date, sa.String, sa.types.NullType)):
+            raise UnsupportedDateColumn(table.name, column.name, _type_name(ctype))
+        text = cutoff.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return sa.func.datetime(sa.type_coerce(column, sa.String)) < sa.literal(text, sa.String)
+
+
+class PostgresSourceOps(SourceOps):
+    """PostgreSQL: FOR UPDATE row locks (READ COMMITTED re-checks the predicate after a lock wait)."""
+
+    max_params = 60000
+
+
+class MySQLSourceOps(SourceOps):
+    """MySQL/MariaDB: FOR UPDATE (InnoDB), UTC session time zone, expanded keyset."""
+
+    max_params = 60000
+
+    def prepare(self, conn: sa.Connection) -> None:
+        # TIMESTAMP columns are converted to/from the session time zone; use UTC.
+        conn.exec_driver_sql("SET time_zone = '+00:00'")
+        conn.commit()
+
+    def keyset_after(self, pk: list[sa.Column]) -> sa.ColumnElement[bool]:
+        if len(pk) == 1:
+            return super().keyset_after(pk)
+        # (a, b) > (x, y) written out, which MySQL's range optimizer handles everywhere.
+        ors = []
+        for i in range(len(pk)):
+            eqs = [pk[j] == sa.bindparam(f"k{j}") for j in range(i)]
+            ors.append(sa.and_(*eqs, pk[i] > sa.bindparam(f"k{i}")))
+        return sa.or_(*ors)
+
+
+# --------------------------------------------------------------------------- archive
+
+class ArchiveOps:
+    """Archive-side operations on ``archived_rows``."""
+
+    upsert_dialect_insert: Any = None
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._upsert: sa.Insert | None = None
+
+    def payload_param(self) -> Any:
+        """The bound payload: JSON text written as is (serialized once, by orjson)."""
+        return sa.bindparam("payload", type_=sa.Text)
+
+    def _values(self) -> dict[str, Any]:
+        return {
+            "table_name": sa.bindparam("table_name", type_=sa.String),
+            "source_pk": sa.bindparam("source_pk", type_=sa.String),
+            "payload": self.payload_param(),
+            "row_date": sa.bindparam("row_date", type_=sa.DateTime(timezone=True)),
+            "archived_at": sa.bindparam("archived_at", type_=sa.DateTime(timezone=True)),
+            "run_id": sa.bindparam("run_id", type_=sa.BigInteger),
+        }
+
+    def upsert_statement(self) -> Any:
+        """INSERT ... ON CONFLICT (table_name, source_pk) DO UPDATE (sqlite/postgresql)."""
+        insert = self.upsert_dialect_insert(archived_rows).values(**self._values())
+        ex = insert.excluded
+        return insert.on_conflict_do_update(
+            index_elements=[archived_rows.c.table_name, archived_rows.c.source_pk],
+            set_={"payload": ex.payload, "row_date": ex.row_date, "archived_at": ex.archived_at, "run_id": ex.run_id},
+        )
+
+    def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
+               archived_at: datetime, run_id: int | None) -> int:
+        """Insert or replace the batch's archived copies (keyed by table_name, source_pk)."""
+        if not records:
+            return 0
+        if self._upsert is None:
+            self._upsert = self.upsert_statement()
+        archived_at = self.datetime_param(archived_at)
+        params = [{**r, "table_name": table_name, "archived_at": archived_at, "run_id": run_id,
+                   "row_date": self.datetime_param(r["row_date"])} for r in records]
+        conn.execute(self._upsert, params)
+        return len(records)
+
+    def datetime_param(self, value: datetime | None) -> datetime | None:
+        return value
+
+    def _expired(self, table_name: str, cutoff: datetime) -> sa.ColumnElement[bool]:
+        return sa.and_(archived_rows.c.table_name == table_name,
+                       archived_rows.c.archived_at < self.datetime_param(cutoff))
+
+    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> int:
+        """Delete at most ``limit`` archived rows of ``table_name`` archived before ``cutoff``."""
+        ids = conn.execute(sa.select(archived_rows.c.id).where(self._expired(table_name, cutoff))
+                           .order_by(archived_rows.c.archived_at).limit(limit)).scalars().all()
+        if not ids:
+            return 0
+        return conn.execute(sa.delete(archived_rows).where(
+            archived_rows.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": list(ids)}).rowcount
+
+    def count_expired(self, conn: sa.Connection, table_name: str, cutoff: datetime) -> int:
+        stmt = sa.select(sa.func.count()).select_from(archived_rows).where(self._expired(table_name, cutoff))
+        return int(conn.execute(stmt).scalar_one())
+
+
+class _SubqueryPurge(ArchiveOps):
+    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> int:
+        ids = (sa.select(archived_rows.c.id).where(self._expired(table_name, cutoff))
+               .order_by(archived_rows.c.archived_at).limit(limit).scalar_subquery())
+        return conn.execute(sa.delete(archived_rows).where(archived_rows.c.id.in_(ids))).rowcount
+
+
+class SQLiteArchiveOps(_SubqueryPurge):
+    upsert_dialect_insert = staticmethod(sqlite_dialect.insert)
+
+    def datetime_param(self, value: datetime | None) -> datetime | None:
+        # SQLAlchemy stores SQLite datetimes as naive text: always write UTC.
+        return None if value is None else value.astimezone(timezone.utc)
+
+
+class PostgresArchiveOps(_SubqueryPurge):
+    upsert_dialect_insert = staticmethod(pg_dialect.insert)
+
+    def payload_param(self) -> Any:
+        return sa.cast(sa.bindparam("payload", type_=sa.Text), pg_dialect.JSONB)
+
+    def upsert_statement(self) -> Any:
+        # RETURNING makes SQLAlchemy batch the executemany into multi-row VALUES
+        # ("insertmanyvalues"), which it does not do for a bare ON CONFLICT insert.
+        # Keys within one batch are distinct, so no row is hit twice by one statement.
+        return super().upsert_statement().returning(archived_rows.c.id)
+
+
+class MySQLArchiveOps(ArchiveOps):
+    upsert_dialect_insert = staticmethod(mysql_dialect.insert)
+
+    def upsert_statement(self) -> Any:
+        insert = mysql_dialect.insert(archived_rows).values(**self._values())
+        ins = insert.inserted
+        return insert.on_duplicate_key_update(payload=ins.payload, row_date=ins.row_date,
+                                              archived_at=ins.archived_at, run_id=ins.run_id)
+
+    def datetime_param(self, value: datetime | None) -> datetime | None:
+        return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+# --------------------------------------------------------------------------- registry
+
+SOURCE_OPS: dict[str, type[SourceOps]] = {
+    "sqlite": SQLiteSourceOps, "postgresql": PostgresSourceOps, "mysql": MySQLSourceOps, "mariadb": MySQLSourceOps,
+}
+ARCHIVE_OPS: dict[str, type[ArchiveOps]] = {
+    "sqlite": SQLiteArchiveOps, "postgresql": PostgresArchiveOps, "mysql": MySQLArchiveOps, "mariadb": MySQLArchiveOps,
+}
+
+
+def register_source_ops(dialect_name: str, cls: type[SourceOps]) -> None:
+    """Use ``cls`` for source engines of ``dialect_name`` (a fast path)."""
+    SOURCE_OPS[dialect_name] = cls
+
+
+def register_archive_ops(dialect_name: str, cls: type[ArchiveOps]) -> None:
+    """Use ``cls`` for archive engines of ``dialect_name`` (a fast path)."""
+    ARCHIVE_OPS[dialect_name] = cls
+
+
+def source_ops_for(engine: sa.Engine) -> SourceOps:
+    return SOURCE_OPS.get(engine.dialect.name, SourceOps)(engine)
+
+
+def archive_ops_for(engine: sa.Engine) -> ArchiveOps:
+    cls = ARCHIVE_OPS.get(engine.dialect.name)
+    if cls is None:
+        raise NotImplementedError(f"archive database dialect {engine.dialect.name!r} is not supported")
+    return cls(engine)
+
+
+def _type_name(ctype: sa.types.TypeEngine) -> str:
+    try:
+        return str(ctype)
+    except Exception:  # noqa: BLE001 - some reflected types cannot compile without a dialect
+        return type(ctype).__name__
+

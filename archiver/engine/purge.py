@@ -1,0 +1,72 @@
+"""Delete a table's archived rows whose retention has run out, in bounded batches."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+import sqlalchemy as sa
+
+from .archive import BatchProgress, db_side
+from .dialects import ArchiveOps, archive_ops_for
+from .lease import TableLease
+from .policy import PolicySpec, as_utc, purge_cutoff
+
+
+@dataclass
+class PurgeResult:
+    """What one purge run of one table did (``would_purge`` only for a dry run)."""
+
+    table_name: str
+    cutoff: datetime
+    dry_run: bool = False
+    rows_deleted: int = 0
+    batches: int = 0
+    stopped: bool = False
+    would_purge: int | None = None
+    seconds: float = 0.0
+
+
+def _never() -> bool:
+    return False
+
+
+def purge_table(archive: sa.Engine, spec: PolicySpec, *, now: datetime, dry_run: bool = False,
+                batch_size: int | None = None, should_stop: Callable[[], bool] = _never,
+                on_batch: Callable[[BatchProgress], None] | None = None, lease: TableLease | None = None,
+                archive_ops: ArchiveOps | None = None) -> PurgeResult:
+    """Delete ``archived_rows`` of ``spec.table_name`` with ``archived_at < now - delete_after_days``.
+
+    Each batch (at most ``batch_size`` rows, default the policy's) is its own
+    short transaction, so none grows with the archive's size.
+    """
+    started = time.perf_counter()
+    ops = archive_ops or archive_ops_for(archive)
+    cutoff = purge_cutoff(spec, as_utc(now))
+    result = PurgeResult(spec.table_name, cutoff, dry_run=dry_run)
+    limit = batch_size or spec.batch_size
+    with db_side("archive"), archive.connect() as conn:
+        if dry_run:
+            result.would_purge = ops.count_expired(conn, spec.table_name, cutoff)
+            conn.rollback()
+        else:
+            while True:
+                if should_stop():
+                    result.stopped = True
+                    break
+                if lease is not None:
+                    lease.renew_if_due()
+                with conn.begin():
+                    n = ops.purge_batch(conn, spec.table_name, cutoff, limit)
+                if n == 0:
+                    break
+                result.rows_deleted += n
+                result.batches += 1
+                if on_batch is not None:
+                    on_batch(BatchProgress(spec.table_name, "purge", result.batches, n, result.rows_deleted,
+                                           time.perf_counter() - started))
+                if n < limit:
+                    break
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,134 @@
+"""Helpers shared by the archival engine/job tests: engines, a sample table, invariant checks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from archiver.engine import schema
+from archiver.engine.connections import make_engine
+from archiver.engine.rowcodec import RowEncoder, canonical_pk
+from archiver.extensions import db
+from archiver.models import ArchivePolicy, ArchiveRun
+
+NOW = datetime(2025, 6, 15, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class Engines:
+    backend: str
+    source: sa.Engine
+    archive: sa.Engine
+
+
+@pytest.fixture
+def engines(databases) -> Iterator[Engines]:
+    """Source and archive engines on the test's throwaway databases, archive schema created."""
+    src = make_engine(databases.source_url)
+    arc = make_engine(databases.archive_url)
+    schema.metadata.create_all(arc)
+    try:
+        yield Engines(databases.backend, src, arc)
+    finally:
+        src.dispose()
+        arc.dispose()
+
+
+def orders_table(md: sa.MetaData | None = None, name: str = "orders") -> sa.Table:
+    return sa.Table(
+        name, md or sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("status", sa.String(20), nullable=False, default="open"),
+        sa.Column("amount", sa.Numeric(12, 2), nullable=True),
+        sa.Column("note", sa.Text, nullable=True),
+    )
+
+
+def make_orders(engine: sa.Engine, dates: list[datetime | None], name: str = "orders",
+                statuses: list[str] | None = None) -> sa.Table:
+    """Create ``name`` and insert one row per date (ids 1..n)."""
+    table = orders_table(name=name)
+    table.metadata.create_all(engine)
+    rows = [{"id": i + 1, "created_at": d, "status": (statuses[i] if statuses else "open"),
+             "amount": f"{i}.50", "note": f"row {i + 1}"} for i, d in enumerate(dates)]
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), rows)
+    return table
+
+
+def old_dates(n: int, days: int = 100) -> list[datetime]:
+    return [NOW - timedelta(days=days, minutes=i) for i in range(n)]
+
+
+def reflect(engine: sa.Engine, name: str) -> sa.Table:
+    return sa.Table(name, sa.MetaData(), autoload_with=engine)
+
+
+def source_rows(engine: sa.Engine, name: str) -> dict[str, dict[str, Any]]:
+    """source_pk -> generic payload encoding of every source row (what an archived copy must equal)."""
+    table = reflect(engine, name)
+    enc = RowEncoder(list(table.columns))
+    pk_idx = [list(table.columns).index(c) for c in table.primary_key.columns]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table)).all()
+    return {canonical_pk([row[i] for i in pk_idx]): enc.payload(row) for row in rows}
+
+
+def archived(engine: sa.Engine, name: str) -> dict[str, dict[str, Any]]:
+    """source_pk -> payload of the table's archived rows (asserts no duplicates)."""
+    ar = schema.archived_rows
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(ar.c.source_pk, ar.c.payload).where(ar.c.table_name == name)).all()
+    out = {r.source_pk: r.payload for r in rows}
+    assert len(out) == len(rows), "duplicate archived rows"
+    return out
+
+
+def archived_meta(engine: sa.Engine, name: str) -> dict[str, sa.Row]:
+    ar = schema.archived_rows
+    with engine.connect() as conn:
+        return {r.source_pk: r for r in conn.execute(sa.select(ar).where(ar.c.table_name == name))}
+
+
+def assert_no_loss(original: dict[str, dict], src: dict[str, dict], arc: dict[str, dict]) -> None:
+    """Every original row is in the source or the archive; archived copies equal the originals."""
+    assert set(src) | set(arc) == set(original)
+    for pk, payload in arc.items():
+        assert payload == original[pk], pk
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+from tests.conftest import PG_URL  # noqa: E402
+
+#: Run a ``databases``-based test on SQLite only / PostgreSQL only (skipped without TEST_POSTGRES_URL).
+sqlite_only = pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+postgres_only = pytest.mark.parametrize(
+    "databases", [pytest.param("postgres", marks=pytest.mark.skipif(not PG_URL, reason="TEST_POSTGRES_URL not set"))],
+    indirect=True)
+
+
+# --- app-level helpers (policies and run records in the archive database) -----
+
+def add_policy(app, table: str, **kw) -> None:
+    values = {"date_column": "created_at", "archive_after_days": 30, "delete_after_days": 10, "batch_size": 4,
+              "enabled": True, **kw}
+    with app.app_context():
+        db.session.add(ArchivePolicy(table_name=table, **values))
+        db.session.commit()
+
+
+def all_runs(app) -> list[ArchiveRun]:
+    with app.app_context():
+        runs = list(db.session.execute(sa.select(ArchiveRun).order_by(ArchiveRun.id)).scalars())
+        db.session.expunge_all()
+        return runs

@@ -1,0 +1,101 @@
+"""MySQL/MariaDB as a source (and as an archive): small, skipped when no local server answers."""
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from archiver.engine import schema
+from archiver.engine.archive import archive_table
+from archiver.engine.connections import make_engine
+from archiver.engine.lease import TableLease
+from archiver.engine.policy import PolicySpec
+from archiver.engine.purge import purge_table
+from tests.engine_support import NOW, archived, assert_no_loss, source_rows
+
+MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/{db}?charset=utf8mb4"
+
+
+@pytest.fixture
+def mysql_db():
+    """A throwaway database on the local MariaDB/MySQL server (skip when unreachable)."""
+    name = f"archiver_t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(MYSQL_URL.format(db="test"), poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+    except Exception as exc:  # noqa: BLE001 - no server, no privileges: nothing to test here
+        admin.dispose()
+        pytest.skip(f"MySQL/MariaDB not available: {type(exc).__name__}")
+    engine = make_engine(MYSQL_URL.format(db=name))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.dispose()
+
+
+def _make_source(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("""CREATE TABLE events (
+            region VARCHAR(8) NOT NULL, seq INT NOT NULL, created_at DATETIME(6) NOT NULL,
+            stamped TIMESTAMP(6) NULL, amount DECIMAL(12, 4), raw BLOB, doc JSON, flag TINYINT(1),
+            note TEXT, PRIMARY KEY (region, seq)) ENGINE=InnoDB""")
+        rows = []
+        for region in ("eu", "us"):
+            for seq in range(1, 8):
+                created = NOW.replace(tzinfo=None) - (timedelta(days=90) if seq != 4 else timedelta(0))
+                rows.append({"r": region, "s": seq, "c": created, "t": created, "a": "12.3400",
+                             "raw": b"\x00\xff", "doc": '{"k": [1, 2]}', "f": seq % 2, "n": None})
+        conn.execute(sa.text("INSERT INTO events VALUES (:r, :s, :c, :t, :a, :raw, :doc, :f, :n)"), rows)
+
+
+def test_mariadb_source_to_sqlite_archive(mysql_db, tmp_path):
+    archive = make_engine(f"sqlite:///{tmp_path / 'archive.db'}")
+    schema.metadata.create_all(archive)
+    try:
+        _make_source(mysql_db)
+        original = source_rows(mysql_db, "events")
+        result = archive_table(mysql_db, archive, PolicySpec("events", archive_after_days=30, batch_size=3),
+                               now=NOW)
+        assert result.rows_deleted == 12
+        src, arc = source_rows(mysql_db, "events"), archived(archive, "events")
+        assert sorted(src) == ['["eu",4]', '["us",4]']
+        assert_no_loss(original, src, arc)
+        row = arc['["eu",1]']
+        assert row["amount"] == "12.3400" and row["raw"] == base64.b64encode(b"\x00\xff").decode()
+        assert row["created_at"] == (NOW - timedelta(days=90)).replace(tzinfo=None).isoformat()
+        assert archive_table(mysql_db, archive, PolicySpec("events", batch_size=3), now=NOW).rows_deleted == 0
+    finally:
+        archive.dispose()
+
+
+def test_mariadb_as_archive_with_lease_and_purge(mysql_db, tmp_path):
+    source = make_engine(f"sqlite:///{tmp_path / 'source.db'}")
+    schema.metadata.create_all(mysql_db)
+    try:
+        with source.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, created_at TEXT, note TEXT)")
+            conn.execute(sa.text("INSERT INTO orders VALUES (:i, :c, :n)"),
+                         [{"i": i, "c": "2025-01-01T00:00:00", "n": f"n{i}"} for i in range(1, 11)])
+        clock_now = [NOW]
+        lease = TableLease(mysql_db, "orders", holder="a", ttl_seconds=60, clock=lambda: clock_now[0])
+        other = TableLease(mysql_db, "orders", holder="b", ttl_seconds=60, clock=lambda: clock_now[0])
+        assert lease.acquire() and not other.acquire() and lease.acquire()
+        result = archive_table(source, mysql_db, PolicySpec("orders", batch_size=4), now=NOW, lease=lease)
+        assert result.rows_deleted == 10 and len(archived(mysql_db, "orders")) == 10
+        clock_now[0] = NOW + timedelta(seconds=61)
+        assert other.acquire() and other.current_holder() == "b"
+        with pytest.raises(Exception, match="lost"):
+            lease.renew()
+        purged = purge_table(mysql_db, PolicySpec("orders", delete_after_days=1, batch_size=3),
+                             now=NOW + timedelta(days=1, seconds=1))
+        assert purged.rows_deleted == 10 and purged.batches == 4
+        assert archived(mysql_db, "orders") == {}
+    finally:
+        source.dispose()
