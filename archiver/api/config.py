@@ -101,3 +101,19 @@ class PolicyByTable(MethodView):
 
 
 # Further /config routes are appended below.
+
+
+# --- preview (archival engine) -------------------------------------------------
+from ..services import jobs as job_service  # noqa: E402
+from .schemas.runs import PreviewSchema  # noqa: E402
+
+
+@blp.route("/<string:table_name>/preview", methods=["POST"])
+@blp.response(200, PreviewSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="The policy no longer fits the source table")
+@_errors(401, 403, 404)
+@blp.alt_response(503, schema=ErrorSchema, description="Source database error")
+@_admin_only
+def preview_policy(table_name: str):
+    """Count the rows an archive run would move now, and the cutoff (moves nothing)."""
+    return job_service.preview(table_name)

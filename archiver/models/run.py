@@ -20,7 +20,8 @@ class RunStatus(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    PARTIAL = "partial"
+    PARTIAL = "partial"  # stopped on request (SIGTERM/SIGINT) between batches; committed batches stay
+    SKIPPED = "skipped"  # another runner held the table's lease; nothing was done
 
 
 class ArchiveRun(db.Model):

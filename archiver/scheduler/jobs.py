@@ -3,18 +3,64 @@ from __future__ import annotations
 
 import logging
 
+from apscheduler.jobstores.base import JobLookupError
 from flask import Flask
 
 from ..extensions import scheduler
+from ..services import jobs as job_service
 from ..services import scheduler_info
 
 log = logging.getLogger(__name__)
 
 
+ARCHIVAL_TICK = "archival_tick"
+PURGE_DAILY = "purge_daily"
+
+
 def register_jobs(app: Flask) -> None:
-    """Add the recurring jobs (archival tick, daily purge) to the scheduler."""
-    # The archival-engine issue adds archival_tick and purge_daily here.
-    return None
+    """Add the recurring jobs (archival tick, daily purge) to the scheduler.
+
+    Both run at most one instance at a time, coalesce missed runs into one and
+    are skipped if more than SCHEDULER_MISFIRE_GRACE_SECONDS late. Safe to call
+    again (jobs are replaced, not duplicated).
+    """
+    grace = int(app.config.get("SCHEDULER_MISFIRE_GRACE_SECONDS", 60))
+    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": grace, "replace_existing": True}
+    for job_id in (ARCHIVAL_TICK, PURGE_DAILY):
+        try:
+            scheduler.remove_job(job_id)  # also drops a pending (not yet started) definition
+        except JobLookupError:
+            pass
+    scheduler.add_job(id=ARCHIVAL_TICK, func=archival_tick, name="archive old rows of every enabled policy",
+                      trigger="interval", seconds=int(app.config.get("ARCHIVE_INTERVAL_SECONDS", 300)), **common)
+    scheduler.add_job(id=PURGE_DAILY, func=purge_daily, name="purge archived rows past their retention",
+                      trigger="cron", hour=int(app.config.get("PURGE_CRON_HOUR", 2)), minute=0, timezone="UTC",
+                      **common)
+
+
+def archival_tick() -> None:
+    """Scheduled: archive every enabled policy's table (runs recorded with trigger 'scheduler')."""
+    _run_scheduled("archive")
+
+
+def purge_daily() -> None:
+    """Scheduled: purge expired archived rows of every enabled policy's table."""
+    _run_scheduled("purge")
+
+
+def _run_scheduled(kind: str) -> None:
+    app = scheduler.app
+    if app is None:  # pragma: no cover - the scheduler was reset while the job was due
+        return
+    with app.app_context():
+        try:
+            runner = job_service.run_archive if kind == "archive" else job_service.run_purge
+            report = runner(trigger="scheduler")
+        except Exception:  # noqa: BLE001 - keep the scheduler alive; the next tick retries
+            log.exception("scheduled %s job failed before processing tables", kind)
+            return
+        log.info("scheduled %s job: %d rows over %d table(s), %d failed", kind, report.total_rows,
+                 len(report.outcomes), len(report.failed))
 
 
 def scheduler_test_job(job_id: str, scheduled_for: str | None = None) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select, update
+
 from ..extensions import db
 from ..models import ArchiveRun, RunStatus
 from ..models._types import utcnow
@@ -48,3 +50,50 @@ def finish_run(run_id: int, status: str, counts: RunCounts | None = None, error:
 
 def trigger_for_user(username: str) -> str:
     return f"api:{username}"
+
+
+MAX_PAGE_SIZE = 200
+
+
+def list_runs(*, table_name: str | None = None, kind: str | None = None, status: str | None = None,
+              limit: int = 50, before_id: int | None = None) -> tuple[list[ArchiveRun], int | None]:
+    """Runs newest first (by id), filtered; keyset-paginated with ``before_id``.
+
+    Returns the page and the ``before_id`` of the next page (None at the end).
+    """
+    limit = max(1, min(int(limit), MAX_PAGE_SIZE))
+    stmt = select(ArchiveRun).order_by(ArchiveRun.id.desc())
+    if table_name is not None:
+        stmt = stmt.where(ArchiveRun.table_name == table_name)
+    if kind is not None:
+        stmt = stmt.where(ArchiveRun.kind == kind)
+    if status is not None:
+        stmt = stmt.where(ArchiveRun.status == status)
+    if before_id is not None:
+        stmt = stmt.where(ArchiveRun.id < before_id)
+    items = list(db.session.execute(stmt.limit(limit + 1)).scalars())
+    next_before = items[limit - 1].id if len(items) > limit else None
+    return items[:limit], next_before
+
+
+def get_run(run_id: int) -> ArchiveRun | None:
+    return db.session.get(ArchiveRun, run_id)
+
+
+INTERRUPTED_MESSAGE = "interrupted: the runner stopped before finishing (process killed or crashed)"
+
+
+def close_interrupted(kind: str, table_name: str, current_run_id: int) -> int:
+    """Mark earlier non-dry runs of ``table_name``/``kind`` still 'running' as failed.
+
+    Only call while holding the table's lease: then no other runner can be
+    working on it, so such runs belong to a runner that died.
+    """
+    stmt = (update(ArchiveRun)
+            .where(ArchiveRun.kind == kind, ArchiveRun.table_name == table_name,
+                   ArchiveRun.status == RunStatus.RUNNING.value, ArchiveRun.dry_run.is_(False),
+                   ArchiveRun.id != current_run_id)
+            .values(status=RunStatus.FAILED.value, error=INTERRUPTED_MESSAGE, finished_at=utcnow()))
+    count = db.session.execute(stmt).rowcount
+    db.session.commit()
+    return count

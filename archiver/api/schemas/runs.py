@@ -1,0 +1,71 @@
+"""Run history (GET /runs) and the archive preview (POST /config/{table}/preview)."""
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+from marshmallow.validate import Length, OneOf, Range
+
+from ...models import RunKind, RunStatus
+from ...services.runs import MAX_PAGE_SIZE
+
+
+class RunListArgsSchema(ma.Schema):
+    """Filters and keyset pagination for GET /runs (newest first)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    table_name = fields.String(validate=Length(1, 255), metadata={"description": "Only runs of this table"})
+    kind = fields.String(validate=OneOf([k.value for k in RunKind]))
+    status = fields.String(validate=OneOf([s.value for s in RunStatus]))
+    limit = fields.Integer(load_default=50, validate=Range(1, MAX_PAGE_SIZE),
+                           metadata={"description": f"Page size (1-{MAX_PAGE_SIZE})"})
+    before_id = fields.Integer(validate=Range(1), metadata={
+        "description": "Keyset cursor: only runs with a smaller id (pass the previous page's next_before_id)"})
+
+
+class RunSchema(ma.Schema):
+    """One archive, purge or restore run of one table."""
+
+    id = fields.Integer()
+    kind = fields.String(metadata={"enum": [k.value for k in RunKind]})
+    table_name = fields.String()
+    trigger = fields.String(metadata={"description": "scheduler, cli or api:<username>"})
+    status = fields.String(metadata={"enum": [s.value for s in RunStatus],
+                                     "description": "running | succeeded | failed | partial (stopped between "
+                                                    "batches) | skipped (another runner held the table's lease)"})
+    dry_run = fields.Boolean()
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    duration_seconds = fields.Method("_duration", allow_none=True)
+    rows_read = fields.Integer()
+    rows_written = fields.Integer(metadata={"description": "Rows written to the archive (archive) or source (restore)"})
+    rows_deleted = fields.Integer(metadata={"description": "Source rows (archive) or archived rows (purge/restore) "
+                                                           "deleted"})
+    rows_conflict = fields.Integer()
+    batches = fields.Integer()
+    error = fields.String(allow_none=True, metadata={"description": "Short reason when failed or skipped"})
+
+    def _duration(self, run) -> float | None:
+        if run.finished_at is None or run.started_at is None:
+            return None
+        return round((run.finished_at - run.started_at).total_seconds(), 3)
+
+
+class RunPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(RunSchema))
+    next_before_id = fields.Integer(allow_none=True, metadata={"description": "Cursor of the next page, or null"})
+    limit = fields.Integer()
+
+
+class PreviewSchema(ma.Schema):
+    """What an archive run would move now (nothing is moved)."""
+
+    table_name = fields.String()
+    would_archive = fields.Integer(metadata={"description": "Rows that qualify right now"})
+    cutoff = fields.DateTime(metadata={"description": "Rows dated strictly before this instant (UTC) qualify"})
+    date_column = fields.String()
+    archive_after_days = fields.Integer()
+    custom_criteria = fields.String(allow_none=True)
+    batch_size = fields.Integer()
+    enabled = fields.Boolean()

@@ -1,0 +1,148 @@
+"""Crash safety: `flask archive-now` is SIGKILLed at chosen points (and at a random moment) in a
+separate process; no row is ever lost, the next run reconciles, a further run moves nothing."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from archiver.engine import schema
+from tests.conftest import JWT_SECRET
+from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(databases, fault: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVER_", "FLASK_"))}
+    env.update({"ARCHIVER_ENV": "testing", "SOURCE_DATABASE_URL": databases.source_url,
+                "ARCHIVE_DATABASE_URL": databases.archive_url, "JWT_SECRET_KEY": JWT_SECRET,
+                "PYTHONPATH": str(ROOT)})
+    if fault:
+        env["ARCHIVER_FAULT_POINT"] = fault
+    return env
+
+
+def _cmd(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "flask", "--app", "archiver", "archive-now", *extra]
+
+
+def _archive_now(databases, fault: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(), cwd=ROOT, env=_env(databases, fault), capture_output=True, text=True, timeout=300)
+
+
+def _setup(app, source_engine, n_old: int, batch_size: int) -> tuple[dict, set[str]]:
+    dates = [NOW - timedelta(days=90, minutes=i) for i in range(n_old)]
+    recent = [NOW + timedelta(days=3650)] * 3  # never qualifies, whatever today's date is
+    make_orders(source_engine, dates + recent)
+    add_policy(app, "orders", batch_size=batch_size)
+    original = source_rows(source_engine, "orders")
+    qualifying = {str(i + 1) for i in range(n_old)}
+    return original, qualifying
+
+
+def _expire_leases(archive_engine) -> None:
+    """The killed runner's lease would block others until its TTL: fast-forward it."""
+    with archive_engine.begin() as conn:
+        conn.execute(sa.update(schema.table_leases).values(expires_at=NOW - timedelta(days=1)))
+
+
+def _assert_finished(source_engine, archive_engine, original, qualifying) -> None:
+    src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
+    assert set(arc) == qualifying
+    assert set(src) == set(original) - qualifying
+    assert_no_loss(original, src, arc)
+
+
+@pytest.mark.parametrize("fault, in_both", [
+    ("after_select:2", 0),             # batch 2 selected and locked, archive not committed
+    ("after_archive_commit:2", 7),     # batch 2 archived and committed, source delete not done
+    ("after_source_delete:2", 7),      # batch 2 deleted but that source transaction not committed
+])
+def test_killed_at_a_checkpoint_loses_nothing_and_the_rerun_reconciles(app, databases, source_engine,
+                                                                      archive_engine, fault, in_both):
+    original, qualifying = _setup(app, source_engine, n_old=30, batch_size=7)
+
+    killed = _archive_now(databases, fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+    src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
+    assert_no_loss(original, src, arc)
+    assert len(set(src) & set(arc)) == in_both
+    assert len(arc) == 7 + in_both  # batch 1 fully moved
+    with archive_engine.connect() as conn:
+        assert conn.execute(sa.select(schema.table_leases.c.holder)).scalar_one()  # left behind by the dead runner
+
+    _expire_leases(archive_engine)
+    done = _archive_now(databases)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _assert_finished(source_engine, archive_engine, original, qualifying)
+
+    again = app.test_cli_runner().invoke(args=["archive-now"])
+    assert again.exit_code == 0 and "archived 0 rows" in again.output
+    _assert_finished(source_engine, archive_engine, original, qualifying)
+    statuses = [(r.status, r.error) for r in all_runs(app)]
+    # The killed run is closed as interrupted by the next run that held the table's lease.
+    assert statuses[0][0] == "failed" and statuses[0][1].startswith("interrupted")
+    assert [s for s, _ in statuses[1:]] == ["succeeded", "succeeded"]
+
+
+def test_killed_from_outside_at_a_random_moment(app, databases, source_engine, archive_engine):
+    original, qualifying = _setup(app, source_engine, n_old=1500, batch_size=5)
+    proc = subprocess.Popen(_cmd("--progress"), cwd=ROOT, env=_env(databases), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if ": batch " in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+    assert_no_loss(original, source_rows(source_engine, "orders"), archived(archive_engine, "orders"))
+    _expire_leases(archive_engine)
+    done = _archive_now(databases)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _assert_finished(source_engine, archive_engine, original, qualifying)
+
+
+def test_sigterm_stops_cleanly_between_batches(app, databases, source_engine, archive_engine):
+    original, qualifying = _setup(app, source_engine, n_old=1500, batch_size=5)
+    proc = subprocess.Popen(_cmd("--progress"), cwd=ROOT, env=_env(databases), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if ": batch " in line:
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
+    assert_no_loss(original, src, arc)
+    print("archive-now exit status after SIGTERM:", proc.returncode)
+    if proc.returncode == 130:  # stopped before the end (the usual case)
+        assert "stopping after the current batch" in err
+        assert not set(src) & set(arc)  # stopped between batches: nothing half-done
+        (run,) = all_runs(app)
+        assert run.status == "partial" and run.rows_deleted == len(arc)
+    else:  # it finished before the signal arrived
+        assert proc.returncode == 0, out + err
+    done = _archive_now(databases)  # the lease was released on the clean stop: no expiry needed
+    assert done.returncode == 0, done.stdout + done.stderr
+    _assert_finished(source_engine, archive_engine, original, qualifying)
