@@ -277,12 +277,38 @@ class _SubqueryPurge(ArchiveOps):
         return conn.execute(sa.delete(archived_rows).where(archived_rows.c.id.in_(ids))).rowcount
 
 
+def _sqlite_datetime_text(value: datetime | None) -> str | None:
+    """SQLAlchemy's SQLite DATETIME storage format, in UTC (so text comparisons order correctly)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
 class SQLiteArchiveOps(_SubqueryPurge):
+    """SQLite: the upsert goes straight to the driver's executemany (one prepared statement)."""
+
     upsert_dialect_insert = staticmethod(sqlite_dialect.insert)
+    _UPSERT_SQL = (
+        "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (table_name, source_pk) DO UPDATE SET "
+        "payload = excluded.payload, row_date = excluded.row_date, archived_at = excluded.archived_at, "
+        "run_id = excluded.run_id")
 
     def datetime_param(self, value: datetime | None) -> datetime | None:
         # SQLAlchemy stores SQLite datetimes as naive text: always write UTC.
         return None if value is None else value.astimezone(timezone.utc)
+
+    def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
+               archived_at: datetime, run_id: int | None) -> int:
+        if not records:
+            return 0
+        at = _sqlite_datetime_text(archived_at)
+        conn.exec_driver_sql(self._UPSERT_SQL, [
+            (table_name, r["source_pk"], r["payload"], _sqlite_datetime_text(r["row_date"]), at, run_id)
+            for r in records])
+        return len(records)
 
 
 class PostgresArchiveOps(_SubqueryPurge):
