@@ -189,3 +189,18 @@ def test_postgres_naive_timestamp_and_date_columns_are_utc(engines):
     # DATE counts as midnight UTC: 2025-05-17 00:00 is after the 2025-05-16 12:00 cutoff.
     assert archive_table(engines.source, engines.archive, date_spec, now=NOW).rows_deleted == 0
     assert archive_table(engines.source, engines.archive, date_spec, now=NOW + timedelta(days=1)).rows_deleted == 1
+
+
+@sqlite_only
+def test_sqlite_datetime_in_the_primary_key_round_trips(engines):
+    _exec(engines.source, "CREATE TABLE typed (day DATETIME NOT NULL, n INTEGER NOT NULL, created_at TEXT, "
+                          "PRIMARY KEY (day, n))")
+    with engines.source.begin() as conn:
+        conn.execute(sa.text("INSERT INTO typed VALUES (:d, :n, :c)"), [
+            {"d": "2025-01-0%dT10:00:00" % (i % 3 + 1), "n": i, "c": "2025-01-01"} for i in range(7)])
+    spec = PolicySpec("typed", date_column="created_at", archive_after_days=30, batch_size=2)
+    result = archive_table(engines.source, engines.archive, spec, now=NOW)
+    assert result.rows_deleted == 7 and result.batches == 4
+    assert source_rows(engines.source, "typed") == {}
+    arc = archived(engines.archive, "typed")
+    assert '["2025-01-01T10:00:00",0]' in arc and arc['["2025-01-01T10:00:00",0]']["day"] == "2025-01-01T10:00:00"

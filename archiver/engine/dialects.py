@@ -81,8 +81,13 @@ class SourceOps:
             return column < sa.literal(naive, sa.DateTime())
         raise UnsupportedDateColumn(table.name, column.name, _type_name(ctype))
 
+    def key_column(self, column: sa.Column) -> Any:
+        """A primary-key column as compared with the key values read back (keyset, DELETE)."""
+        return column
+
     def keyset_after(self, pk: list[sa.Column]) -> sa.ColumnElement[bool]:
         """``pk > :k0`` (or the row-value comparison for a composite key)."""
+        pk = [self.key_column(c) for c in pk]
         if len(pk) == 1:
             return pk[0] > sa.bindparam("k0")
         return sa.tuple_(*pk) > sa.tuple_(*[sa.bindparam(f"k{i}") for i in range(len(pk))])
@@ -129,10 +134,11 @@ class SourceOps:
         """DELETE exactly these primary keys; returns the rows deleted."""
         stmt = plan.extra.get("delete")
         if stmt is None:
-            if len(plan.pk) == 1:
-                cond = plan.pk[0].in_(sa.bindparam("keys", expanding=True))
+            keys_cols = [self.key_column(c) for c in plan.pk]
+            if len(keys_cols) == 1:
+                cond = keys_cols[0].in_(sa.bindparam("keys", expanding=True))
             else:
-                cond = sa.tuple_(*plan.pk).in_(sa.bindparam("keys", expanding=True))
+                cond = sa.tuple_(*keys_cols).in_(sa.bindparam("keys", expanding=True))
             stmt = plan.extra["delete"] = sa.delete(plan.table).where(cond)
         single = len(plan.pk) == 1
         step = max(1, self.max_params // len(plan.pk))
@@ -161,7 +167,15 @@ class SQLiteSourceOps(SourceOps):
         lenient = lenient_sqlite_type(column.type)
         if lenient is None:
             return column
+        if column.primary_key:
+            # Key values must round-trip byte for byte into the keyset and the DELETE: keep the text.
+            return sa.type_coerce(column, sa.String).label(column.name)
         return sa.type_coerce(column, lenient).label(column.name)
+
+    def key_column(self, column: sa.Column) -> Any:
+        if lenient_sqlite_type(column.type) is None:
+            return column
+        return sa.type_coerce(column, sa.String)
 
     def age_predicate(self, table: sa.Table, column: sa.Column, cutoff: datetime) -> sa.ColumnElement[bool]:
         # SQLite keeps dates as text in whatever format the writer used. datetime()
@@ -195,6 +209,7 @@ class MySQLSourceOps(SourceOps):
         if len(pk) == 1:
             return super().keyset_after(pk)
         # (a, b) > (x, y) written out, which MySQL's range optimizer handles everywhere.
+        pk = [self.key_column(c) for c in pk]
         ors = []
         for i in range(len(pk)):
             eqs = [pk[j] == sa.bindparam(f"k{j}") for j in range(i)]
