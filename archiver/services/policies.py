@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
 
-from ..engine.criteria import CriteriaError, compile_criteria
+from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH, CriteriaError, compile_criteria
 from ..errors import ApiError
 from ..extensions import db
 from ..models import ArchivePolicy
@@ -27,7 +27,8 @@ ARCHIVE_AFTER_MIN = 0
 DELETE_AFTER_MIN = 1
 BATCH_SIZE_MIN = 1
 BATCH_SIZE_MAX = 50000
-CRITERIA_MAX_CHARS = 4000
+CRITERIA_MAX_CHARS = CRITERIA_MAX_LENGTH  # one limit: the parser's
+CRITERIA_TOO_LONG = f"custom_criteria is too long (max {CRITERIA_MAX_CHARS} characters)"
 NAME_MAX_CHARS = 255
 
 DEFAULTS: dict[str, Any] = {
@@ -97,7 +98,7 @@ def _check_shape(values: Mapping[str, Any]) -> FieldErrors:
         if not isinstance(criteria, str):
             add("custom_criteria", "Not a valid string.")
         elif len(criteria) > CRITERIA_MAX_CHARS:
-            add("custom_criteria", f"Longer than maximum length {CRITERIA_MAX_CHARS}.")
+            add("custom_criteria", CRITERIA_TOO_LONG)
     if not isinstance(values.get("enabled"), bool):
         add("enabled", "Not a valid boolean.")
     return errors

@@ -32,7 +32,8 @@ class PolicyInSchema(ma.Schema):
                                        metadata={"description": "Purge archived rows this long after archiving",
                                                  "example": 365})
     custom_criteria = fields.String(load_default=None, allow_none=True,
-                                    validate=Length(max=rules.CRITERIA_MAX_CHARS),
+                                    validate=Length(max=rules.CRITERIA_MAX_CHARS,
+                                                    error=rules.CRITERIA_TOO_LONG),
                                     metadata={"description": "Extra SQL boolean filter over the table's columns; "
                                                              "it can only narrow the age filter",
                                               "example": "status = 'closed'"})
