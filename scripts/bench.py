@@ -218,7 +218,9 @@ class Bench:
             return row
         wargs = [kind, "--table", data.TABLE]
         if self.args.profile:
-            wargs.insert(1, f"--profile={self.workdir / f'profile-{backend}-{kind}-{n}.txt'}")
+            Path(self.args.profile).mkdir(parents=True, exist_ok=True)
+            wargs.insert(1, f"--profile={Path(self.args.profile).resolve() / f'profile-{backend}-{kind}-{n}.txt'}")
+            row.label += " (under cProfile)"
         child = worker(*wargs, env=env)
         problem = child_problem(child)
         if problem:
@@ -473,7 +475,8 @@ def versions(b: Bench, backends: list[str]) -> str:
     parts = [f"Python {platform.python_version()}", f"SQLAlchemy {sqlalchemy.__version__}"]
     commit = _cmd_version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     if commit:
-        parts.insert(0, f"archiver {commit}")
+        dirty = _cmd_version(["git", "-C", str(ROOT), "status", "--porcelain", "--", "archiver"])
+        parts.insert(0, f"archiver {commit}" + (" with uncommitted changes in archiver/" if dirty else ""))
     if "pg" in backends or b.args.reads or b.args.purge:
         try:
             parts.append(f"PostgreSQL {b.pg.version()}")
@@ -520,7 +523,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mariadb-url", default=os.environ.get("BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/"),
                    help="a MariaDB server URL whose user may create databases (env BENCH_MARIADB_URL)")
     p.add_argument("--wrk-seconds", type=int, default=15, help="duration of each wrk run (default 15)")
-    p.add_argument("--profile", action="store_true", help="cProfile the project's job (its timings are then marked)")
+    p.add_argument("--profile", metavar="DIR", help="cProfile the project's jobs and write summaries into DIR "
+                   "(profiled timings are slower and marked as such)")
     p.add_argument("--keep", action="store_true", help="keep the bench_* databases (for inspection)")
     args = p.parse_args(argv)
     args.backend_list = [x.strip() for x in args.backends.split(",") if x.strip()]
@@ -569,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                  "measured process's peak RSS (the project's job process; the limit's client process, the server "
                  "does the work)."]
     if args.profile:
-        footnotes.append(f"The project's job ran under cProfile (slower than normal); profiles in {workdir}.")
+        footnotes.append(f"The project's job ran under cProfile (slower than normal); profiles in {args.profile}.")
     text = ["", *header, ""]
     if table:
         text += [*table, "", *footnotes]

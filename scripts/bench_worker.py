@@ -90,8 +90,10 @@ def run_project_job(kind: str, table: str, cli_args: list[str], profile: str = "
         startup = time.perf_counter() - t_start
         t0 = time.perf_counter()
         profiler = None
+        sql_times: dict[str, list[float]] = {}
         if profile:
             import cProfile
+            time_sql(app, sql_times)
             profiler = cProfile.Profile()
             profiler.enable()
         with contextlib.redirect_stdout(out):
@@ -103,7 +105,7 @@ def run_project_job(kind: str, table: str, cli_args: list[str], profile: str = "
         seconds = time.perf_counter() - t0
         if profiler is not None:
             profiler.disable()
-            write_profile(profiler, profile)
+            write_profile(profiler, profile, sql_times)
     text = out.getvalue()
     sys.stdout.write(text)
     if code not in (None, 0):
@@ -113,10 +115,39 @@ def run_project_job(kind: str, table: str, cli_args: list[str], profile: str = "
             "via": f"flask {command_name} {' '.join(args)}"}
 
 
-def write_profile(profiler: Any, path: str) -> None:
-    """The top of a cProfile run, by own time and by cumulative time, as text."""
+def time_sql(app: Any, totals: dict[str, list[float]]) -> None:
+    """Add up wall time per kind of SQL statement on the app's engines (commits: see cProfile)."""
+    from sqlalchemy import event
+
+    from archiver.extensions import db
+
+    with app.app_context():
+        engines = {("archive" if key is None else key): engine for key, engine in db.engines.items()}
+    for label, engine in engines.items():
+        def before(conn, _cursor, _statement, _params, context, _executemany):
+            conn.info.setdefault("bench_t0", []).append(time.perf_counter())
+
+        def after(conn, _cursor, statement, params, _context, executemany, label=label):
+            elapsed = time.perf_counter() - conn.info["bench_t0"].pop()
+            words = statement.split()
+            kind = " ".join(words[:3]) if words else "?"
+            rows = len(params) if executemany and isinstance(params, (list, tuple)) else 1
+            entry = totals.setdefault(f"{label}: {kind[:60]}", [0, 0.0, 0])
+            entry[0] += 1
+            entry[1] += elapsed
+            entry[2] += rows
+
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
+
+
+def write_profile(profiler: Any, path: str, sql_times: dict[str, list[float]]) -> None:
+    """SQL time per statement kind, then the top of the cProfile run by own and cumulative time."""
     import pstats
     with open(path, "w", encoding="utf-8") as fh:
+        fh.write("=== SQL wall time by statement (calls, seconds, parameter sets)\n")
+        for key, (calls, seconds, rows) in sorted(sql_times.items(), key=lambda kv: -kv[1][1]):
+            fh.write(f"{seconds:9.3f} s  {calls:7d} calls  {rows:9d} sets  {key}\n")
         for key in ("tottime", "cumulative"):
             fh.write(f"=== sorted by {key}\n")
             pstats.Stats(profiler, stream=fh).strip_dirs().sort_stats(key).print_stats(30)
