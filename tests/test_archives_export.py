@@ -5,7 +5,7 @@ import csv
 import io
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 
 import orjson

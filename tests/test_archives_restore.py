@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from archiver.engine.lease import TableLease
 from archiver.engine.restore import ArchiveFilters, RestoreSelection, restore_rows
 from archiver.extensions import db
 from archiver.models import ArchiveRun
@@ -277,5 +278,35 @@ def test_restore_is_recorded_as_failed_when_the_source_breaks(client, accounts, 
     assert "fire" not in resp.get_data(as_text=True)
     with app.app_context():
         run = db.session.query(ArchiveRun).one()
-        assert run.status == "failed" and run.error == "restore failed: OperationalError"
+        assert run.status == "failed" and run.error.startswith("restore failed: ")
+        assert "INSERT" not in run.error and "fire" not in run.error
     assert len(source_rows(source_engine, "people")) == 0
+
+
+def test_restore_waits_for_no_archive_run_and_releases_the_lease(client, accounts, people, archive_engine, app):
+    _, ids, _ = people
+    admin = accounts.admin()
+    runner = TableLease(archive_engine, "people", kind="archive", holder="archive-runner", ttl_seconds=600)
+    assert runner.acquire()
+    resp = restore(client, admin, "people", {"all": True})
+    assert resp.status_code == 409 and "archive run is in progress" in resp.get_json()["error"]["message"]
+    assert archived_ids(archive_engine, "people") == ids
+    with app.app_context():
+        assert db.session.query(ArchiveRun).count() == 0
+    runner.release()
+
+    assert restore(client, admin, "people", {"ids": ids[:1]}).status_code == 200
+    assert runner.current_holder() is None  # the restore gave the lease back
+    assert runner.acquire()
+    runner.release()
+
+
+def test_a_restore_left_running_by_a_crash_is_closed_by_the_next(client, accounts, people, app):
+    admin = accounts.admin()
+    with app.app_context():
+        from archiver.services.runs import start_run
+        stale = start_run("restore", "people", "api:admin")
+    body = restore(client, admin, "people", {"all": True}).get_json()
+    with app.app_context():
+        assert db.session.get(ArchiveRun, stale).status == "failed"
+        assert db.session.get(ArchiveRun, body["run_id"]).status == "succeeded"

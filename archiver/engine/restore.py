@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from .lease import TableLease
 from .rowcodec import canonical_pk, decode_row, encode_row
 from .schema import archived_rows
 
@@ -131,11 +132,19 @@ def reflect_source_table(source: sa.Engine, table_name: str) -> sa.Table:
 
 
 def restore_rows(source: sa.Engine, archive: sa.Engine, table_name: str, selection: RestoreSelection,
-                 *, batch_size: int = DEFAULT_BATCH_SIZE, report_cap: int = DEFAULT_REPORT_CAP) -> RestoreResult:
-    """Move the selected archived rows of ``table_name`` back into the source table."""
+                 *, batch_size: int = DEFAULT_BATCH_SIZE, report_cap: int = DEFAULT_REPORT_CAP,
+                 lease: TableLease | None = None) -> RestoreResult:
+    """Move the selected archived rows of ``table_name`` back into the source table.
+
+    ``lease`` (the table's archive lease, already held) is renewed between
+    batches; if it is lost (LeaseLost) the restore stops, every batch so far
+    being complete.
+    """
     table = reflect_source_table(source, table_name)
     result = RestoreResult()
     for batch in _archived_batches(archive, table_name, selection, batch_size, result):
+        if lease is not None:
+            lease.renew_if_due()
         result.batches += 1
         result.rows_read += len(batch)
         _restore_batch(source, archive, table, table_name, batch, result, report_cap)

@@ -15,7 +15,10 @@ from typing import Any, Iterator, Mapping
 
 import orjson
 import sqlalchemy as sa
+from flask import current_app
 
+from ..engine.errors import LeaseLost, describe_error
+from ..engine.lease import TableLease
 from ..engine.restore import (ArchiveFilters, RestoreError, RestoreResult, RestoreSelection,
                               reflect_source_table, restore_rows)
 from ..engine.schema import archived_rows
@@ -265,25 +268,48 @@ def export_rows(table_name: str, filters: ArchiveFilters, *, fmt: str = "jsonl",
 # --- restore -----------------------------------------------------------------
 
 def restore(table_name: str, selection: RestoreSelection, username: str) -> dict[str, Any]:
-    """Restore the selected archived rows into the source table, recorded as a ``restore`` run."""
+    """Restore the selected archived rows into the source table, recorded as a ``restore`` run.
+
+    Holds the table's archive lease throughout, so no archive run moves rows of
+    the table meanwhile (409 if one is running).
+    """
     ensure_known(table_name)
+    db.session.rollback()  # no open snapshot on the archive DB while we write to it (SQLite)
     try:
         reflect_source_table(source_engine(), table_name)
     except RestoreError as exc:
         raise ApiError.conflict(str(exc)) from None
+    lease = TableLease(archive_engine(), table_name, kind=RunKind.ARCHIVE.value,
+                       ttl_seconds=int(current_app.config.get("LEASE_TTL_SECONDS", 600)))
+    if not lease.acquire():
+        raise ApiError.conflict("An archive run is in progress for this table; try again when it has finished")
+    try:
+        return _restore_with_lease(table_name, selection, username, lease)
+    finally:
+        try:
+            lease.release()
+        except Exception:  # noqa: BLE001 - it expires on its own
+            log.warning("could not release the archive lease on %s after a restore", table_name)
+
+
+def _restore_with_lease(table_name: str, selection: RestoreSelection, username: str,
+                        lease: TableLease) -> dict[str, Any]:
     run_id = runs.start_run(RunKind.RESTORE.value, table_name, runs.trigger_for_user(username))
     # End the session's read transaction now: on SQLite a snapshot taken before the restore's
     # archive writes would make finish_run's UPDATE fail with "database is locked".
     db.session.rollback()
+    # Restores of this table need this lease too: one still "running" was killed mid-way.
+    runs.close_interrupted(RunKind.RESTORE.value, table_name, run_id)
     try:
-        result = restore_rows(source_engine(), archive_engine(), table_name, selection)
-    except RestoreError as exc:
-        runs.finish_run(run_id, RunStatus.FAILED.value, error=str(exc))
-        raise ApiError.conflict(str(exc)) from None
+        result = restore_rows(source_engine(), archive_engine(), table_name, selection, lease=lease)
+    except (RestoreError, LeaseLost) as exc:
+        db.session.rollback()
+        runs.finish_run(run_id, RunStatus.FAILED.value, error=str(exc)[:500])
+        raise ApiError.conflict(f"Restore stopped: {exc}") from None
     except Exception as exc:
         log.exception("restore of %s failed (run %s)", table_name, run_id)
         db.session.rollback()
-        runs.finish_run(run_id, RunStatus.FAILED.value, error=f"restore failed: {type(exc).__name__}")
+        runs.finish_run(run_id, RunStatus.FAILED.value, error=f"restore failed: {describe_error(exc)}")
         raise
     status = RunStatus.SUCCEEDED if not (result.conflict_count or result.failed_count) else RunStatus.PARTIAL
     runs.finish_run(run_id, status.value, _counts(result))
