@@ -20,7 +20,7 @@ class RunStatus(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    PARTIAL = "partial"  # stopped on request (SIGTERM/SIGINT) between batches; committed batches stay
+    PARTIAL = "partial"  # stopped on request between batches, or some rows left in place (restore conflicts)
     SKIPPED = "skipped"  # another runner held the table's lease; nothing was done
 
 

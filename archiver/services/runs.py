@@ -26,8 +26,10 @@ def start_run(kind: str, table_name: str, trigger: str, dry_run: bool = False) -
     run = ArchiveRun(kind=kind, table_name=table_name, trigger=trigger[:96], dry_run=dry_run,
                      status=RunStatus.RUNNING.value, started_at=utcnow())
     db.session.add(run)
+    db.session.flush()
+    run_id = run.id  # read before commit: reading after would reopen a snapshot (SQLite locks)
     db.session.commit()
-    return run.id
+    return run_id
 
 
 def finish_run(run_id: int, status: str, counts: RunCounts | None = None, error: str | None = None) -> ArchiveRun:
