@@ -13,12 +13,12 @@ from flask import Response, stream_with_context
 from flask_jwt_extended import current_user
 
 from ..engine.restore import ArchiveFilters
-from ..errors import ErrorSchema
 from ..extensions import Blueprint
 from ..services import archives
 from .schemas.archives import (ArchiveExportQuerySchema, ArchiveFiltersSchema, ArchiveListQuerySchema,
                                ArchivedRowPageSchema, ArchivedRowSchema, ArchiveTableListSchema, NoQuerySchema,
                                RestoreBodySchema, RestoreResultSchema)
+from .docs import error_responses
 from .security import admin_required, is_admin, login_required, permitted_tables, require_table_access
 
 blp = Blueprint("archives", __name__, url_prefix="/archives",
@@ -36,12 +36,7 @@ def _json(body: bytes) -> Response:
 
 
 def _errors(*statuses: int):
-    """Document the error envelope for ``statuses``."""
-    def deco(fn):
-        for status in statuses:
-            fn = blp.alt_response(status, schema=ErrorSchema)(fn)
-        return fn
-    return deco
+    return error_responses(blp, statuses)
 
 
 @blp.route("/", strict_slashes=False, methods=["GET"])

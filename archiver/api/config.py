@@ -1,17 +1,17 @@
 """/config: archive policies, one per source table (admin; a permitted user may read one)."""
 from __future__ import annotations
 
-from functools import wraps
 from typing import Any, Callable
 
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 
-from ..errors import ApiError, ErrorSchema
+from ..errors import ErrorSchema
 from ..extensions import Blueprint
 from ..services import policies as policy_service
 from .schemas.policies import PolicyInSchema, PolicySchema
-from .security import admin_required, is_admin, login_required, permitted_tables
+from .docs import error_responses
+from .security import admin_required, login_required, require_table_access
 
 blp = Blueprint("config", __name__, url_prefix="/config",
                 description="Archive policies: which rows of a source table are archived, and for how long")
@@ -27,39 +27,14 @@ _ERRORS = {
 
 
 def _errors(*statuses: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Document error responses (the JSON error envelope) for a view."""
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        for status in statuses:
-            fn = blp.alt_response(status, schema=ErrorSchema, description=_ERRORS[status])(fn)
-        return fn
-    return decorate
-
-
-def _admin_only(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Admin by token *and* still admin in the database (a demoted admin's token stops working)."""
-    @wraps(fn)
-    @admin_required
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not current_user.is_admin:
-            raise ApiError.forbidden("Admin role required")
-        return fn(*args, **kwargs)
-    return wrapper
-
-
-def _require_policy_reader(table_name: str) -> None:
-    """Admins, and users granted ``table_name`` (in the token and still in the database)."""
-    if is_admin() and current_user.is_admin:
-        return
-    if table_name in permitted_tables() and table_name in current_user.table_names:
-        return
-    raise ApiError.forbidden("You do not have access to this table")
+    return error_responses(blp, statuses, _ERRORS)
 
 
 @blp.route("/", strict_slashes=False)
 class Policies(MethodView):
     @blp.response(200, PolicySchema(many=True))
     @_errors(401, 403)
-    @_admin_only
+    @admin_required
     def get(self):
         """List every policy, ordered by table name."""
         return policy_service.list_policies()
@@ -67,7 +42,7 @@ class Policies(MethodView):
     @blp.response(201, PolicySchema, description="Policy created")
     @blp.alt_response(200, schema=PolicySchema, description="Existing policy replaced")
     @_errors(400, 401, 403, 413, 415)
-    @_admin_only
+    @admin_required
     @blp.arguments(PolicyInSchema)
     def post(self, data: dict[str, Any]):
         """Create or replace the policy of `table_name` (201 created, 200 updated).
@@ -88,12 +63,12 @@ class PolicyByTable(MethodView):
     @login_required
     def get(self, table_name: str):
         """One table's policy: admins, and users holding that table's permission."""
-        _require_policy_reader(table_name)
+        require_table_access(table_name)
         return policy_service.require_policy(table_name)
 
     @blp.response(204, description="Policy removed (archived rows are kept)")
     @_errors(401, 403, 404)
-    @_admin_only
+    @admin_required
     def delete(self, table_name: str):
         """Remove a table's policy: its rows are no longer archived or purged."""
         policy_service.delete_policy(table_name)
@@ -113,7 +88,7 @@ from .schemas.runs import PreviewSchema  # noqa: E402
 @blp.alt_response(400, schema=ErrorSchema, description="The policy no longer fits the source table")
 @_errors(401, 403, 404)
 @blp.alt_response(503, schema=ErrorSchema, description="Source database error")
-@_admin_only
+@admin_required
 def preview_policy(table_name: str):
     """Count the rows an archive run would move now, and the cutoff (moves nothing)."""
     return job_service.preview(table_name)

@@ -28,8 +28,12 @@ def is_admin() -> bool:
 
 
 def permitted_tables() -> set[str]:
+    """Tables granted in the token and still granted in the database (a revocation bites at once)."""
     perms = claims().get("permissions") or []
-    return {p for p in perms if isinstance(p, str)}
+    user = get_current_user()
+    if user is None:
+        return set()
+    return {p for p in perms if isinstance(p, str)} & set(user.table_names)
 
 
 def can_read_table(table_name: str) -> bool:

@@ -1,16 +1,15 @@
 """Liveness, readiness and the scheduler's job list."""
 from __future__ import annotations
 
-from functools import wraps
 from typing import Any, Callable
 
-from flask_jwt_extended import current_user
 
-from ..errors import ApiError, ErrorSchema
+from ..errors import ApiError
 from ..extensions import Blueprint
 from ..services import database, scheduler_info
 from .schemas.system import (HealthSchema, ReadySchema, SchedulerStatusSchema, TestJobRequestSchema,
                              TestJobScheduledSchema, TestRunsSchema)
+from .docs import error_responses
 from .security import admin_required
 
 blp = Blueprint("system", __name__, description="Health, readiness and scheduler")
@@ -28,23 +27,7 @@ _ERRORS = {
 
 
 def _errors(*statuses: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Document error responses (the JSON error envelope) for a view."""
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        for status in statuses:
-            fn = blp.alt_response(status, schema=ErrorSchema, description=_ERRORS[status])(fn)
-        return fn
-    return decorate
-
-
-def _admin_only(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Admin by token *and* still admin in the database."""
-    @wraps(fn)
-    @admin_required
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not current_user.is_admin:
-            raise ApiError.forbidden("Admin role required")
-        return fn(*args, **kwargs)
-    return wrapper
+    return error_responses(blp, statuses, _ERRORS)
 
 
 @blp.route("/health")
@@ -76,7 +59,7 @@ def ready():
 @blp.route("/system/scheduler/jobs", methods=["GET"])
 @blp.response(200, SchedulerStatusSchema)
 @_errors(401, 403)
-@_admin_only
+@admin_required
 def scheduler_jobs():
     """The in-process scheduler: running or not, its jobs with trigger and next run time, recent test runs."""
     return scheduler_info.scheduler_status()
@@ -85,7 +68,7 @@ def scheduler_jobs():
 @blp.route("/system/scheduler/test", methods=["POST"])
 @blp.response(202, TestJobScheduledSchema)
 @_errors(400, 401, 403, 409, 415)
-@_admin_only
+@admin_required
 @blp.arguments(TestJobRequestSchema, required=False)
 def scheduler_test(data: dict[str, Any]):
     """Schedule a one-off test job `delay_seconds` (1-60, default 3) from now.
@@ -99,7 +82,7 @@ def scheduler_test(data: dict[str, Any]):
 @blp.route("/system/scheduler/test", methods=["GET"])
 @blp.response(200, TestRunsSchema)
 @_errors(401, 403)
-@_admin_only
+@admin_required
 def scheduler_test_runs():
     """Recorded runs of the test job in this process (last 20, newest last)."""
     return {"runs": scheduler_info.recorded_test_runs()}
