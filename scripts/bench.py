@@ -19,7 +19,7 @@ The project's job runs in its own process (scripts/bench_worker.py runs the
 its own (VmHWM). ``--reads`` measures GET /archives/events through waitress
 with wrk; ``--purge`` times ``purge-now`` over N archived rows on PostgreSQL.
 
-PostgreSQL databases (bench_*) and MariaDB databases (bench_*) are created and
+PostgreSQL and MariaDB databases named bench_<pid>_* are created and
 dropped by the run; SQLite files live in a temporary directory.
 """
 from __future__ import annotations
@@ -169,11 +169,17 @@ class Bench:
     args: argparse.Namespace
     workdir: Path
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    # Database names carry the run's pid, so two runs on one server never touch each other's data.
+    tag: str = field(default_factory=lambda: str(os.getpid()))
     notes: list[str] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     sections: list[tuple[str, list[str]]] = field(default_factory=list)
     _pg: data.PgAdmin | None = None
     _maria: data.MariaDbAdmin | None = None
+
+    def db(self, role: str) -> str:
+        """This run's database name for ``role`` (tpl, src, arch, …): bench_<pid>_<role>."""
+        return f"bench_{self.tag}_{role}"
 
     @property
     def pg(self) -> data.PgAdmin:
@@ -249,13 +255,14 @@ def check_counts(n: int, archived: int, remaining: int) -> str:
 
 def bench_pg(b: Bench, n: int, baselines: bool = True, project: bool = True) -> list[Row]:
     pg = b.pg
+    tpl, src, arch = b.db("tpl"), b.db("src"), b.db("arch")
     anchor = data.make_anchor()
     cutoff = data.cutoff_for(anchor)
-    log(f"pg: building bench_tpl with {n:,} events")
+    log(f"pg: building {tpl} with {n:,} events")
     t0 = time.perf_counter()
-    pg.build_events("bench_tpl", n, anchor)
+    pg.build_events(tpl, n, anchor)
     log(f"pg: built in {time.perf_counter() - t0:.1f}s")
-    src_url, arch_url = pg.url_for("bench_src"), pg.url_for("bench_arch")
+    src_url, arch_url = pg.url_for(src), pg.url_for(arch)
     out: list[Row] = []
 
     def verify() -> tuple[int, int]:
@@ -264,11 +271,11 @@ def bench_pg(b: Bench, n: int, baselines: bool = True, project: bool = True) -> 
 
     try:
         if baselines:
-            pg.create("bench_src", template="bench_tpl")
-            pg.create("bench_arch")
+            pg.create(src, template=tpl)
+            pg.create(arch)
             create_archive_schema(arch_url)
             pg.checkpoint()
-            child = worker("limit-pg", "--src", pg.dsn_for("bench_src"), "--arch", pg.dsn_for("bench_arch"),
+            child = worker("limit-pg", "--src", pg.dsn_for(src), "--arch", pg.dsn_for(arch),
                            "--cutoff", cutoff.isoformat(sep=" "), "--now", anchor.isoformat(sep=" "))
             row = Row("pg", "limit", "limit: row_to_json + COPY out/in + DELETE", n=n)
             problem = child_problem(child)
@@ -281,13 +288,13 @@ def bench_pg(b: Bench, n: int, baselines: bool = True, project: bool = True) -> 
                 log(f"pg limit: {archived} rows in {row.seconds:.2f}s")
             out.append(row)
         if project:
-            pg.create("bench_src", template="bench_tpl")
-            pg.create("bench_arch")
+            pg.create(src, template=tpl)
+            pg.create(arch)
             pg.checkpoint()
             out.append(b.run_project("pg", n, b.project_env(src_url, arch_url), verify))
     finally:
         if not b.args.keep:
-            for name in ("bench_src", "bench_arch", "bench_tpl"):
+            for name in (src, arch, tpl):
                 pg.drop(name)
     return out
 
@@ -369,13 +376,14 @@ def pt_archiver_dsn(b: Bench, database: str) -> str:
 
 def bench_mariadb(b: Bench, n: int, baselines: bool = True, project: bool = True) -> list[Row]:
     maria = b.maria
+    tpl, src, arch = b.db("tpl"), b.db("src"), b.db("arch")
     anchor = data.make_anchor()
     cutoff = data.cutoff_for(anchor)
-    log(f"mariadb: building bench_tpl with {n:,} events")
+    log(f"mariadb: building {tpl} with {n:,} events")
     t0 = time.perf_counter()
-    maria.build_events("bench_tpl", n, anchor)
+    maria.build_events(tpl, n, anchor)
     log(f"mariadb: built in {time.perf_counter() - t0:.1f}s")
-    src_url, arch_url = maria.url_for("bench_src"), maria.url_for("bench_arch")
+    src_url, arch_url = maria.url_for(src), maria.url_for(arch)
     out: list[Row] = []
     try:
         if baselines:
@@ -385,10 +393,10 @@ def bench_mariadb(b: Bench, n: int, baselines: bool = True, project: bool = True
             if tool is None:
                 row.note = "n/a (pt-archiver not installed: apt-get install percona-toolkit)"
             else:
-                maria.copy_events("bench_tpl", "bench_src")
-                maria.create("bench_arch")
-                maria.execute("CREATE TABLE bench_arch.events LIKE bench_tpl.events")
-                argv = [tool, "--source", pt_archiver_dsn(b, "bench_src"), "--dest", pt_archiver_dsn(b, "bench_arch"),
+                maria.copy_events(tpl, src)
+                maria.create(arch)
+                maria.execute(f"CREATE TABLE `{arch}`.events LIKE `{tpl}`.events")
+                argv = [tool, "--source", pt_archiver_dsn(b, src), "--dest", pt_archiver_dsn(b, arch),
                         "--where", f"created_at < '{cutoff.isoformat(sep=' ')}'",
                         "--limit", "1000", "--commit-each", "--bulk-insert", "--bulk-delete",
                         "--statistics", "--no-check-charset", "--no-version-check"]
@@ -396,24 +404,24 @@ def bench_mariadb(b: Bench, n: int, baselines: bool = True, project: bool = True
                 if child.returncode != 0:
                     row.note = f"failed: {(child.stderr.strip() or child.stdout.strip())[-300:]}"
                 else:
-                    archived = maria.count("bench_arch", "events")
-                    remaining = maria.count("bench_src", "events")
+                    archived = maria.count(arch, "events")
+                    remaining = maria.count(src, "events")
                     row.rows, row.seconds, row.peak_kb = archived, child.wall_seconds, child.peak_kb
                     row.note = check_counts(n, archived, remaining)
                     log(f"mariadb pt-archiver: {archived} rows in {row.seconds:.2f}s")
             out.append(row)
         if project:
-            maria.copy_events("bench_tpl", "bench_src")
-            maria.create("bench_arch")
+            maria.copy_events(tpl, src)
+            maria.create(arch)
 
             def verify() -> tuple[int, int]:
-                archived = maria.count("bench_arch", "archived_rows", f"table_name = '{data.TABLE}'")
-                return archived, maria.count("bench_src", "events")
+                archived = maria.count(arch, "archived_rows", f"table_name = '{data.TABLE}'")
+                return archived, maria.count(src, "events")
 
             out.append(b.run_project("mariadb", n, b.project_env(src_url, arch_url), verify))
     finally:
         if not b.args.keep:
-            for name in ("bench_src", "bench_arch", "bench_tpl"):
+            for name in (src, arch, tpl):
                 maria.drop(name)
     return out
 

@@ -119,23 +119,24 @@ def run(b: "Bench", n: int, reads: bool = True, purge: bool = True) -> list[tupl
     from scripts.bench import child_problem, log, worker
 
     pg = b.pg
+    rsrc, rarch = b.db("rsrc"), b.db("rarch")
     anchor = data.make_anchor()
-    src_url, arch_url = pg.url_for("bench_rsrc"), pg.url_for("bench_rarch")
+    src_url, arch_url = pg.url_for(rsrc), pg.url_for(rarch)
     env = b.project_env(src_url, arch_url)
     sections: list[tuple[str, list[str]]] = []
     deep_after = max(1, n - DEEP_PAGES * PAGE) if n > DEEP_PAGES * PAGE + PAGE else max(1, n // 2)
     try:
-        pg.create("bench_rsrc")
-        pg.execute(data.PG_EVENTS_DDL, "bench_rsrc")
-        pg.create("bench_rarch")
+        pg.create(rsrc)
+        pg.execute(data.PG_EVENTS_DDL, rsrc)
+        pg.create(rarch)
         setup = b.setup_project(env, "--admin", "bench_admin", "--cursor-after-id", str(deep_after))
         problem = child_problem(setup)
         if problem:
             return [("Reads / purge", [f"not run: {problem}"])]
         log(f"archive: building {n:,} archived events rows")
         t0 = time.perf_counter()
-        pg.execute(POPULATE_ARCHIVE.format(anchor=anchor.isoformat(sep=" "), n=int(n)), "bench_rarch")
-        pg.execute("VACUUM ANALYZE archived_rows", "bench_rarch")
+        pg.execute(POPULATE_ARCHIVE.format(anchor=anchor.isoformat(sep=" "), n=int(n)), rarch)
+        pg.execute("VACUUM ANALYZE archived_rows", rarch)
         log(f"archive: built in {time.perf_counter() - t0:.1f}s")
         if reads:
             sections.append((f"Archive reads with {n:,} archived rows (GET /archives/events?limit={PAGE}, "
@@ -159,8 +160,8 @@ def run(b: "Bench", n: int, reads: bool = True, purge: bool = True) -> list[tupl
                              f"{data.DELETE_AFTER_DAYS})", lines))
     finally:
         if not b.args.keep:
-            pg.drop("bench_rsrc")
-            pg.drop("bench_rarch")
+            pg.drop(rsrc)
+            pg.drop(rarch)
     return sections
 
 
