@@ -30,6 +30,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,12 +81,21 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> ChildResult
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=ROOT)
-        while True:
-            pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            peak = max(peak, peak_rss_kb(proc.pid) or 0)
-            time.sleep(0.02)
+        try:
+            while True:
+                pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                peak = max(peak, peak_rss_kb(proc.pid) or 0)
+                time.sleep(0.02)
+        except BaseException:  # interrupted: do not leave the measured process running
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -544,8 +554,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _stop(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, which a background shell job ignores otherwise) end the run through
+    # the finally blocks: the current child is stopped and the bench databases are dropped.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     workdir = Path(tempfile.mkdtemp(prefix="archiver-bench-"))
     b = Bench(args, workdir)
     started = datetime.now(timezone.utc)
