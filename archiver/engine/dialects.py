@@ -36,7 +36,10 @@ class Batch:
     """One locked batch: its primary keys (DB order), the last key, and archive records.
 
     ``records`` are dicts with ``source_pk`` (canonical text), ``payload``
-    (JSON text) and ``row_date`` (aware UTC datetime or None).
+    (JSON text) and ``row_date``: an aware UTC datetime, None, or the same
+    instant as naive UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (a fast path
+    that has it as text already; see :func:`row_date_datetime` /
+    :func:`row_date_text`).
     """
 
     keys: list[tuple]
@@ -45,6 +48,22 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+def row_date_datetime(value: datetime | str | None) -> datetime | None:
+    """A record's ``row_date`` as an aware UTC datetime (or None)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return value
+
+
+def row_date_text(value: datetime | str | None) -> str | None:
+    """A record's ``row_date`` as naive UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (or None)."""
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
 
 
 # --------------------------------------------------------------------------- source
@@ -93,8 +112,9 @@ class SourceOps:
         return sa.tuple_(*pk) > sa.tuple_(*[sa.bindparam(f"k{i}") for i in range(len(pk))])
 
     # statements ------------------------------------------------------------
-    def select_statement(self, plan: TablePlan, first: bool) -> sa.Select:
-        stmt = sa.select(*plan.columns).where(plan.predicate)
+    def select_statement(self, plan: TablePlan, first: bool, columns: Sequence[Any] | None = None) -> sa.Select:
+        """The keyset batch SELECT of ``columns`` (default: the plan's), locking the rows."""
+        stmt = sa.select(*(plan.columns if columns is None else columns)).where(plan.predicate)
         if not first:
             stmt = stmt.where(self.keyset_after(plan.pk))
         return stmt.order_by(*plan.pk).limit(sa.bindparam("batch_limit")).with_for_update()
@@ -260,7 +280,7 @@ class ArchiveOps:
             self._upsert = self.upsert_statement()
         archived_at = self.datetime_param(archived_at)
         params = [{**r, "table_name": table_name, "archived_at": archived_at, "run_id": run_id,
-                   "row_date": self.datetime_param(r["row_date"])} for r in records]
+                   "row_date": self.datetime_param(row_date_datetime(r["row_date"]))} for r in records]
         conn.execute(self._upsert, params)
         return len(records)
 
@@ -292,13 +312,9 @@ class _SubqueryPurge(ArchiveOps):
         return conn.execute(sa.delete(archived_rows).where(archived_rows.c.id.in_(ids))).rowcount
 
 
-def _sqlite_datetime_text(value: datetime | None) -> str | None:
+def _sqlite_datetime_text(value: datetime | str | None) -> str | None:
     """SQLAlchemy's SQLite DATETIME storage format, in UTC (so text comparisons order correctly)."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
+    return row_date_text(value)
 
 
 class SQLiteArchiveOps(_SubqueryPurge):
@@ -389,3 +405,15 @@ def _type_name(ctype: sa.types.TypeEngine) -> str:
     except Exception:  # noqa: BLE001 - some reflected types cannot compile without a dialect
         return type(ctype).__name__
 
+
+
+def _register_fast_paths() -> None:
+    """Make the per-dialect fast paths (server-built payloads, COPY, ...) the default."""
+    from . import fast_mysql, fast_pg, fast_sqlite  # noqa: PLC0415 - they subclass the classes above
+
+    fast_pg.register()
+    fast_sqlite.register()
+    fast_mysql.register()
+
+
+_register_fast_paths()

@@ -1,0 +1,172 @@
+"""PostgreSQL fast path: payloads built by the server, COPY into the archive, array DELETE.
+
+Source (:class:`FastPostgresSourceOps`): the batch SELECT ... FOR UPDATE
+returns each row's payload text (see :mod:`.fast_common`); these types are
+rendered by the server, byte for byte as the Python encoder writes them:
+
+* smallint/integer/bigint → digits; boolean → true/false
+* text/varchar/char/enum → ``to_json`` (same escapes as orjson)
+* numeric → the exact string (``"12.30"``); a value Python's ``str(Decimal)``
+  would write in exponent form (|x| < 1e-6, or 0 with more than 6 decimals)
+  is exotic
+* timestamp / timestamptz / date → ISO 8601 as ``datetime.isoformat()``
+  (6-digit fraction only when non-zero; the session's offset ``+HH:MM`` for
+  timestamptz, as psycopg2 reads it); years outside 1..9999, infinities and
+  offsets with seconds are exotic
+* uuid → text; bytea → base64 without line breaks
+
+Other types (float, json/jsonb, arrays, interval, time, money, ...) are
+encoded in Python; exotic values send their row through the generic encoder.
+The DELETE passes the keys as one array (``= ANY(CAST(:keys AS type[]))``).
+
+Archive (:class:`FastPostgresArchiveOps`): the batch is COPYed into a
+session-local TEMP table, then one ``INSERT … SELECT … ON CONFLICT
+(table_name, source_pk) DO UPDATE`` moves it into ``archived_rows`` in the
+same (archive) transaction; the temp table empties itself at commit. (Needs
+session-level temp tables: not for transaction-pooling proxies.)
+"""
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from .dialects import PostgresArchiveOps, PostgresSourceOps, register_archive_ops, register_source_ops
+from .fast_common import FastSourceOps
+from .plan import TablePlan
+
+_ISO_SECONDS = 'YYYY-MM-DD"T"HH24:MI:SS'
+
+
+def _q(text: str) -> sa.ColumnElement[str]:
+    return sa.literal(text, sa.Text)
+
+
+def _quoted(expr: Any) -> sa.ColumnElement[str]:
+    return _q('"').op("||")(expr).op("||")(_q('"'))
+
+
+def _fraction(expr: Any) -> sa.ColumnElement[str]:
+    """'.ffffff' when the value has a fraction of a second, else '' (like isoformat)."""
+    return sa.case((expr == sa.func.date_trunc("second", expr), _q("")), else_=sa.func.to_char(expr, ".US"))
+
+
+def _year_ok(expr: Any) -> sa.ColumnElement[bool]:
+    # Python dates hold years 1..9999; infinities (psycopg2 reads them as date/datetime.max) are exotic too.
+    return sa.extract("year", expr).between(1, 9999)
+
+
+def pg_value_fragment(expr: Any, col_type: sa.types.TypeEngine) -> sa.ColumnElement[str] | None:
+    """The server-side JSON text of a PostgreSQL column value (None: encode it in Python)."""
+    t = col_type
+    if isinstance(t, sa.Boolean):
+        return sa.case((expr, _q("true")), else_=_q("false"))
+    if isinstance(t, sa.Integer):
+        return sa.cast(expr, sa.Text)
+    if isinstance(t, sa.Float):
+        return None  # float text is not always Python's repr (3 vs 3.0, 1e+100 vs 1e100)
+    if isinstance(t, sa.Numeric):
+        text = _quoted(sa.cast(expr, sa.Text))
+        if t.scale is not None and 0 <= t.scale <= 6:
+            return text  # stored with exactly `scale` decimals: never exponent form in Python
+        exponent_form = sa.or_(sa.and_(expr == 0, sa.func.scale(expr) > 6),
+                               sa.and_(expr != 0, sa.func.abs(expr) < sa.literal(Decimal("0.000001"), sa.Numeric)))
+        return sa.case((exponent_form, sa.null()), else_=text)
+    if isinstance(t, sa.DateTime):
+        body = sa.func.to_char(expr, _ISO_SECONDS).op("||")(_fraction(expr))
+        ok = _year_ok(expr)
+        if t.timezone:
+            body = body.op("||")(sa.func.to_char(expr, "TZH:TZM"))
+            ok = sa.and_(ok, sa.extract("timezone", expr) % 60 == 0)
+        return sa.case((ok, _quoted(body)), else_=sa.null())
+    if isinstance(t, sa.Date):
+        return sa.case((_year_ok(expr), _quoted(sa.func.to_char(expr, "YYYY-MM-DD"))), else_=sa.null())
+    if isinstance(t, sa.Uuid):
+        return _quoted(sa.cast(expr, sa.Text))
+    if isinstance(t, sa.LargeBinary):
+        return _quoted(sa.func.translate(sa.func.encode(expr, "base64"), "\n", ""))
+    if isinstance(t, sa.String) and not isinstance(t, sa.JSON):
+        return sa.cast(sa.func.to_json(expr), sa.Text)
+    return None
+
+
+class FastPostgresSourceOps(FastSourceOps, PostgresSourceOps):
+    """PostgreSQL source: server-built payloads, array DELETE."""
+
+    def value_fragment(self, expr: Any, col_type: sa.types.TypeEngine) -> sa.ColumnElement[str] | None:
+        return pg_value_fragment(expr, col_type)
+
+    def delete_keys(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple]) -> int:
+        if len(plan.pk) != 1 or not self.fast_enabled:
+            return super().delete_keys(conn, plan, keys)
+        stmt = plan.extra.get("fast_delete")
+        if stmt is None:
+            col = plan.pk[0]
+            array = sa.cast(sa.bindparam("keys"), pg.ARRAY(col.type))
+            stmt = plan.extra["fast_delete"] = sa.delete(plan.table).where(col == sa.any_(array))
+        return conn.execute(stmt, {"keys": [k[0] for k in keys]}).rowcount
+
+
+def _copy_text(value: str) -> str:
+    """A value in COPY's text format (backslash escapes)."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\n" in value or "\r" in value or "\t" in value:
+        value = value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return value
+
+
+def _copy_datetime(value: datetime | str | None) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):  # naive UTC text (see Batch)
+        return value + "+00"
+    return value.isoformat()
+
+
+class FastPostgresArchiveOps(PostgresArchiveOps):
+    """PostgreSQL archive: COPY the batch into a TEMP table, one INSERT … SELECT … ON CONFLICT."""
+
+    fast_enabled = True
+    _STAGE = "pg_temp.archiver_stage"
+    _CREATE = (f"CREATE TEMP TABLE IF NOT EXISTS archiver_stage "
+               "(source_pk text, payload text, row_date timestamptz) ON COMMIT DELETE ROWS")
+    _COPY = f"COPY {_STAGE} (source_pk, payload, row_date) FROM STDIN"
+    _MOVE = ("INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) "
+             "SELECT %(table_name)s, source_pk, payload::jsonb, row_date, %(archived_at)s::timestamptz, "
+             f"%(run_id)s::bigint FROM {_STAGE} "
+             "ON CONFLICT (table_name, source_pk) DO UPDATE SET payload = EXCLUDED.payload, "
+             "row_date = EXCLUDED.row_date, archived_at = EXCLUDED.archived_at, run_id = EXCLUDED.run_id")
+
+    def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
+               archived_at: datetime, run_id: int | None) -> int:
+        if not records or not self.fast_enabled or conn.dialect.driver != "psycopg2":
+            return super().upsert(conn, table_name, records, archived_at, run_id)
+        buf = io.StringIO("".join([
+            f"{_copy_text(r['source_pk'])}\t{_copy_text(r['payload'])}\t{_copy_datetime(r['row_date'])}\n"
+            for r in records]))
+        conn.exec_driver_sql(self._CREATE)
+        copy_from(conn, self._COPY, buf)
+        del buf
+        conn.exec_driver_sql(self._MOVE, {"table_name": table_name, "archived_at": archived_at, "run_id": run_id})
+        return len(records)
+
+
+def copy_from(conn: sa.Connection, sql: str, data: io.StringIO) -> None:
+    """``COPY … FROM STDIN`` on the connection's psycopg2 cursor; DB-API errors as SQLAlchemy's."""
+    dbapi_conn = conn.connection.dbapi_connection
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        with dbapi_conn.cursor() as cur:
+            cur.copy_expert(sql, data, size=1 << 16)
+    except error as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, error, dialect=conn.dialect) from exc
+
+
+def register() -> None:
+    register_source_ops("postgresql", FastPostgresSourceOps)
+    register_archive_ops("postgresql", FastPostgresArchiveOps)
