@@ -486,14 +486,25 @@ def _cmd_version(argv: list[str]) -> str | None:
     return text[0] if text else None
 
 
+def _git(*args: str) -> str | None:
+    """Output of a git command in the project's checkout; None if it fails (e.g. not a checkout)."""
+    try:
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def versions(b: Bench, backends: list[str]) -> str:
     import sqlite3
 
     import sqlalchemy
     parts = [f"Python {platform.python_version()}", f"SQLAlchemy {sqlalchemy.__version__}"]
-    commit = _cmd_version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    if commit:
-        dirty = _cmd_version(["git", "-C", str(ROOT), "status", "--porcelain", "--", "archiver"])
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit is None:
+        parts.insert(0, "archiver (not a git checkout)")
+    else:
+        dirty = _git("status", "--porcelain", "--", "archiver")
         parts.insert(0, f"archiver {commit}" + (" with uncommitted changes in archiver/" if dirty else ""))
     if "pg" in backends or b.args.reads or b.args.purge:
         try:
