@@ -33,7 +33,10 @@ class _Parser(FlaskParser):
         # A body sent with a non-JSON content type is a 415, not silently "no body".
         if req.content_length and not is_json_request(req):
             abort(415)
-        return super()._raw_load_json(req)
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:  # json.loads gives up on ~1000 nested arrays/objects
+            abort(400, messages={"json": ["JSON nested too deeply."]})
 
 
 class Blueprint(_SmorestBlueprint):

@@ -206,7 +206,7 @@ def test_every_protected_route_answers_401_without_a_token(app, client):
     covered = {(rule, method) for rule, method, _ in requests}
     # the routes of this module are among them (guards against an empty or broken list)
     assert {("/auth/me", "GET"), ("/auth/refresh", "POST"), ("/users/", "GET"), ("/users/", "POST"),
-            ("/users/<int:user_id>", "PATCH"), ("/users/<int:user_id>/permissions", "PUT")} <= covered
+            ("/users/<id:user_id>", "PATCH"), ("/users/<id:user_id>/permissions", "PUT")} <= covered
     failures = []
     for rule, method, path in requests:
         resp = client.open(path, method=method)

@@ -5,6 +5,7 @@ from flask import Flask
 
 from ..extensions import openapi
 from . import archives, auth, config, runs, system, users
+from .converters import IdConverter
 from .errors import register_error_handlers
 from .input_guard import register_input_guard
 
@@ -13,6 +14,7 @@ BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.bl
 
 def register_blueprints(app: Flask) -> None:
     register_input_guard(app)
+    app.url_map.converters["id"] = IdConverter  # before any rule uses it
     openapi.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     for blp in BLUEPRINTS:

@@ -71,7 +71,7 @@ def list_rows(args: dict[str, Any], table_name: str):
     return _json(body)
 
 
-@blp.route("/<string:table_name>/<int:row_id>", methods=["GET"])
+@blp.route("/<string:table_name>/<id:row_id>", methods=["GET"])
 @login_required
 @blp.arguments(NoQuerySchema, location="query", unknown=ma.RAISE)
 @blp.response(200, ArchivedRowSchema)

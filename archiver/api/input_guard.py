@@ -46,7 +46,10 @@ def register_input_guard(app: Flask) -> None:
         elif any(_find_bad(k) or _find_bad(v) for k, v in request.args.items(multi=True)):
             where = "query"
         elif request.is_json and request.content_length:
-            body = request.get_json(silent=True)
+            try:
+                body = request.get_json(silent=True)
+            except RecursionError:  # json.loads gives up on ~1000 nested arrays/objects
+                raise ApiError.bad_request("Request body is nested too deeply", {"location": "body"}) from None
             if _find_bad(body):
                 where = "body"
         if where:

@@ -28,7 +28,7 @@ def list_runs(**args: Any):
     return {"items": items, "next_before_id": next_before, "limit": args.get("limit", 50)}
 
 
-@blp.route("/<int:run_id>")
+@blp.route("/<id:run_id>")
 @blp.response(200, RunSchema)
 @blp.alt_response(401, schema=ErrorSchema, description="Missing, invalid or expired access token")
 @blp.alt_response(403, schema=ErrorSchema, description="Admin role required")

@@ -37,7 +37,7 @@ class Users(MethodView):
         return user_service.create_user(data["username"], data["password"], data["role"], data["permissions"])
 
 
-@blp.route("/<int:user_id>")
+@blp.route("/<id:user_id>")
 class UserById(MethodView):
     @blp.response(200, UserSchema)
     @_errors(401, 403, 404)
@@ -62,7 +62,7 @@ class UserById(MethodView):
         return user_service.deactivate_user(caller_id(), user_id)
 
 
-@blp.route("/<int:user_id>/permissions", methods=["PUT"])
+@blp.route("/<id:user_id>/permissions", methods=["PUT"])
 @blp.response(200, UserSchema)
 @_errors(400, 401, 403, 404)
 @admin_required

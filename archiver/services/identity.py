@@ -6,14 +6,15 @@ from typing import Any
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from ..extensions import db
-from ..models import User
+from ..models import MAX_ID, User
 
 
 def load_active_user(user_id: str) -> User | None:
-    """The user behind a token's ``sub``, or None if unknown or deactivated."""
-    try:
-        uid = int(user_id)
-    except (TypeError, ValueError):
+    """The user behind a token's ``sub``, or None if unknown, deactivated or not an id at all."""
+    if not isinstance(user_id, str) or not (0 < len(user_id) <= 19 and user_id.isascii() and user_id.isdigit()):
+        return None
+    uid = int(user_id)
+    if uid > MAX_ID:  # 19 digits can still exceed a BIGINT
         return None
     user = db.session.get(User, uid)
     if user is None or not user.active:

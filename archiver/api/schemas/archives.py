@@ -8,6 +8,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from ...models import MAX_ID
+
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_RESTORE_IDS = 10_000
@@ -83,7 +85,7 @@ class NoQuerySchema(ma.Schema):
 
 
 class RestoreBodySchema(ma.Schema):
-    ids = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)),
+    ids = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
                       validate=validate.Length(min=1, max=MAX_RESTORE_IDS),
                       metadata={"description": f"Archive row ids (at most {MAX_RESTORE_IDS})"})
     filters = fields.Nested(ArchiveFiltersSchema, metadata={"description": "Same filters as the listing"})

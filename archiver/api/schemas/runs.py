@@ -5,7 +5,7 @@ import marshmallow as ma
 from marshmallow import fields
 from marshmallow.validate import Length, OneOf, Range
 
-from ...models import RunKind, RunStatus
+from ...models import MAX_ID, RunKind, RunStatus
 from ...services.runs import MAX_PAGE_SIZE
 
 
@@ -20,7 +20,7 @@ class RunListArgsSchema(ma.Schema):
     status = fields.String(validate=OneOf([s.value for s in RunStatus]))
     limit = fields.Integer(load_default=50, validate=Range(1, MAX_PAGE_SIZE),
                            metadata={"description": f"Page size (1-{MAX_PAGE_SIZE})"})
-    before_id = fields.Integer(validate=Range(1), metadata={
+    before_id = fields.Integer(validate=Range(1, MAX_ID), metadata={
         "description": "Keyset cursor: only runs with a smaller id (pass the previous page's next_before_id)"})
 
 
