@@ -417,3 +417,95 @@ def test_mysql_fast_archive_end_to_end(mysql_db, tmp_path):
         assert arc["5"] == {"id": 5, "moved_at": "2025-01-01T10:00:00", "amount": "1.25", "note": "it's \\ 5"}
     finally:
         source.dispose()
+
+
+# --- PostgreSQL streaming: COPY while the source is read -------------------------------
+
+class SmallChunks(FastPostgresSourceOps):
+    stream_first_rows = 2
+    stream_chunk_rows = 3
+
+
+def _orders(engine: sa.Engine, n: int) -> sa.Table:
+    md = sa.MetaData()
+    table = sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                     sa.Column("moved_at", sa.DateTime(timezone=True)), sa.Column("note", sa.Text))
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"id": i, "moved_at": datetime(2025, 1, 1, tzinfo=timezone.utc),
+                                       "note": f"n{i}"} for i in range(1, n + 1)])
+    return table
+
+
+ORDERS = PolicySpec("orders", date_column="moved_at", batch_size=10)
+
+
+@postgres_only
+def test_postgres_streamed_batches_in_many_chunks(engines):
+    _orders(engines.source, 25)
+    result = archive_table(engines.source, engines.archive, ORDERS, now=NOW, source_ops=SmallChunks(engines.source))
+    assert (result.rows_read, result.rows_archived, result.rows_deleted, result.batches) == (25, 25, 25, 3)
+    arc = archived(engines.archive, "orders")
+    assert sorted(map(int, arc)) == list(range(1, 26))
+    assert arc["7"] == {"id": 7, "moved_at": "2025-01-01T00:00:00+00:00", "note": "n7"}
+
+
+@postgres_only
+def test_postgres_rows_archived_already_are_replaced_in_place(engines):
+    """A rerun after a crash: COPY meets existing copies, the batch goes through ON CONFLICT instead."""
+    _orders(engines.source, 12)
+    ar = schema.archived_rows
+    with engines.archive.begin() as conn:
+        conn.execute(ar.insert(), [{"table_name": "orders", "source_pk": str(i), "payload": {"stale": True},
+                                    "archived_at": NOW - timedelta(days=1), "run_id": 1} for i in (4, 11)])
+        old_ids = dict(conn.execute(sa.select(ar.c.source_pk, ar.c.id)).all())
+    result = archive_table(engines.source, engines.archive, ORDERS, now=NOW, run_id=2,
+                           source_ops=SmallChunks(engines.source))
+    assert result.rows_deleted == 12
+    with engines.archive.connect() as conn:
+        rows = {r.source_pk: r for r in conn.execute(sa.select(ar).where(ar.c.table_name == "orders"))}
+    assert len(rows) == 12 and {k: rows[k].id for k in old_ids} == old_ids  # updated in place
+    assert rows["4"].payload == {"id": 4, "moved_at": "2025-01-01T00:00:00+00:00", "note": "n4"}
+    assert {r.run_id for r in rows.values()} == {2}
+
+
+@postgres_only
+def test_postgres_source_failure_while_streaming_moves_nothing(engines, databases):
+    """A row of the batch is locked elsewhere: the FOR UPDATE read fails mid-stream (lock timeout); the
+    error names the source side, the archive transaction rolls back, nothing is deleted."""
+    from archiver.engine.errors import DatabaseError
+    _orders(engines.source, 10)
+    url = engines.source.url
+    src = make_engine(url.update_query_dict({"options": (url.query.get("options", "") + " -clock_timeout=300").strip()}))
+    try:
+        with engines.source.connect() as other:
+            other.execute(sa.text("SELECT 1 FROM orders WHERE id = 6 FOR UPDATE"))
+            with pytest.raises(DatabaseError) as err:
+                archive_table(src, engines.archive, ORDERS, now=NOW, source_ops=SmallChunks(src))
+            other.rollback()
+    finally:
+        src.dispose()
+    assert err.value.side == "source" and "lock not available" in str(err.value)
+    assert archived(engines.archive, "orders") == {}
+    with engines.source.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 10
+
+
+@postgres_only
+def test_an_archive_side_that_skips_rows_stops_the_batch(engines):
+    """The engine deletes only when the archive upsert took every streamed row."""
+    from archiver.engine.errors import EngineError
+
+    class Lossy(FastPostgresArchiveOps):
+        def upsert_stream(self, conn, table_name, chunks, archived_at, run_id):
+            chunks = iter(chunks)
+            next(chunks)  # drops the first chunk
+            return super().upsert_stream(conn, table_name, chunks, archived_at, run_id)
+
+    _orders(engines.source, 10)
+    with pytest.raises(EngineError, match="took 8 of 10 rows"):
+        archive_table(engines.source, engines.archive, ORDERS, now=NOW, source_ops=SmallChunks(engines.source),
+                      archive_ops=Lossy(engines.archive))
+    assert archived(engines.archive, "orders") == {}
+    with engines.source.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 10

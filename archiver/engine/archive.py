@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import sqlalchemy as sa
 
 from .dialects import ArchiveOps, SourceOps, archive_ops_for, source_ops_for
-from .errors import DatabaseError, dbapi_reason
+from .errors import DatabaseError, EngineError, dbapi_reason
 from .lease import TableLease
 from .plan import TablePlan, build_plan
 from .policy import PolicySpec, as_utc
@@ -174,20 +174,37 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
 def _one_batch(sops: SourceOps, aops: ArchiveOps, plan: TablePlan, sconn: sa.Connection, aconn: sa.Connection,
                shared: bool, after: tuple | None, now: datetime, run_id: int | None,
                result: ArchiveResult, hook: Callable[[str], None]) -> int:
-    """Select+lock, upsert+commit archive, delete+commit source. Returns rows moved (0: done)."""
+    """Select+lock, upsert+commit archive, delete+commit source. Returns rows moved (0: done).
+
+    When both sides support it, the batch's rows stream from the source
+    SELECT into the archive upsert (the databases work at the same time); the
+    order of commits is the same: archive first, then the source DELETE.
+    """
     limit = plan.spec.batch_size
     with db_side("source"), sconn.begin():
-        batch = sops.fetch_batch(sconn, plan, after, limit)
-        if not batch:
-            return 0
-        result.rows_read += len(batch)
-        hook("after_select")
-        with db_side("archive"):
-            if shared:  # one SQLite file: archive and delete commit together, atomically
-                aops.upsert(aconn, plan.table_name, batch.records, now, run_id)
-            else:
-                with aconn.begin():
+        stream = sops.stream_batch(sconn, plan, after, limit) if aops.streams and not shared else None
+        if stream is not None:
+            if not stream:
+                return 0
+            hook("after_select")  # the first rows are read and locked; the rest as they stream
+            with db_side("archive"), aconn.begin():
+                written = aops.upsert_stream(aconn, plan.table_name, stream.chunks(), now, run_id)
+                batch = stream.finish()
+                if written != len(batch):  # never delete a row whose copy is not in this commit
+                    raise EngineError(f"archive upsert of '{plan.table_name}' took {written} of {len(batch)} rows")
+            result.rows_read += len(batch)
+        else:
+            batch = sops.fetch_batch(sconn, plan, after, limit)
+            if not batch:
+                return 0
+            result.rows_read += len(batch)
+            hook("after_select")
+            with db_side("archive"):
+                if shared:  # one SQLite file: archive and delete commit together, atomically
                     aops.upsert(aconn, plan.table_name, batch.records, now, run_id)
+                else:
+                    with aconn.begin():
+                        aops.upsert(aconn, plan.table_name, batch.records, now, run_id)
         result.rows_archived += len(batch)
         hook("after_archive_commit")
         deleted = sops.delete_keys(sconn, plan, batch.keys)

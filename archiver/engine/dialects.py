@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
@@ -48,6 +48,46 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+class BatchStream:
+    """A batch whose rows are read while the archive consumes them (see ``SourceOps.stream_batch``).
+
+    ``chunks()`` yields lists of records (the same dicts as ``Batch.records``)
+    as the source returns them; ``finish()`` reads whatever is left and returns
+    the whole :class:`Batch` (keys, last key, records). The source
+    transaction's row locks cover every row once it has been read.
+    """
+
+    def __init__(self, chunks: Iterator[tuple[list[tuple], list[dict[str, Any]]]]) -> None:
+        self._chunks = chunks
+        self.keys: list[tuple] = []
+        self.records: list[dict[str, Any]] = []
+        self._first = next(chunks, None)
+
+    def __bool__(self) -> bool:
+        return self._first is not None
+
+    def chunks(self) -> Iterator[list[dict[str, Any]]]:
+        """Each chunk of records once (keys and records are kept as they go)."""
+        while self._first is not None or self._chunks is not None:
+            if self._first is not None:
+                chunk, self._first = self._first, None
+            else:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    self._chunks = None
+                    return
+            keys, records = chunk
+            self.keys += keys
+            self.records += records
+            yield records
+
+    def finish(self) -> Batch:
+        """Read the rest and return the whole batch."""
+        for _ in self.chunks():
+            pass
+        return Batch(self.keys, self.keys[-1] if self.keys else None, self.records)
 
 
 def row_date_datetime(value: datetime | str | None) -> datetime | None:
@@ -150,6 +190,11 @@ class SourceOps:
             records.append({"source_pk": spk, "payload": dumps(row), "row_date": to_utc_datetime(row[date_idx])})
         return Batch(keys, keys[-1], records)
 
+    def stream_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None,
+                     limit: int) -> BatchStream | None:
+        """Like fetch_batch, but read in chunks while the archive writes them; None: not supported."""
+        return None
+
     def delete_keys(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple]) -> int:
         """DELETE exactly these primary keys; returns the rows deleted."""
         stmt = plan.extra.get("delete")
@@ -243,6 +288,8 @@ class ArchiveOps:
     """Archive-side operations on ``archived_rows``."""
 
     upsert_dialect_insert: Any = None
+    #: True when :meth:`upsert_stream` takes record chunks as the source reads them.
+    streams = False
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -283,6 +330,12 @@ class ArchiveOps:
                    "row_date": self.datetime_param(row_date_datetime(r["row_date"]))} for r in records]
         conn.execute(self._upsert, params)
         return len(records)
+
+    def upsert_stream(self, conn: sa.Connection, table_name: str, chunks: Iterable[list[dict[str, Any]]],
+                      archived_at: datetime, run_id: int | None) -> int:
+        """:meth:`upsert` for record chunks that arrive while it runs (when ``streams``)."""
+        records = [r for chunk in chunks for r in chunk]
+        return self.upsert(conn, table_name, records, archived_at, run_id)
 
     def datetime_param(self, value: datetime | None) -> datetime | None:
         return value
@@ -378,6 +431,10 @@ ARCHIVE_OPS: dict[str, type[ArchiveOps]] = {
 }
 
 
+_GENERIC = (dict(SOURCE_OPS), dict(ARCHIVE_OPS))
+_fast_loaded = False
+
+
 def register_source_ops(dialect_name: str, cls: type[SourceOps]) -> None:
     """Use ``cls`` for source engines of ``dialect_name`` (a fast path)."""
     SOURCE_OPS[dialect_name] = cls
@@ -388,11 +445,33 @@ def register_archive_ops(dialect_name: str, cls: type[ArchiveOps]) -> None:
     ARCHIVE_OPS[dialect_name] = cls
 
 
+def _load_fast_paths() -> None:
+    """Register the built-in fast paths (fast_pg, fast_sqlite, fast_mysql) as the defaults.
+
+    Done on first use, since they subclass the classes here; a class
+    registered by the application for a dialect is kept.
+    """
+    global _fast_loaded
+    if _fast_loaded:
+        return
+    _fast_loaded = True
+    from . import fast_mysql, fast_pg, fast_sqlite  # noqa: PLC0415
+
+    for registry, generic in zip((SOURCE_OPS, ARCHIVE_OPS), _GENERIC):
+        before = dict(registry)
+        for module in (fast_pg, fast_sqlite, fast_mysql):
+            for name, cls in module.FAST_OPS.get(registry is SOURCE_OPS, {}).items():
+                if before.get(name) is generic.get(name):
+                    registry[name] = cls
+
+
 def source_ops_for(engine: sa.Engine) -> SourceOps:
+    _load_fast_paths()
     return SOURCE_OPS.get(engine.dialect.name, SourceOps)(engine)
 
 
 def archive_ops_for(engine: sa.Engine) -> ArchiveOps:
+    _load_fast_paths()
     cls = ARCHIVE_OPS.get(engine.dialect.name)
     if cls is None:
         raise NotImplementedError(f"archive database dialect {engine.dialect.name!r} is not supported")
@@ -406,14 +485,3 @@ def _type_name(ctype: sa.types.TypeEngine) -> str:
         return type(ctype).__name__
 
 
-
-def _register_fast_paths() -> None:
-    """Make the per-dialect fast paths (server-built payloads, COPY, ...) the default."""
-    from . import fast_mysql, fast_pg, fast_sqlite  # noqa: PLC0415 - they subclass the classes above
-
-    fast_pg.register()
-    fast_sqlite.register()
-    fast_mysql.register()
-
-
-_register_fast_paths()

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import orjson
 import sqlalchemy as sa
 
-from .dialects import Batch, SourceOps
+from .dialects import Batch, BatchStream, SourceOps
+from .errors import DatabaseError, dbapi_reason
 from .plan import TablePlan
 from .rowcodec import _converter_for, _orjson_default, canonical_pk, encode_value, to_utc_datetime
 
@@ -191,9 +192,7 @@ class FastSourceOps(SourceOps):
         plan.extra["fast_layout"] = layout
         return layout
 
-    def select_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Sequence[Any]:
-        if not self.fast_enabled:
-            return super().select_batch(conn, plan, after, limit)
+    def _fast_select(self, plan: TablePlan, after: tuple | None, limit: int) -> tuple[sa.Select, dict[str, Any]]:
         key = "fast_first" if after is None else "fast_next"
         stmt = plan.extra.get(key)
         if stmt is None:
@@ -201,15 +200,54 @@ class FastSourceOps(SourceOps):
         params: dict[str, Any] = {"batch_limit": limit}
         if after is not None:
             params.update({f"k{i}": v for i, v in enumerate(after)})
+        return stmt, params
+
+    def select_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Sequence[Any]:
+        if not self.fast_enabled:
+            return super().select_batch(conn, plan, after, limit)
+        stmt, params = self._fast_select(plan, after, limit)
         return conn.execute(stmt, params).all()
 
     def fetch_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Batch:
         if not self.fast_enabled:
             return super().fetch_batch(conn, plan, after, limit)
-        layout = self.layout(plan)
         rows = self.select_batch(conn, plan, after, limit)
         if not rows:
             return Batch([], None, [])
+        keys, records = self._records(conn, plan, rows)
+        return Batch(keys, keys[-1], records)
+
+    #: Stream batches (server-side cursor) when the archive side takes chunks; rows per chunk
+    #: (the first chunk is small: the archive starts writing while the source reads on).
+    streaming = False
+    stream_chunk_rows = 2000
+    stream_first_rows = 250
+
+    def stream_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None,
+                     limit: int) -> BatchStream | None:
+        if not (self.fast_enabled and self.streaming):
+            return None
+        stmt, params = self._fast_select(plan, after, limit)
+
+        def chunks() -> Iterator[tuple[list[tuple], list[dict[str, Any]]]]:
+            try:
+                result = conn.execute(stmt.execution_options(stream_results=True), params)
+                try:
+                    size = min(self.stream_first_rows, self.stream_chunk_rows)
+                    while rows := result.fetchmany(size):
+                        yield self._records(conn, plan, rows)
+                        size = self.stream_chunk_rows
+                finally:
+                    result.close()
+            except sa.exc.DBAPIError as exc:  # read while the archive side runs: name the right side
+                raise DatabaseError("source", dbapi_reason(exc)) from exc
+
+        return BatchStream(chunks())
+
+    def _records(self, conn: sa.Connection, plan: TablePlan,
+                 rows: Sequence[Any]) -> tuple[list[tuple], list[dict[str, Any]]]:
+        """Keys and archive records of selected rows (exotic rows through the generic encoder)."""
+        layout = self.layout(plan)
         nk = layout.n_keys
         rd_text = layout.row_date_text
         single = layout.single_object
@@ -237,7 +275,7 @@ class FastSourceOps(SourceOps):
             records.append({"source_pk": spk, "payload": payload, "row_date": row_date})
         if exotic:
             self._generic_payloads(conn, plan, [keys[i] for i in exotic], [records[i] for i in exotic])
-        return Batch(keys, keys[-1], records)
+        return keys, records
 
     def _generic_payloads(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple],
                           records: list[dict[str, Any]]) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from .dialects import MySQLArchiveOps, MySQLSourceOps, register_archive_ops, register_source_ops
+from .dialects import MySQLArchiveOps, MySQLSourceOps
 from .fast_common import FastSourceOps
 from .plan import TablePlan
 
@@ -168,7 +168,6 @@ def _execute(conn: sa.Connection, sql: str) -> None:
                                          dialect=conn.dialect) from exc
 
 
-def register() -> None:
-    for name in ("mysql", "mariadb"):
-        register_source_ops(name, FastMySQLSourceOps)
-        register_archive_ops(name, FastMySQLArchiveOps)
+#: Registered by dialects._load_fast_paths: {is_source: {dialect name: class}}.
+FAST_OPS = {True: {"mysql": FastMySQLSourceOps, "mariadb": FastMySQLSourceOps},
+            False: {"mysql": FastMySQLArchiveOps, "mariadb": FastMySQLArchiveOps}}

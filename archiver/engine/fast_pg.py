@@ -27,15 +27,14 @@ session-level temp tables: not for transaction-pooling proxies.)
 """
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from .dialects import PostgresArchiveOps, PostgresSourceOps, register_archive_ops, register_source_ops
+from .dialects import PostgresArchiveOps, PostgresSourceOps
 from .fast_common import FastSourceOps
 from .plan import TablePlan
 
@@ -95,10 +94,25 @@ def pg_value_fragment(expr: Any, col_type: sa.types.TypeEngine) -> sa.ColumnElem
 
 
 class FastPostgresSourceOps(FastSourceOps, PostgresSourceOps):
-    """PostgreSQL source: server-built payloads, array DELETE."""
+    """PostgreSQL source: server-built payloads streamed from a server-side cursor, array DELETE."""
+
+    streaming = True
 
     def value_fragment(self, expr: Any, col_type: sa.types.TypeEngine) -> sa.ColumnElement[str] | None:
         return pg_value_fragment(expr, col_type)
+
+    def row_date_text_column(self, plan: TablePlan) -> sa.ColumnElement[str] | None:
+        col, t = plan.date_column, plan.date_column.type
+        if isinstance(t, sa.DateTime):
+            # Naive timestamps are UTC by convention; timestamptz is converted to UTC.
+            utc = sa.func.timezone("UTC", col) if t.timezone else col
+            text = sa.func.to_char(utc, "YYYY-MM-DD HH24:MI:SS.US")
+        elif isinstance(t, sa.Date):
+            utc = col
+            text = sa.func.to_char(col, "YYYY-MM-DD").op("||")(_q(" 00:00:00.000000"))
+        else:
+            return None
+        return sa.case((_year_ok(utc), text), else_=sa.null())
 
     def delete_keys(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple]) -> int:
         if len(plan.pk) != 1 or not self.fast_enabled:
@@ -128,35 +142,99 @@ def _copy_datetime(value: datetime | str | None) -> str:
     return value.isoformat()
 
 
+class _CopyReader:
+    """File-like COPY text for ``copy_expert``, made from record chunks as psycopg2 reads it."""
+
+    def __init__(self, chunks: Iterator[list[dict[str, Any]]], prefix: str, suffix: str) -> None:
+        self.chunks, self.prefix, self.suffix = chunks, prefix, suffix
+        self.count = 0
+        self.error: BaseException | None = None  # raised by the chunks (the source side), not by COPY
+
+    def read(self, size: int = -1) -> str:
+        try:
+            chunk = next(self.chunks, None)
+        except BaseException as exc:  # psycopg2 would replace it with a COPY error: keep it
+            self.error = exc
+            raise
+        if chunk is None:
+            return ""
+        self.count += len(chunk)
+        p, s = self.prefix, self.suffix
+        return "".join([f"{p}{_copy_text(r['source_pk'])}\t{_copy_text(r['payload'])}\t{_copy_datetime(r['row_date'])}{s}"
+                        for r in chunk])
+
+    readline = read
+
+
 class FastPostgresArchiveOps(PostgresArchiveOps):
-    """PostgreSQL archive: COPY the batch into a TEMP table, one INSERT … SELECT … ON CONFLICT."""
+    """PostgreSQL archive: COPY straight into ``archived_rows`` as the rows arrive.
+
+    The COPY runs in a SAVEPOINT; if a row of the batch is archived already
+    (a rerun after a crash), it is rolled back and the batch goes through a
+    TEMP staging table and one ``INSERT … SELECT … ON CONFLICT (table_name,
+    source_pk) DO UPDATE`` instead, in the same archive transaction.
+    """
 
     fast_enabled = True
+    streams = True
+    _COPY = "COPY archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) FROM STDIN"
     _STAGE = "pg_temp.archiver_stage"
-    _CREATE = (f"CREATE TEMP TABLE IF NOT EXISTS archiver_stage "
+    _CREATE = ("CREATE TEMP TABLE IF NOT EXISTS archiver_stage "
                "(source_pk text, payload text, row_date timestamptz) ON COMMIT DELETE ROWS")
-    _COPY = f"COPY {_STAGE} (source_pk, payload, row_date) FROM STDIN"
+    _COPY_STAGE = f"COPY {_STAGE} (source_pk, payload, row_date) FROM STDIN"
     _MOVE = ("INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) "
              "SELECT %(table_name)s, source_pk, payload::jsonb, row_date, %(archived_at)s::timestamptz, "
              f"%(run_id)s::bigint FROM {_STAGE} "
              "ON CONFLICT (table_name, source_pk) DO UPDATE SET payload = EXCLUDED.payload, "
              "row_date = EXCLUDED.row_date, archived_at = EXCLUDED.archived_at, run_id = EXCLUDED.run_id")
 
+    def _usable(self, conn: sa.Connection) -> bool:
+        return self.fast_enabled and conn.dialect.driver == "psycopg2"
+
     def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
                archived_at: datetime, run_id: int | None) -> int:
-        if not records or not self.fast_enabled or conn.dialect.driver != "psycopg2":
+        if not records or not self._usable(conn):
             return super().upsert(conn, table_name, records, archived_at, run_id)
-        buf = io.StringIO("".join([
-            f"{_copy_text(r['source_pk'])}\t{_copy_text(r['payload'])}\t{_copy_datetime(r['row_date'])}\n"
-            for r in records]))
+        return self.upsert_stream(conn, table_name, [records], archived_at, run_id)
+
+    def upsert_stream(self, conn: sa.Connection, table_name: str, chunks: Iterable[list[dict[str, Any]]],
+                      archived_at: datetime, run_id: int | None) -> int:
+        if not self._usable(conn):
+            return super().upsert_stream(conn, table_name, chunks, archived_at, run_id)
+        kept: list[list[dict[str, Any]]] = []
+
+        def keep(source: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+            for chunk in source:
+                kept.append(chunk)
+                yield chunk
+
+        feed = keep(chunks)
+        run = "\\N" if run_id is None else str(int(run_id))
+        suffix = f"\t{_copy_datetime(archived_at)}\t{run}\n"
+        reader = _CopyReader(feed, _copy_text(table_name) + "\t", suffix)
+        savepoint = conn.begin_nested()
+        try:
+            copy_from(conn, self._COPY, reader)
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) != "23505":  # not "already archived"
+                raise
+            savepoint.rollback()
+            for _chunk in feed:  # the rest of the batch
+                pass
+            return self._staged_upsert(conn, table_name, [r for chunk in kept for r in chunk], archived_at, run_id)
+        savepoint.commit()
+        return reader.count
+
+    def _staged_upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
+                       archived_at: datetime, run_id: int | None) -> int:
+        """COPY into the TEMP table, then INSERT … ON CONFLICT DO UPDATE (replaces archived copies)."""
         conn.exec_driver_sql(self._CREATE)
-        copy_from(conn, self._COPY, buf)
-        del buf
+        copy_from(conn, self._COPY_STAGE, _CopyReader(iter([records]), "", "\n"))
         conn.exec_driver_sql(self._MOVE, {"table_name": table_name, "archived_at": archived_at, "run_id": run_id})
         return len(records)
 
 
-def copy_from(conn: sa.Connection, sql: str, data: io.StringIO) -> None:
+def copy_from(conn: sa.Connection, sql: str, data: Any) -> None:
     """``COPY … FROM STDIN`` on the connection's psycopg2 cursor; DB-API errors as SQLAlchemy's."""
     dbapi_conn = conn.connection.dbapi_connection
     error = conn.dialect.loaded_dbapi.Error
@@ -164,9 +242,10 @@ def copy_from(conn: sa.Connection, sql: str, data: io.StringIO) -> None:
         with dbapi_conn.cursor() as cur:
             cur.copy_expert(sql, data, size=1 << 16)
     except error as exc:
+        if getattr(data, "error", None) is not None:  # reading the data failed (source side): that error
+            raise data.error from None
         raise sa.exc.DBAPIError.instance(sql, None, exc, error, dialect=conn.dialect) from exc
 
 
-def register() -> None:
-    register_source_ops("postgresql", FastPostgresSourceOps)
-    register_archive_ops("postgresql", FastPostgresArchiveOps)
+#: Registered by dialects._load_fast_paths: {is_source: {dialect name: class}}.
+FAST_OPS = {True: {"postgresql": FastPostgresSourceOps}, False: {"postgresql": FastPostgresArchiveOps}}

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from .dialects import SQLiteSourceOps, register_source_ops
+from .dialects import SQLiteSourceOps
 from .fast_common import FastSourceOps, Member
 from .plan import TablePlan
 from .rowcodec import LenientSQLiteDate, LenientSQLiteDateTime, _LenientText
@@ -182,5 +182,5 @@ def _all_int_or_text(keys: list[tuple]) -> bool:
     return kind in (int, str) and all(type(k[0]) is kind for k in keys)
 
 
-def register() -> None:
-    register_source_ops("sqlite", FastSQLiteSourceOps)
+#: Registered by dialects._load_fast_paths: {is_source: {dialect name: class}}.
+FAST_OPS = {True: {"sqlite": FastSQLiteSourceOps}}
