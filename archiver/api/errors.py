@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, error_body
 from ..extensions import db, jwt, openapi
-from ..services.identity import load_active_user
+from ..services.identity import load_caller
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @jwt.user_lookup_loader
     def _lookup(header, payload):
-        return load_active_user(payload.get("sub"))
+        return load_caller(payload.get("sub"))
 
     @jwt.user_lookup_error_loader
     def _lookup_error(header, payload):
