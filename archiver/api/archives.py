@@ -25,6 +25,9 @@ blp = Blueprint("archives", __name__, url_prefix="/archives",
                 description="Archived rows: browse, export and restore")
 
 _FILTER_FIELDS = tuple(ArchiveFiltersSchema().fields)
+# A schema instance, not the class: webargs would build (deep-copy the fields of) a new schema per
+# request for a class. Loading keeps no state on the schema, so one instance serves every thread.
+_LIST_QUERY = ArchiveListQuerySchema()
 
 
 def _filters(args: dict[str, Any]) -> ArchiveFilters:
@@ -56,7 +59,7 @@ def list_tables(_args: dict[str, Any]):
 
 @blp.route("/<string:table_name>", methods=["GET"])
 @login_required
-@blp.arguments(ArchiveListQuerySchema, location="query", unknown=ma.RAISE)
+@blp.arguments(_LIST_QUERY, location="query", unknown=ma.RAISE)
 @blp.response(200, ArchivedRowPageSchema)
 @_errors(400, 401, 403, 404)
 def list_rows(args: dict[str, Any], table_name: str):

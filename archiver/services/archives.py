@@ -7,6 +7,7 @@ keyset chunks, each read in its own short query.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -39,23 +40,44 @@ _C = archived_rows.c
 
 # --- helpers ---------------------------------------------------------------
 
+_UTC = timezone.utc
+
+
 def _utc(value: datetime | None) -> datetime | None:
     """Aware UTC datetime (SQLite hands back naive values, which are UTC)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    tz = value.tzinfo
+    if tz is _UTC:  # PostgreSQL in a UTC session: already right (the common case, no conversion)
+        return value
+    if tz is None:
+        return value.replace(tzinfo=_UTC)
+    return value.astimezone(_UTC)
 
 
 def _row_item(row: sa.Row) -> dict[str, Any]:
-    return {"id": row.id, "source_pk": row.source_pk, "row_date": _utc(row.row_date),
-            "archived_at": _utc(row.archived_at), "payload": orjson.Fragment(row.payload)}
+    """One row of ``_row_columns()`` as a JSON-ready dict (payload passed through as its text)."""
+    id_, source_pk, row_date, archived_at, payload = row
+    return {"id": id_, "source_pk": source_pk, "row_date": _utc(row_date),
+            "archived_at": _utc(archived_at), "payload": orjson.Fragment(payload)}
 
 
 def _row_columns() -> tuple[Any, ...]:
     # Payload as its stored JSON text: no parse + re-encode on the hot path.
     return (_C.id, _C.source_pk, _C.row_date, _C.archived_at, sa.cast(_C.payload, sa.Text).label("payload"))
+
+
+@functools.lru_cache(maxsize=4)
+def _page_query(ascending: bool, after_cursor: bool) -> sa.Select:
+    """The unfiltered listing query for one order, with bound parameters ``table_name``, ``last_id``
+    (only after a cursor) and ``page_limit``. Built once per shape, so SQLAlchemy computes its cache
+    key once instead of on every request (Select objects are immutable: safe to share across threads)."""
+    stmt = sa.select(*_row_columns()).where(_C.table_name == sa.bindparam("table_name", type_=sa.String))
+    if after_cursor:
+        last = sa.bindparam("last_id", type_=sa.BigInteger)
+        stmt = stmt.where(_C.id > last if ascending else _C.id < last)
+    stmt = stmt.order_by(_C.id.asc() if ascending else _C.id.desc())
+    return stmt.limit(sa.bindparam("page_limit", type_=sa.Integer))
 
 
 def _keyset(stmt: sa.Select, order: str, last_id: int | None) -> sa.Select:
@@ -132,10 +154,15 @@ def list_rows_json(table_name: str, filters: ArchiveFilters, *, order: str = "de
     """
     fp = filters.fingerprint()
     last_id = decode_cursor(cursor, table_name, order, fp) if cursor is not None else None
-    stmt = sa.select(*_row_columns()).where(_C.table_name == table_name, *filters.clauses())
-    stmt = _keyset(stmt, order, last_id).limit(limit + 1)
+    stmt = _page_query(order == "asc", last_id is not None)
+    clauses = filters.clauses()
+    if clauses:
+        stmt = stmt.where(*clauses)
+    params = {"table_name": table_name, "page_limit": limit + 1}
+    if last_id is not None:
+        params["last_id"] = last_id
     # The request's session connection (already checked out for the token's user lookup).
-    rows = db.session.execute(stmt).all()
+    rows = db.session.execute(stmt, params).all()
     if not rows and must_exist and cursor is None:
         ensure_known(table_name)
     more = len(rows) > limit
