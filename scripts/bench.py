@@ -543,6 +543,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backends", default="pg,sqlite,mariadb", help="comma list of pg, sqlite, mariadb")
     p.add_argument("--skip-baselines", action="store_true", help="only the project's pipelines")
     p.add_argument("--reads", action="store_true", help="GET /archives/events via waitress + wrk (PostgreSQL)")
+    p.add_argument("--reads-only", action="store_true",
+                   help="only the read benchmark: --reads with no archive pipelines (--backends ignored)")
     p.add_argument("--purge", action="store_true", help="purge-now over N archived rows (PostgreSQL)")
     p.add_argument("--rss-check", action="store_true", help="project job at N and 3N: compare peak RSS")
     p.add_argument("--out", help="append the results as markdown to this file")
@@ -557,6 +559,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the bench_* databases (for inspection)")
     args = p.parse_args(argv)
     args.backend_list = [x.strip() for x in args.backends.split(",") if x.strip()]
+    if args.reads_only:
+        args.reads, args.backend_list = True, []
     unknown = set(args.backend_list) - set(RUNNERS)
     if unknown:
         p.error(f"unknown backend(s): {', '.join(sorted(unknown))}")

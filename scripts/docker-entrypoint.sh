@@ -5,7 +5,7 @@
 set -eu
 
 PORT="${PORT:-8000}"
-THREADS="${WAITRESS_THREADS:-8}"
+THREADS="${WAITRESS_THREADS:-4}"
 TRIES="${DB_WAIT_SECONDS:-60}"
 
 # The database may still be starting (compose waits for its healthcheck, other
