@@ -509,3 +509,41 @@ def test_an_archive_side_that_skips_rows_stops_the_batch(engines):
     assert archived(engines.archive, "orders") == {}
     with engines.source.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 10
+
+
+def test_mysql_packed_rows_equal_the_generic_encoding(mysql_db):
+    """Integer key and every column rendered by the server: one packed text column per row."""
+    with mysql_db.begin() as conn:
+        conn.exec_driver_sql("SET SESSION sql_mode = ''")
+        conn.exec_driver_sql("CREATE TABLE typed (id BIGINT PRIMARY KEY, moved_at DATETIME, d DATE, "
+                             "amount DECIMAL(12,2), note TEXT) ENGINE=InnoDB")
+        conn.execute(sa.text("INSERT INTO typed VALUES (:i, :m, :d, :a, :n)"), [
+            {"i": 1, "m": OLD, "d": "2024-02-29", "a": "12.30", "n": "tab\there \"q\" \\ é"},
+            {"i": 2, "m": "2025-01-01 10:11:12", "d": None, "a": None, "n": None},
+            {"i": 3, "m": "0000-00-00 00:00:00", "d": "2025-01-01", "a": "-1.00", "n": "zero date: no row date"},
+            {"i": 4, "m": OLD, "d": "0000-00-00", "a": "0.05", "n": "exotic payload"},
+            {"i": 2**40, "m": OLD, "d": "2025-01-01", "a": "1.00", "n": ""},
+        ])
+    fast = RecMySQL(mysql_db)
+    (fplan, fb), (_g, gb) = fetch_both(mysql_db, fast, MySQLSourceOps(mysql_db))
+    assert fplan.extra["mysql_packed"] is not None
+    assert_same_batches(fb, gb)
+    assert fast.generic_keys == [(3,), (4,)]  # zero dates in the payload
+    dates = {r["source_pk"]: r["row_date"] for r in fb.records}
+    assert dates["2"] == "2025-01-01 10:11:12.000000" and dates["3"] is None
+
+
+def test_mysql_archive_keeps_keys_that_differ_only_in_case(mysql_db, tmp_path):
+    """MySQL's default collation would make 'a' and 'A' one archived row: the second row's upsert would
+    overwrite the first's copy and both would be deleted from the source (a lost row)."""
+    source = make_engine(f"sqlite:///{tmp_path / 'source.db'}")
+    schema.metadata.create_all(mysql_db)
+    try:
+        _exec(source, "CREATE TABLE t (k TEXT PRIMARY KEY, moved_at TEXT, v TEXT)",
+              "INSERT INTO t VALUES ('a', '2025-01-01', 'lower'), ('A', '2025-01-01', 'upper')")
+        result = archive_table(source, mysql_db, PolicySpec("t", date_column="moved_at"), now=NOW)
+        assert result.rows_deleted == 2
+        assert archived(mysql_db, "t") == {"a": {"k": "a", "moved_at": "2025-01-01", "v": "lower"},
+                                           "A": {"k": "A", "moved_at": "2025-01-01", "v": "upper"}}
+    finally:
+        source.dispose()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, JSON, MetaData, String, Table,
                         UniqueConstraint)
+from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
@@ -10,12 +11,20 @@ metadata = MetaData()
 _BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 _Payload = JSON().with_variant(JSONB(), "postgresql")
 
+
+def _exact_text(length: int) -> String:
+    """VARCHAR compared byte for byte: MySQL/MariaDB's default collation is case-insensitive,
+    so source keys 'a' and 'A' would be one archived row there (the second upsert would overwrite
+    the first's copy)."""
+    return String(length).with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"),
+                                       "mysql", "mariadb")
+
 archived_rows = Table(
     "archived_rows", metadata,
     Column("id", _BigIntPK, primary_key=True, autoincrement=True),
-    Column("table_name", String(255), nullable=False),
+    Column("table_name", _exact_text(255), nullable=False),
     # Canonical text of the source primary key: "42", or '["eu", 42]' for composite keys.
-    Column("source_pk", String(512), nullable=False),
+    Column("source_pk", _exact_text(512), nullable=False),
     Column("payload", _Payload, nullable=False),
     # The policy's date column value, normalised to UTC.
     Column("row_date", DateTime(timezone=True), nullable=True),
