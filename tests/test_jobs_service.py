@@ -159,12 +159,14 @@ def test_preview_route(app, client, accounts, source_engine):
     add_policy(app, "orders")
     admin = accounts.admin()
     resp = client.post("/config/orders/preview", headers=admin)
+    after = datetime.now(timezone.utc)
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert body["table_name"] == "orders" and body["date_column"] == "created_at"
     assert body["would_archive"] == 3
     cutoff = datetime.fromisoformat(body["cutoff"])
-    assert now - timedelta(days=31) < cutoff <= now - timedelta(days=30)
+    # The cutoff is the server's "now − 30 days" truncated to the second, taken during the request.
+    assert now.replace(microsecond=0) - timedelta(days=30) <= cutoff <= after - timedelta(days=30)
     assert len(source_rows(source_engine, "orders")) == 5
     assert client.post("/config/nope/preview", headers=admin).status_code == 404
     user = accounts.user("bob", tables=["orders"])
