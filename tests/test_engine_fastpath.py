@@ -547,3 +547,34 @@ def test_mysql_archive_keeps_keys_that_differ_only_in_case(mysql_db, tmp_path):
                                            "A": {"k": "A", "moved_at": "2025-01-01", "v": "upper"}}
     finally:
         source.dispose()
+
+
+# --- PostgreSQL purge by ctid ----------------------------------------------------------
+
+@postgres_only
+@pytest.mark.parametrize("bulk", [False, True], ids=["by-archived_at", "physical-order"])
+def test_postgres_purge_deletes_exactly_the_expired_rows_of_the_table(engines, bulk):
+    from archiver.engine.purge import purge_table
+
+    class Forced(FastPostgresArchiveOps):
+        def _bulk_purge(self, conn, expired):
+            return bulk
+
+    ar = schema.archived_rows
+    rows = []
+    for i in range(1, 121):  # interleaved tables and ages, so every batch mixes them
+        table = "orders" if i % 3 else "customers"
+        age = timedelta(days=400 - i) if i % 4 else timedelta(days=1)
+        rows.append({"table_name": table, "source_pk": str(i), "payload": {"i": i},
+                     "archived_at": NOW - age, "row_date": None})
+    with engines.archive.begin() as conn:
+        conn.execute(ar.insert(), rows)
+    ops = Forced(engines.archive)
+    spec = PolicySpec("orders", delete_after_days=10, batch_size=7)
+    result = purge_table(engines.archive, spec, now=NOW, archive_ops=ops)
+    expected = {r["source_pk"] for r in rows if r["table_name"] == "orders" and r["archived_at"] < NOW - timedelta(days=10)}
+    assert result.rows_deleted == len(expected) == 60 and result.batches == 9
+    with engines.archive.connect() as conn:
+        left = {(t, pk) for t, pk in conn.execute(sa.select(ar.c.table_name, ar.c.source_pk))}
+    assert left == {(r["table_name"], r["source_pk"]) for r in rows} - {("orders", pk) for pk in expected}
+    assert purge_table(engines.archive, spec, now=NOW, archive_ops=Forced(engines.archive)).rows_deleted == 0

@@ -37,8 +37,18 @@ from sqlalchemy.dialects import postgresql as pg
 from .dialects import PostgresArchiveOps, PostgresSourceOps
 from .fast_common import FastSourceOps
 from .plan import TablePlan
+from .schema import archived_rows
 
 _ISO_SECONDS = 'YYYY-MM-DD"T"HH24:MI:SS'
+
+
+class _TID(sa.types.UserDefinedType):
+    """PostgreSQL's tid (a row's physical address), for the purge's keyset."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "tid"
 
 
 def _q(text: str) -> sa.ColumnElement[str]:
@@ -188,6 +198,10 @@ class FastPostgresArchiveOps(PostgresArchiveOps):
              "ON CONFLICT (table_name, source_pk) DO UPDATE SET payload = EXCLUDED.payload, "
              "row_date = EXCLUDED.row_date, archived_at = EXCLUDED.archived_at, run_id = EXCLUDED.run_id")
 
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self._purge_state: dict[tuple[str, datetime], dict[str, Any]] = {}
+
     def _usable(self, conn: sa.Connection) -> bool:
         return self.fast_enabled and conn.dialect.driver == "psycopg2"
 
@@ -224,6 +238,49 @@ class FastPostgresArchiveOps(PostgresArchiveOps):
             return self._staged_upsert(conn, table_name, [r for chunk in kept for r in chunk], archived_at, run_id)
         savepoint.commit()
         return reader.count
+
+    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> int:
+        """Delete up to ``limit`` expired rows by their ctid (a TID scan, no index probes).
+
+        Which rows: when the expired rows are a large part of ``archived_rows``
+        (a bulk purge), the next ones in physical order after the last batch (a
+        TID range scan: each heap page is visited once); otherwise the oldest by
+        ``archived_at`` (its index). The conditions are repeated on the DELETE,
+        so a row changed meanwhile (re-archived: a newer ``archived_at``) is
+        re-checked. (``id IN (subquery)`` was planned as a hash semi-join over a
+        scan of the whole table, once per batch.)
+        """
+        if not self.fast_enabled:
+            return super().purge_batch(conn, table_name, cutoff, limit)
+        expired = self._expired(table_name, cutoff)
+        ctid = sa.literal_column("ctid")
+        state = self._purge_state.get((table_name, cutoff))
+        if state is None:
+            state = self._purge_state[(table_name, cutoff)] = {"physical": self._bulk_purge(conn, expired)}
+        if state["physical"]:
+            after = state.get("after", "(0,0)")
+            pick = sa.select(ctid).select_from(archived_rows).where(
+                ctid > sa.cast(sa.literal(after), _TID()), expired).limit(limit)
+        else:
+            pick = sa.select(ctid).select_from(archived_rows).where(expired) \
+                .order_by(archived_rows.c.archived_at).limit(limit)
+        deleted = sa.delete(archived_rows).where(ctid == sa.any_(sa.func.array(pick.scalar_subquery())), expired) \
+            .returning(ctid).cte("deleted")
+        count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(sa.column("ctid")).cast(sa.Text))
+                                   .select_from(deleted)).one()
+        if last is not None:
+            state["after"] = last
+        return int(count)
+
+    def _bulk_purge(self, conn: sa.Connection, expired: sa.ColumnElement[bool]) -> bool:
+        """True when the expired rows are at least a fifth of archived_rows (planner estimates)."""
+        total = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('archived_rows')")) \
+            .scalar()
+        if not total or total < 10_000:
+            return False
+        n = conn.execute(sa.select(sa.func.count()).select_from(
+            sa.select(archived_rows.c.id).where(expired).limit(int(total // 5) + 1).subquery())).scalar_one()
+        return n * 5 >= total
 
     def _staged_upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
                        archived_at: datetime, run_id: int | None) -> int:
