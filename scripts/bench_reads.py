@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -91,13 +92,17 @@ def wrk(url: str, token: str, seconds: int) -> tuple[dict[str, float | None], st
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
     from scripts.bench import ROOT
+    # stderr goes to a file, not a pipe: nobody reads a pipe while wrk runs, and once it fills
+    # (waitress logs "Task queue depth" whenever connections outnumber threads) the server blocks.
+    errlog = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([sys.executable, "-m", "waitress", "--host", "127.0.0.1", "--port", str(port),
                              "--threads", str(WAITRESS_THREADS), "--call", "archiver:create_app"],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errlog, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"waitress exited: {(proc.stderr.read() if proc.stderr else '')[-500:]}")
+            errlog.seek(0)
+            raise RuntimeError(f"waitress exited: {errlog.read()[-500:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                 return proc
