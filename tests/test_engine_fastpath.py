@@ -578,3 +578,25 @@ def test_postgres_purge_deletes_exactly_the_expired_rows_of_the_table(engines, b
         left = {(t, pk) for t, pk in conn.execute(sa.select(ar.c.table_name, ar.c.source_pk))}
     assert left == {(r["table_name"], r["source_pk"]) for r in rows} - {("orders", pk) for pk in expected}
     assert purge_table(engines.archive, spec, now=NOW, archive_ops=Forced(engines.archive)).rows_deleted == 0
+
+
+@sqlite_only
+def test_sqlite_archive_commits_are_synced_during_a_run(engines):
+    """synchronous=FULL on the archive connection while batches commit (WAL+NORMAL could lose the
+    last archive commits on power loss after their source DELETE reached the disk); restored after."""
+    from archiver.engine.dialects import SQLiteArchiveOps
+    seen = []
+
+    class Watch(SQLiteArchiveOps):
+        def upsert(self, conn, table_name, records, archived_at, run_id):
+            seen.append(conn.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0])
+            return super().upsert(conn, table_name, records, archived_at, run_id)
+
+    _exec(engines.source, "CREATE TABLE typed (id INTEGER PRIMARY KEY, moved_at TEXT)",
+          "INSERT INTO typed VALUES (1, '2025-01-01'), (2, '2025-01-01'), (3, '2025-01-01')")
+    spec = PolicySpec("typed", date_column="moved_at", batch_size=2)
+    assert archive_table(engines.source, engines.archive, spec, now=NOW, archive_ops=Watch(engines.archive)) \
+        .rows_deleted == 3
+    assert seen == [2, 2]  # FULL
+    with engines.archive.connect() as conn:
+        assert conn.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again

@@ -145,6 +145,7 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
             sops.prepare(sconn)
         with db_side("archive"):
             aconn = sconn if shared else archive.connect()
+            restore = None if shared else aops.prepare(aconn)
         try:
             while True:
                 if should_stop():
@@ -163,7 +164,11 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
                                            time.perf_counter() - started))
         finally:
             if not shared:
-                aconn.close()
+                try:
+                    if restore is not None:
+                        restore()
+                finally:
+                    aconn.close()
     finally:
         sconn.close()
     result.extra.pop("last_key", None)

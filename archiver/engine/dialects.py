@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
@@ -331,6 +331,10 @@ class ArchiveOps:
         conn.execute(self._upsert, params)
         return len(records)
 
+    def prepare(self, conn: sa.Connection) -> Callable[[], None] | None:
+        """Per-run settings on the archive connection; returns how to undo them (or None)."""
+        return None
+
     def upsert_stream(self, conn: sa.Connection, table_name: str, chunks: Iterable[list[dict[str, Any]]],
                       archived_at: datetime, run_id: int | None) -> int:
         """:meth:`upsert` for record chunks that arrive while it runs (when ``streams``)."""
@@ -372,6 +376,23 @@ def _sqlite_datetime_text(value: datetime | str | None) -> str | None:
 
 class SQLiteArchiveOps(_SubqueryPurge):
     """SQLite: the upsert goes straight to the driver's executemany (one prepared statement)."""
+
+    def prepare(self, conn: sa.Connection) -> Callable[[], None] | None:
+        # In WAL mode with synchronous=NORMAL a commit is not on disk until a later sync: after a
+        # power loss the archive could lose batches whose source DELETE did reach the disk. FULL
+        # syncs each archive commit before the source DELETE runs (one fsync per batch).
+        # Outside any transaction (SQLite refuses it inside), on the driver's autocommit connection.
+        dbapi = conn.connection.dbapi_connection
+        before = dbapi.execute("PRAGMA synchronous").fetchone()
+        if before is None or int(before[0]) >= 2:
+            return None
+        dbapi.execute("PRAGMA synchronous = FULL")
+
+        def restore() -> None:
+            conn.rollback()
+            conn.connection.dbapi_connection.execute(f"PRAGMA synchronous = {int(before[0])}")
+
+        return restore
 
     upsert_dialect_insert = staticmethod(sqlite_dialect.insert)
     _UPSERT_SQL = (
