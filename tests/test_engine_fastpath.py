@@ -172,6 +172,7 @@ def test_sqlite_fast_payloads_equal_the_generic_encoding(engines):
     assert_same_batches(fb, gb)
     assert sorted(k[0] for k in fast.generic_keys) == [r[0] for r in SQLITE_ROWS if r[-1]]
     layout = fast.layout(fplan)
+    assert fplan.extra["fast_plain_rows"] is False  # NUMERIC/TIME/JSON values are converted by SQLAlchemy
     # id i big flag txt vc num num4 day dt moved_at by SQLite; numx flt raw tm doc untyped in Python.
     assert (layout.sql_columns, layout.py_columns) == (11, 6)
 
@@ -191,6 +192,7 @@ def test_sqlite_all_sql_table_is_one_json_object_and_row_dates_come_as_text(engi
     assert_same_batches(fb, gb)
     layout = fast.layout(fplan)
     assert layout.single_object is not None and layout.row_date_text is not None
+    assert fplan.extra["fast_plain_rows"] is True  # read as the driver's own tuples
     rows = {r["source_pk"]: r["row_date"] for r in fb.records}
     assert rows["1"] == "2025-01-02 03:04:05.000000" and rows["2"] == "2025-01-02 03:04:05.250000"
     assert rows["3"] == "2025-01-02 03:04:05.000001"

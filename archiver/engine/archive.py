@@ -140,9 +140,10 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     after: tuple | None = None
     with db_side("source"):
         sconn = sops.connect()
+    source_restore = None
     try:
         with db_side("source"):
-            sops.prepare(sconn)
+            source_restore = sops.prepare(sconn)
         with db_side("archive"):
             aconn = sconn if shared else archive.connect()
             restore = None if shared else aops.prepare(aconn)
@@ -170,7 +171,11 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
                 finally:
                     aconn.close()
     finally:
-        sconn.close()
+        try:
+            if source_restore is not None:
+                source_restore()
+        finally:
+            sconn.close()
     result.extra.pop("last_key", None)
     result.seconds = time.perf_counter() - started
     return result

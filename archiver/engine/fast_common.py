@@ -206,7 +206,30 @@ class FastSourceOps(SourceOps):
         if not self.fast_enabled:
             return super().select_batch(conn, plan, after, limit)
         stmt, params = self._fast_select(plan, after, limit)
-        return conn.execute(stmt, params).all()
+        result = conn.execute(stmt, params)
+        if not self._plain_rows(conn, plan):
+            return result.all()
+        try:  # no column needs a result conversion: the driver's tuples as they are
+            return result.cursor.fetchall()
+        finally:
+            result.close()
+
+    def _plain_rows(self, conn: sa.Connection, plan: TablePlan) -> bool:
+        """True when no select item has a result processor (raw driver rows are what SQLAlchemy returns)."""
+        plain = plan.extra.get("fast_plain_rows")
+        if plain is None:
+            plain = False
+            if self.raw_rows:
+                try:
+                    plain = all(getattr(item, "type", sa.types.NULLTYPE)._cached_result_processor(
+                        conn.dialect, None) is None for item in self.layout(plan).items)
+                except Exception:  # noqa: BLE001 - a processor that needs the driver's type code
+                    plain = False
+            plan.extra["fast_plain_rows"] = plain
+        return plain
+
+    #: Read plain rows from the driver's cursor when no conversion is needed (see _plain_rows).
+    raw_rows = False
 
     def fetch_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Batch:
         if not self.fast_enabled:
@@ -255,6 +278,19 @@ class FastSourceOps(SourceOps):
         keys: list[tuple] = []
         records: list[dict[str, Any]] = []
         exotic: list[int] = []
+        if nk == 1 and single is not None and rd_text is not None:  # the common case, kept lean
+            add_key, add_record = keys.append, records.append
+            for row in rows:
+                v, payload, row_date = row[0], row[single], row[rd_text]
+                if payload is None:
+                    exotic.append(len(records))
+                    row_date = None
+                add_key((v,))
+                add_record({"source_pk": str(v) if type(v) is int else canonical_pk((v,)), "payload": payload,
+                            "row_date": row_date if row_date is not None else to_utc_datetime(row[1])})
+            if exotic:
+                self._generic_payloads(conn, plan, [keys[i] for i in exotic], [records[i] for i in exotic])
+            return keys, records
         for row in rows:
             if nk == 1:
                 v = row[0]

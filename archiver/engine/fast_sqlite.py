@@ -135,6 +135,8 @@ def sqlite_member(column: sa.Column, col_type: sa.types.TypeEngine) -> Member | 
 class FastSQLiteSourceOps(FastSourceOps, SQLiteSourceOps):
     """SQLite source with payloads built by ``json_object()``."""
 
+    raw_rows = True
+
     def member(self, column: sa.Column, col_type: sa.types.TypeEngine) -> Member | None:
         return sqlite_member(column, col_type)
 
@@ -178,8 +180,8 @@ class FastSQLiteSourceOps(FastSourceOps, SQLiteSourceOps):
 
 
 def _all_int_or_text(keys: list[tuple]) -> bool:
-    kind = type(keys[0][0])
-    return kind in (int, str) and all(type(k[0]) is kind for k in keys)
+    kinds = {k[0].__class__ for k in keys}
+    return kinds == {int} or kinds == {str}
 
 
 #: Registered by dialects._load_fast_paths: {is_source: {dialect name: class}}.
