@@ -295,6 +295,12 @@ class MySQLSourceOps(SourceOps):
         conn.exec_driver_sql("SET time_zone = '+00:00'")
         conn.commit()
 
+    def select_statement(self, plan: TablePlan, first: bool, columns: Sequence[Any] | None = None) -> sa.Select:
+        # The keyset walk reads the primary key in order. Without the hint the optimizer may switch,
+        # once rows are deleted, to an index on the date column plus a sort: every batch then reads
+        # and locks every remaining old row (seen on MariaDB 10.11: 4 ms -> 280 ms per batch).
+        return force_primary_key(super().select_statement(plan, first, columns), plan.table)
+
     def keyset_after(self, pk: list[sa.Column]) -> sa.ColumnElement[bool]:
         if len(pk) == 1:
             return super().keyset_after(pk)
@@ -513,6 +519,13 @@ def archive_ops_for(engine: sa.Engine) -> ArchiveOps:
     if cls is None:
         raise NotImplementedError(f"archive database dialect {engine.dialect.name!r} is not supported")
     return cls(engine)
+
+
+def force_primary_key(stmt: sa.Select, table: sa.Table) -> sa.Select:
+    """``stmt`` reading ``table`` through its primary key (MySQL/MariaDB index hint; no-op elsewhere)."""
+    for name in ("mysql", "mariadb"):
+        stmt = stmt.with_hint(table, "FORCE INDEX (PRIMARY)", dialect_name=name)
+    return stmt
 
 
 def _type_name(ctype: sa.types.TypeEngine) -> str:
