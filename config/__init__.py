@@ -94,6 +94,8 @@ class BaseConfig:
     OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
     # Lease held by one runner per table (seconds)
     LEASE_TTL_SECONDS = 600
+    # MariaDB source and archive on one server: move rows inside the server (engine/in_server.py)
+    IN_SERVER_MOVES = True
 
     @classmethod
     def from_env(cls, instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -109,6 +111,7 @@ class BaseConfig:
         cfg["SCHEDULER_MISFIRE_GRACE_SECONDS"] = env_int("SCHEDULER_MISFIRE_GRACE_SECONDS", 60, minimum=1, env=env)
         cfg["SCHEDULER_ENABLED"] = env_bool("SCHEDULER_ENABLED", cls.SCHEDULER_ENABLED, env=env)
         cfg["LEASE_TTL_SECONDS"] = env_int("LEASE_TTL_SECONDS", cls.LEASE_TTL_SECONDS, minimum=10, env=env)
+        cfg["IN_SERVER_MOVES"] = env_bool("IN_SERVER_MOVES", cls.IN_SERVER_MOVES, env=env)
         cfg["SQLALCHEMY_DATABASE_URI"] = env_str("ARCHIVE_DATABASE_URL", None, env)
         cfg["SOURCE_DATABASE_URL"] = env_str("SOURCE_DATABASE_URL", None, env)
         cfg["JWT_SECRET_KEY"] = env_str("JWT_SECRET_KEY", None, env)

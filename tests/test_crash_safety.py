@@ -1,5 +1,10 @@
 """Crash safety: `flask archive-now` is SIGKILLed at chosen points (and at a random moment) in a
-separate process; no row is ever lost, the next run reconciles, a further run moves nothing."""
+separate process; no row is ever lost, the next run reconciles, a further run moves nothing.
+
+On SQLite and PostgreSQL (the ``databases`` fixture) the generic protocol runs: archive commit,
+then source delete. On MariaDB with both databases on one server the in-server move runs: one
+transaction per batch, so a kill leaves no row in both places at all.
+"""
 from __future__ import annotations
 
 import os
@@ -13,8 +18,11 @@ import pytest
 import sqlalchemy as sa
 
 from archiver.engine import schema
-from tests.conftest import JWT_SECRET
+from archiver.extensions import db
+from archiver.services import database
+from tests.conftest import JWT_SECRET, Databases, make_app
 from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
+from tests.mariadb_support import server  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 
@@ -95,23 +103,26 @@ def test_killed_at_a_checkpoint_loses_nothing_and_the_rerun_reconciles(app, data
     assert [s for s, _ in statuses[1:]] == ["succeeded", "succeeded"]
 
 
-def test_killed_from_outside_at_a_random_moment(app, databases, source_engine, archive_engine):
-    original, qualifying = _setup(app, source_engine, n_old=1500, batch_size=5)
+def _signal_at_first_batch(databases, sig: int) -> tuple[int, str, str]:
+    """Run archive-now with --progress and send ``sig`` when it reports its first batch."""
     proc = subprocess.Popen(_cmd("--progress"), cwd=ROOT, env=_env(databases), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stdout:
             if ": batch " in line:
-                proc.send_signal(signal.SIGKILL)
+                proc.send_signal(sig)
                 break
-        proc.wait(timeout=300)
+        out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    return proc.returncode, out, err
 
+
+def test_killed_from_outside_at_a_random_moment(app, databases, source_engine, archive_engine):
+    original, qualifying = _setup(app, source_engine, n_old=1500, batch_size=5)
+    _signal_at_first_batch(databases, signal.SIGKILL)
     assert_no_loss(original, source_rows(source_engine, "orders"), archived(archive_engine, "orders"))
     _expire_leases(archive_engine)
     done = _archive_now(databases)
@@ -121,28 +132,90 @@ def test_killed_from_outside_at_a_random_moment(app, databases, source_engine, a
 
 def test_sigterm_stops_cleanly_between_batches(app, databases, source_engine, archive_engine):
     original, qualifying = _setup(app, source_engine, n_old=1500, batch_size=5)
-    proc = subprocess.Popen(_cmd("--progress"), cwd=ROOT, env=_env(databases), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if ": batch " in line:
-                proc.send_signal(signal.SIGTERM)
-                break
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    returncode, out, err = _signal_at_first_batch(databases, signal.SIGTERM)
     src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
     assert_no_loss(original, src, arc)
-    print("archive-now exit status after SIGTERM:", proc.returncode)
-    if proc.returncode == 130:  # stopped before the end (the usual case)
+    print("archive-now exit status after SIGTERM:", returncode)
+    if returncode == 130:  # stopped before the end (the usual case)
         assert "stopping after the current batch" in err
         assert not set(src) & set(arc)  # stopped between batches: nothing half-done
         (run,) = all_runs(app)
         assert run.status == "partial" and run.rows_deleted == len(arc)
     else:  # it finished before the signal arrived
-        assert proc.returncode == 0, out + err
+        assert returncode == 0, out + err
     done = _archive_now(databases)  # the lease was released on the clean stop: no expiry needed
     assert done.returncode == 0, done.stdout + done.stderr
     _assert_finished(source_engine, archive_engine, original, qualifying)
+
+
+# --- MariaDB, source and archive on one server: in-server moves ------------------------------
+
+@pytest.fixture
+def maria(server):
+    """An app whose source and archive are two databases of the local MariaDB server."""
+    src, arc = server.database()[0], server.database()[0]
+    databases = Databases("mariadb", server.url(src), server.url(arc))
+    app = make_app(databases)
+    with app.app_context():
+        database.init_db()
+        engines = db.engines["source"], db.engines[None]
+    try:
+        yield app, databases, *engines
+    finally:
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+def _assert_whole_batches(source_engine, archive_engine, original, batch_size: int) -> None:
+    src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
+    assert_no_loss(original, src, arc)
+    assert not set(src) & set(arc)  # one transaction per batch: never in both places
+    assert len(arc) % batch_size == 0
+
+
+def _rerun_finishes(app, databases, source_engine, archive_engine, original, qualifying) -> None:
+    _expire_leases(archive_engine)
+    done = _archive_now(databases)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "moved inside the server" in done.stdout
+    _assert_finished(source_engine, archive_engine, original, qualifying)
+    again = app.test_cli_runner().invoke(args=["archive-now"])
+    assert again.exit_code == 0 and "archived 0 rows" in again.output
+    _assert_finished(source_engine, archive_engine, original, qualifying)
+
+
+@pytest.mark.parametrize("fault", ["after_select:2", "after_archive_insert:2", "after_source_delete:2",
+                                   "after_source_delete:4"])
+def test_mariadb_in_server_move_killed_at_a_checkpoint(maria, fault):
+    app, databases, source_engine, archive_engine = maria
+    original, qualifying = _setup(app, source_engine, n_old=40, batch_size=7)
+    killed = _archive_now(databases, fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    _assert_whole_batches(source_engine, archive_engine, original, 7)
+    _rerun_finishes(app, databases, source_engine, archive_engine, original, qualifying)
+    statuses = [r.status for r in all_runs(app)]
+    assert statuses == ["failed", "succeeded", "succeeded"]
+
+
+def test_mariadb_in_server_move_killed_at_a_random_moment(maria):
+    app, databases, source_engine, archive_engine = maria
+    original, qualifying = _setup(app, source_engine, n_old=3000, batch_size=5)
+    returncode, _out, _err = _signal_at_first_batch(databases, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
+    _assert_whole_batches(source_engine, archive_engine, original, 5)
+    _rerun_finishes(app, databases, source_engine, archive_engine, original, qualifying)
+
+
+def test_mariadb_in_server_move_stops_cleanly_on_sigterm(maria):
+    app, databases, source_engine, archive_engine = maria
+    original, qualifying = _setup(app, source_engine, n_old=3000, batch_size=5)
+    returncode, out, err = _signal_at_first_batch(databases, signal.SIGTERM)
+    _assert_whole_batches(source_engine, archive_engine, original, 5)
+    if returncode == 130:
+        (run,) = all_runs(app)
+        assert run.status == "partial" and run.rows_deleted == len(archived(archive_engine, "orders"))
+    else:
+        assert returncode == 0, out + err
+    _rerun_finishes(app, databases, source_engine, archive_engine, original, qualifying)

@@ -79,6 +79,8 @@ def _summary(report: job_service.JobReport) -> None:
             line += f", cutoff {o.cutoff.isoformat()}"
         if o.run_id is not None:
             line += f", run {o.run_id}"
+        if o.in_server:
+            line += ", moved inside the server"
         if o.error:
             line += f" - {o.error}"
         click.echo(line)

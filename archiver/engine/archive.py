@@ -27,12 +27,15 @@ import sqlalchemy as sa
 
 from .dialects import ArchiveOps, SourceOps, archive_ops_for, source_ops_for
 from .errors import DatabaseError, EngineError, dbapi_reason
+from .in_server import open_in_server_move
 from .lease import TableLease
 from .plan import TablePlan, build_plan
 from .policy import PolicySpec, as_utc
 
 #: Checkpoint names passed to ``checkpoint`` (tests use them to crash or pause there).
-CHECKPOINTS = ("after_select", "after_archive_commit", "after_source_delete", "after_batch")
+#: An in-server move (one transaction per batch) passes ``after_archive_insert`` (copied,
+#: not committed) where the generic protocol passes ``after_archive_commit``.
+CHECKPOINTS = ("after_select", "after_archive_commit", "after_archive_insert", "after_source_delete", "after_batch")
 
 
 @dataclass(frozen=True)
@@ -114,13 +117,16 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
                   on_batch: Callable[[BatchProgress], None] | None = None,
                   lease: TableLease | None = None,
                   checkpoint: Callable[[str], None] | None = None,
-                  source_ops: SourceOps | None = None, archive_ops: ArchiveOps | None = None) -> ArchiveResult:
+                  source_ops: SourceOps | None = None, archive_ops: ArchiveOps | None = None,
+                  in_server: bool = True) -> ArchiveResult:
     """Archive ``spec.table_name`` from ``source`` into ``archive`` for the cutoff at ``now``.
 
     Batches are taken in primary-key order (keyset) until none is left or
     ``should_stop()`` is true (checked between batches). ``lease``, if given,
     is renewed between batches (LeaseLost stops the run). ``checkpoint(name)``
-    is called at each point of :data:`CHECKPOINTS`. Raises EngineError
+    is called at each point of :data:`CHECKPOINTS`. With ``in_server`` (default), a
+    MariaDB source and archive on one server move rows inside the server when they can
+    (:mod:`.in_server`; ``result.extra["in_server"]`` is then True). Raises EngineError
     subclasses (safe messages) or CriteriaError; rows of committed batches stay moved.
     """
     started = time.perf_counter()
@@ -137,7 +143,6 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
 
     hook = checkpoint or (lambda _name: None)
     shared = same_sqlite_file(source, archive)
-    after: tuple | None = None
     with db_side("source"):
         sconn = sops.connect()
     source_restore = None
@@ -148,21 +153,53 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
             aconn = sconn if shared else archive.connect()
             restore = None if shared else aops.prepare(aconn)
         try:
-            while True:
+            def stop_requested() -> bool:
                 if should_stop():
                     result.stopped = True
-                    break
+                    return True
                 if lease is not None:
                     with db_side("archive"):
                         lease.renew_if_due()
-                n = _one_batch(sops, aops, plan, sconn, aconn, shared, after, now, run_id, result, hook)
-                if n == 0:
-                    break
-                after = result.extra["last_key"]
+                return False
+
+            def committed(n: int) -> None:
                 hook("after_batch")
                 if on_batch is not None:
                     on_batch(BatchProgress(spec.table_name, "archive", result.batches, n, result.rows_deleted,
                                            time.perf_counter() - started))
+
+            def generic_batch(after: tuple | None) -> tuple | None:
+                n = _one_batch(sops, aops, plan, sconn, aconn, shared, after, now, run_id, result, hook)
+                if n == 0:
+                    return None
+                committed(n)
+                return result.extra["last_key"]
+
+            mover = None
+            if in_server and not shared:
+                with db_side("source"):
+                    mover = open_in_server_move(sops, plan, sconn, aconn, archive, now=now, run_id=run_id,
+                                                checkpoint=hook)
+            if mover is not None:
+                result.extra["in_server"] = True
+
+                def in_server_committed(n: int) -> None:
+                    result.rows_read += n
+                    result.rows_archived += n
+                    result.rows_deleted += n
+                    result.batches += 1
+                    committed(n)
+
+                try:
+                    mover.run(None, stop_requested, generic_batch, in_server_committed)
+                finally:
+                    mover.close()
+            else:
+                after: tuple | None = None
+                while not stop_requested():
+                    after = generic_batch(after)
+                    if after is None:
+                        break
         finally:
             if not shared:
                 try:

@@ -114,6 +114,20 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
             plan.extra["mysql_packed"] = expr
         return plan.extra["mysql_packed"]
 
+    def server_row_exprs(self, plan: TablePlan) -> tuple[Any, Any] | None:
+        """(payload, row date text) as SQL when the server writes a whole archive record of
+        this table (one integer key, every column rendered by the server), else None.
+
+        The payload is NULL for a row with a value the server cannot render (see
+        :func:`mysql_value_fragment`); used by in-server moves (:mod:`.in_server`).
+        """
+        if not self.fast_enabled or len(plan.pk) != 1 or not isinstance(plan.pk[0].type, sa.Integer):
+            return None
+        layout = self.layout(plan)
+        if layout.single_object is None or layout.row_date_text is None:
+            return None
+        return layout.items[layout.single_object], layout.items[layout.row_date_text]
+
     def fetch_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Batch:
         packed = self._packed(plan)
         if packed is None:

@@ -59,6 +59,7 @@ class TableOutcome:
     seconds: float = 0.0
     cutoff: datetime | None = None
     error: str | None = None
+    in_server: bool = False  # moved inside one MariaDB server (engine/in_server.py)
 
     @property
     def rows_per_second(self) -> float:
@@ -207,7 +208,8 @@ def _run_table(kind: str, spec: PolicySpec, *, trigger: str, dry_run: bool, shou
         if kind == RunKind.ARCHIVE.value:
             result = archive_table(source_engine(), archive_engine(), spec, now=now, run_id=outcome.run_id,
                                    dry_run=dry_run, should_stop=should_stop, on_batch=track, lease=lease,
-                                   checkpoint=fault_checkpoint())
+                                   checkpoint=fault_checkpoint(),
+                                   in_server=bool(current_app.config.get("IN_SERVER_MOVES", True)))
             outcome.cutoff = result.cutoff
             if dry_run:
                 outcome.rows = outcome.rows_read = result.would_archive or 0
@@ -215,6 +217,7 @@ def _run_table(kind: str, spec: PolicySpec, *, trigger: str, dry_run: bool, shou
                 outcome.rows = outcome.rows_deleted = result.rows_deleted
                 outcome.rows_read, outcome.rows_written = result.rows_read, result.rows_archived
                 outcome.batches = result.batches
+                outcome.in_server = bool(result.extra.get("in_server"))
         else:
             presult = purge_table(archive_engine(), spec, now=now, dry_run=dry_run, should_stop=should_stop,
                                   on_batch=track, lease=lease)

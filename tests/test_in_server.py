@@ -1,0 +1,330 @@
+"""In-server moves: a MariaDB source and archive on one server move rows with INSERT … SELECT.
+
+The archived rows must be exactly what the generic path stores (same keys, payloads, row
+dates, run ids), rows the server cannot render must take the generic path, every batch
+must be one atomic transaction (never a row in both places, never in neither), the
+batch's rows must be locked while it is moved, and the path must stay off where it
+cannot be used. Skipped when no local MariaDB answers; the crash tests (SIGKILL) are in
+tests/test_crash_safety.py.
+"""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from archiver.engine import schema
+from archiver.engine.archive import archive_table
+from archiver.engine.connections import make_engine
+from archiver.engine.errors import EngineError
+from archiver.engine.dialects import source_ops_for
+from archiver.engine.in_server import InServerMove, _same_server_database, open_in_server_move
+from archiver.engine.plan import build_plan
+from archiver.engine.policy import PolicySpec
+from tests.engine_support import NOW, archived, assert_no_loss, source_rows
+from tests.mariadb_support import Server, server  # noqa: F401 - fixture
+from tests.test_engine_fastpath import RecMySQL
+
+OLD = (NOW - timedelta(days=90)).replace(tzinfo=None)
+NEW = (NOW - timedelta(days=1)).replace(tzinfo=None)
+
+
+TYPED_DDL = """CREATE TABLE typed (
+    id BIGINT PRIMARY KEY, created_at DATETIME NOT NULL, big BIGINT UNSIGNED, ti TINYINT(1), txt TEXT,
+    vc VARCHAR(20), ch CHAR(5), num DECIMAL(12, 2), raw BLOB, day DATE, dt DATETIME(6), ts TIMESTAMP(3) NULL,
+    en ENUM('x', 'y'), KEY ix_typed_created_at (created_at)) ENGINE=InnoDB"""
+TRICKY = "plain \"q\" \\ back/slash é€😀\u2028 tab\there"
+
+
+def typed_rows(n: int = 23, new_every: int = 5) -> list[dict]:
+    rows = []
+    for i in range(1, n + 1):
+        rows.append(dict(
+            id=i * 10, created_at=NEW if i % new_every == 0 else OLD, big=2**64 - i, ti=i % 2,
+            txt=None if i % 7 == 0 else f"{TRICKY} {i}", vc=f"v{i}", ch="ab", num=f"{i}.{i % 100:02d}",
+            raw=bytes(range(i, i + 40)), day="2024-02-29", dt=f"2025-01-02 03:04:05.{i:06d}",
+            ts="2025-01-02 03:04:05.500" if i % 3 else None, en="xy"[i % 2]))
+    return rows
+
+
+def make_typed(engine: sa.Engine, rows: list[dict], sql_mode: str | None = None) -> None:
+    cols = list(rows[0])
+    with engine.begin() as conn:
+        if sql_mode is not None:
+            conn.exec_driver_sql(f"SET SESSION sql_mode = '{sql_mode}'")
+        conn.exec_driver_sql(TYPED_DDL)
+        conn.execute(sa.text(f"INSERT INTO typed ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"),
+                     rows)
+
+
+def stored(engine: sa.Engine, table: str) -> dict[str, tuple]:
+    """source_pk -> (payload text, row_date, archived_at, run_id) as stored."""
+    ar = schema.archived_rows
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(ar.c.source_pk, sa.cast(ar.c.payload, sa.Text), ar.c.row_date,
+                                      ar.c.archived_at, ar.c.run_id).where(ar.c.table_name == table)).all()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def pair(server: Server, *, same_database: bool = False) -> tuple[sa.Engine, sa.Engine]:
+    _, source = server.database()
+    archive = source if same_database else server.database()[1]
+    schema.metadata.create_all(archive)
+    return source, archive
+
+
+def qualifying(rows: list[dict]) -> set[str]:
+    return {str(r["id"]) for r in rows if r["created_at"] == OLD}
+
+
+def test_in_server_move_stores_what_the_generic_path_stores(server):
+    rows = typed_rows()
+    results, archives = {}, {}
+    spec = PolicySpec("typed", batch_size=4)
+    for mode in ("in_server", "generic"):
+        source, archive = pair(server)
+        make_typed(source, rows)
+        original = source_rows(source, "typed")
+        results[mode] = archive_table(source, archive, spec, now=NOW, run_id=7, in_server=mode == "in_server")
+        archives[mode] = archive
+        src, arc = source_rows(source, "typed"), archived(archive, "typed")
+        assert set(arc) == qualifying(rows) and set(src) == set(original) - qualifying(rows)
+        assert_no_loss(original, src, arc)
+    assert results["in_server"].extra.get("in_server") is True
+    assert "in_server" not in results["generic"].extra
+    fast, generic = stored(archives["in_server"], "typed"), stored(archives["generic"], "typed")
+    assert fast.keys() == generic.keys() and len(fast) == 19
+    for key, (payload, *meta) in fast.items():
+        assert payload == generic[key][0], key  # byte for byte (no control characters here)
+        assert list(json.loads(payload)) == list(json.loads(generic[key][0]))
+        assert meta == list(generic[key][1:]), key
+    assert fast["10"][3] == 7 and fast["10"][1] == OLD
+    for r in results.values():
+        assert (r.rows_read, r.rows_archived, r.rows_deleted, r.batches) == (19, 19, 19, 5)
+
+
+def test_rows_the_server_cannot_render_take_the_generic_path(server):
+    rows = typed_rows(12, new_every=100)
+    rows[5]["day"] = "0000-00-00"  # id 60, in the second batch of 4: PyMySQL reads the zero date as text
+    source, archive = pair(server)
+    make_typed(source, rows, sql_mode="")
+    original = source_rows(source, "typed")
+    ops = RecMySQL(source)
+    result = archive_table(source, archive, PolicySpec("typed", batch_size=4), now=NOW, source_ops=ops)
+    assert result.extra.get("in_server") is True
+    assert (60,) in ops.generic_keys  # the batch holding it went the generic way ...
+    assert len(ops.generic_keys) == 1
+    src, arc = source_rows(source, "typed"), archived(archive, "typed")
+    assert src == {} and set(arc) == {str(r["id"]) for r in rows}
+    assert_no_loss(original, src, arc)
+    assert arc["60"]["day"] == "0000-00-00"
+    assert (result.rows_deleted, result.batches) == (12, 3)  # ... and the others went in-server
+
+
+@pytest.mark.parametrize("exotic, batch_size", [
+    ({10}, 3), ({300}, 3), ({40, 50}, 2), ({20, 70, 80, 150, 300}, 2), ({60, 130, 140, 220}, 4),
+    (set(range(10, 310, 10)), 5),
+])
+def test_fallbacks_anywhere_in_the_pipeline(server, exotic, batch_size):
+    """Batches the server cannot copy, first, last, adjacent or everywhere: each goes the generic
+    way while the batches around it are in flight, and every row ends up archived once."""
+    rows = typed_rows(30, new_every=100)
+    for r in rows:
+        if r["id"] in exotic:
+            r["day"] = "0000-00-00"
+    source, archive = pair(server)
+    make_typed(source, rows, sql_mode="")
+    original = source_rows(source, "typed")
+    ops = RecMySQL(source)
+    result = archive_table(source, archive, PolicySpec("typed", batch_size=batch_size), now=NOW, source_ops=ops)
+    assert result.extra.get("in_server") is True
+    assert {k[0] for k in ops.generic_keys} == exotic
+    assert source_rows(source, "typed") == {} and archived(archive, "typed") == original
+    assert (result.rows_read, result.rows_archived, result.rows_deleted) == (30, 30, 30)
+
+
+def test_control_characters_are_the_same_json_string(server):
+    rows = typed_rows(3, new_every=100)
+    rows[1]["txt"] = "ctl\x01\x1f end"
+    source, archive = pair(server)
+    make_typed(source, rows)
+    original = source_rows(source, "typed")
+    result = archive_table(source, archive, PolicySpec("typed"), now=NOW)
+    assert result.extra.get("in_server") is True
+    # MariaDB writes \u001F where the Python encoder writes \u001f: the same JSON string.
+    assert "\\u001F" in stored(archive, "typed")["20"][0]
+    assert archived(archive, "typed") == original
+
+
+def test_archive_in_the_source_database_itself(server):
+    rows = typed_rows(9)
+    source, archive = pair(server, same_database=True)
+    make_typed(source, rows)
+    original = source_rows(source, "typed")
+    result = archive_table(source, archive, PolicySpec("typed", batch_size=2), now=NOW)
+    assert result.extra.get("in_server") is True and result.rows_deleted == len(qualifying(rows))
+    assert_no_loss(original, source_rows(source, "typed"), archived(archive, "typed"))
+    again = archive_table(source, archive, PolicySpec("typed", batch_size=2), now=NOW)
+    assert again.rows_deleted == 0 and again.batches == 0
+
+
+def test_custom_criteria_narrow_the_move(server):
+    rows = typed_rows(20)
+    source, archive = pair(server)
+    make_typed(source, rows)
+    spec = PolicySpec("typed", batch_size=3, custom_criteria="ti = 1 AND vc <> 'v3'")
+    result = archive_table(source, archive, spec, now=NOW)
+    expected = {str(r["id"]) for r in rows if r["created_at"] == OLD and r["ti"] == 1 and r["vc"] != "v3"}
+    assert result.extra.get("in_server") is True
+    assert set(archived(archive, "typed")) == expected and result.rows_deleted == len(expected)
+
+
+def test_rows_already_archived_are_replaced_not_duplicated(server):
+    rows = typed_rows(8, new_every=100)
+    source, archive = pair(server)
+    make_typed(source, rows)
+    # A copy left by an earlier crash of the generic path, with stale values, and an unrelated row.
+    with archive.begin() as conn:
+        conn.execute(schema.archived_rows.insert(), [
+            {"table_name": "typed", "source_pk": "30", "payload": {"stale": True}, "archived_at": NOW, "run_id": 1},
+            {"table_name": "other", "source_pk": "30", "payload": {"keep": True}, "archived_at": NOW, "run_id": 1}])
+    original = source_rows(source, "typed")
+    result = archive_table(source, archive, PolicySpec("typed", batch_size=3), now=NOW, run_id=2)
+    assert result.extra.get("in_server") is True and result.rows_deleted == 8
+    assert archived(archive, "typed") == original
+    assert stored(archive, "typed")["30"][3] == 2
+    assert archived(archive, "other") == {"30": {"keep": True}}
+
+
+def test_the_batch_rows_and_their_gaps_are_locked_while_it_moves(server):
+    rows = typed_rows(12, new_every=100)  # ids 10..120; batches of 3: (0,30], (30,60], ...
+    source, archive = pair(server)
+    make_typed(source, rows)
+    attempts: dict[str, str] = {}
+    seen = {"after_select": 0}
+
+    def probe(name: str) -> None:
+        if name != "after_select":
+            return
+        seen[name] += 1
+        if seen[name] != 2:
+            return
+        # Batch 2 (ids 40, 50, 60) is locked now: another session can neither change a row of it
+        # nor slip a new qualifying row into its range.
+        with source.connect() as other:
+            other.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+            for label, stmt in (("update", "UPDATE typed SET vc = 'changed' WHERE id = 50"),
+                                ("insert", f"INSERT INTO typed (id, created_at) VALUES (55, '{OLD}')")):
+                try:
+                    other.exec_driver_sql(stmt)
+                    attempts[label] = "done"
+                except sa.exc.OperationalError as exc:
+                    attempts[label] = f"error {exc.orig.args[0]}"
+                other.rollback()
+
+    original = source_rows(source, "typed")
+    result = archive_table(source, archive, PolicySpec("typed", batch_size=3), now=NOW, checkpoint=probe)
+    assert attempts == {"update": "error 1205", "insert": "error 1205"}  # lock wait timeout, both
+    assert result.extra.get("in_server") is True and result.rows_deleted == 12
+    assert archived(archive, "typed") == original
+
+
+def test_a_delete_that_does_not_match_rolls_the_whole_batch_back(server, monkeypatch):
+    rows = typed_rows(15, new_every=100)
+    source, archive = pair(server)
+    make_typed(source, rows)
+    original = source_rows(source, "typed")
+    real = InServerMove._delete
+
+    def short_delete(self, first, n):
+        return real(self, first, n if first else n - 1)  # every batch after the first deletes a row too few
+
+    monkeypatch.setattr(InServerMove, "_delete", short_delete)
+    with pytest.raises(EngineError, match="matched 2 of 3 locked rows"):
+        archive_table(source, archive, PolicySpec("typed", batch_size=3), now=NOW)
+    src, arc = source_rows(source, "typed"), archived(archive, "typed")
+    assert_no_loss(original, src, arc)
+    assert not set(src) & set(arc)  # rolled back as a whole: the copies went with the delete
+    assert {"40", "50", "60"} <= set(src)
+    assert {"10", "20", "30"} <= set(arc)
+    monkeypatch.setattr(InServerMove, "_delete", real)
+    archive_table(source, archive, PolicySpec("typed", batch_size=3), now=NOW)
+    assert source_rows(source, "typed") == {} and archived(archive, "typed") == original
+
+
+def test_stop_between_batches_and_progress_in_order(server):
+    rows = typed_rows(30, new_every=100)
+    source, archive = pair(server)
+    make_typed(source, rows)
+    original = source_rows(source, "typed")
+    progress = []
+    result = archive_table(source, archive, PolicySpec("typed", batch_size=4), now=NOW,
+                           should_stop=lambda: len(progress) >= 2, on_batch=progress.append)
+    assert result.stopped and result.extra.get("in_server") is True
+    src, arc = source_rows(source, "typed"), archived(archive, "typed")
+    assert_no_loss(original, src, arc)
+    assert not set(src) & set(arc)
+    assert len(arc) == result.rows_deleted == 4 * result.batches and 2 <= result.batches <= 3
+    assert [p.batch for p in progress] == list(range(1, result.batches + 1))
+    assert [p.total_rows for p in progress] == [4 * i for i in range(1, result.batches + 1)]
+    rest = archive_table(source, archive, PolicySpec("typed", batch_size=4), now=NOW)
+    assert rest.rows_deleted == 30 - result.rows_deleted
+    assert archived(archive, "typed") == original
+
+
+@pytest.mark.parametrize("ddl, why", [
+    ("CREATE TABLE t (a INT, b INT, created_at DATETIME, PRIMARY KEY (a, b))", "composite key"),
+    ("CREATE TABLE t (a VARCHAR(10) PRIMARY KEY, b INT, created_at DATETIME)", "text key"),
+    ("CREATE TABLE t (a INT PRIMARY KEY, b DOUBLE, created_at DATETIME)", "a column encoded in Python"),
+])
+def test_not_used_where_the_server_cannot_write_the_whole_record(server, ddl, why):
+    source, archive = pair(server)
+    with source.begin() as conn:
+        conn.exec_driver_sql(ddl)
+        conn.execute(sa.text("INSERT INTO t VALUES (:a, :b, :c)"),
+                     [{"a": i, "b": i, "c": OLD} for i in range(1, 6)])
+    original = source_rows(source, "t")
+    result = archive_table(source, archive, PolicySpec("t", batch_size=2), now=NOW)
+    assert "in_server" not in result.extra, why
+    assert result.rows_deleted == 5 and archived(archive, "t") == original
+
+
+def test_not_used_when_the_source_login_cannot_write_the_archive(server):
+    rows = typed_rows(7)
+    src_name, root_source = server.database()
+    arc_name, archive = server.database()
+    schema.metadata.create_all(archive)
+    make_typed(root_source, rows)
+    user = server.user(f"GRANT SELECT, DELETE ON `{src_name}`.* TO {{user}}",
+                       f"GRANT SELECT ON `{arc_name}`.* TO {{user}}")
+    source = server.engine(src_name, user=user)
+    original = source_rows(source, "typed")
+    result = archive_table(source, archive, PolicySpec("typed", batch_size=2), now=NOW)
+    assert "in_server" not in result.extra
+    assert result.rows_deleted == len(qualifying(rows))
+    assert_no_loss(original, source_rows(source, "typed"), archived(archive, "typed"))
+
+
+def test_the_probe_needs_one_server(server, tmp_path):
+    rows = typed_rows(4)
+    source, archive = pair(server)
+    make_typed(source, rows)
+    sqlite_archive = make_engine(f"sqlite:///{tmp_path / 'archive.db'}")
+    schema.metadata.create_all(sqlite_archive)
+    try:
+        result = archive_table(source, sqlite_archive, PolicySpec("typed"), now=NOW)
+        assert "in_server" not in result.extra and result.rows_deleted == 4
+    finally:
+        sqlite_archive.dispose()
+    ops = source_ops_for(source)
+    with source.connect() as sconn, archive.connect() as aconn:
+        # Both on this server: the archive connection sees the source connection's named lock.
+        assert _same_server_database(sconn, aconn) == archive.url.database
+        plan = build_plan(sconn, PolicySpec("typed"), NOW, ops)
+        sconn.rollback()
+        mover = open_in_server_move(ops, plan, sconn, aconn, archive, now=NOW, run_id=None,
+                                    checkpoint=lambda _name: None)
+        assert isinstance(mover, InServerMove)
+        mover.close()
