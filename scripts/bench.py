@@ -11,8 +11,9 @@ the same rows and moves those older than 30 days:
            row_to_json + COPY … TO STDOUT piped into COPY … FROM STDIN + one DELETE
   sqlite   the project (SQLite → SQLite) vs. the limit: ATTACH + INSERT … SELECT
            json_object(…) + DELETE in one engine
-  mariadb  the project (MariaDB → MariaDB, PyMySQL) vs. pt-archiver --bulk-insert
-           --bulk-delete --limit 1000 --commit-each
+  mariadb  the project (MariaDB → MariaDB, PyMySQL), with its in-server move (the default when
+           both databases are on one server) and with IN_SERVER_MOVES=false (rows through the
+           service), vs. pt-archiver --bulk-insert --bulk-delete --limit 1000 --commit-each
 
 The project's job runs in its own process (scripts/bench_worker.py runs the
 ``archive-now`` command in-process after building the app), so its peak RSS is
@@ -224,8 +225,13 @@ class Bench:
         return worker(*args, *extra, env=env)
 
     def run_project(self, backend: str, n: int, env: dict[str, str], verify: Callable[[], tuple[int, int]],
-                    kind: str = "archive", label: str = "project: flask archive-now") -> Row:
-        """Set up the archive DB, run the project's job in a child, check what moved."""
+                    kind: str = "archive", label: str = "project: flask archive-now",
+                    in_server: bool | None = None) -> Row:
+        """Set up the archive DB, run the project's job in a child, check what moved.
+
+        ``in_server``: whether the job must (True) or must not (False) have moved the rows
+        inside the server (the summary line says so); a mismatch is noted on the row.
+        """
         row = Row(backend, "project", label, n=n)
         setup = self.setup_project(env)
         problem = child_problem(setup)
@@ -248,6 +254,9 @@ class Bench:
         archived, remaining = verify()
         row.rows, row.seconds, row.peak_kb = archived, child.result["seconds"], child.peak_kb
         row.note = check_counts(n, archived, remaining)
+        moved_inside = "moved inside the server" in child.result.get("output", "")
+        if in_server is not None and moved_inside != in_server and not row.note:
+            row.note = "MISMATCH: the in-server move was " + ("not used" if in_server else "used")
         log(f"{backend} project: {archived} rows in {row.seconds:.2f}s (start-up {child.result.get('startup_seconds', 0):.2f}s "
             f"not timed), peak {child.peak_kb / 1024:.0f} MB, batch_size {setup.result.get('batch_size')}"
             + (f" — {row.note}" if row.note else ""))
@@ -259,6 +268,21 @@ def check_counts(n: int, archived: int, remaining: int) -> str:
     if archived == expected and remaining == n - expected:
         return ""
     return f"MISMATCH: archived {archived} (expected {expected}), source left {remaining} (expected {n - expected})"
+
+
+def run_limit(backend: str, label: str, n: int, verify: Callable[[], tuple[int, int]], *worker_args: str) -> Row:
+    """Run a database's own limit pipeline (a bench_worker step) and check what moved."""
+    child = worker(*worker_args)
+    row = Row(backend, "limit", label, n=n)
+    problem = child_problem(child)
+    if problem:
+        row.note = problem
+        return row
+    archived, remaining = verify()
+    row.rows, row.seconds, row.peak_kb = archived, child.result["seconds"], child.peak_kb
+    row.note = check_counts(n, archived, remaining)
+    log(f"{backend} limit: {archived} rows in {row.seconds:.2f}s")
+    return row
 
 
 # --- PostgreSQL -------------------------------------------------------------------
@@ -285,18 +309,9 @@ def bench_pg(b: Bench, n: int, baselines: bool = True, project: bool = True) -> 
             pg.create(arch)
             create_archive_schema(arch_url)
             pg.checkpoint()
-            child = worker("limit-pg", "--src", pg.dsn_for(src), "--arch", pg.dsn_for(arch),
-                           "--cutoff", cutoff.isoformat(sep=" "), "--now", anchor.isoformat(sep=" "))
-            row = Row("pg", "limit", "limit: row_to_json + COPY out/in + DELETE", n=n)
-            problem = child_problem(child)
-            if problem:
-                row.note = problem
-            else:
-                archived, remaining = verify()
-                row.rows, row.seconds, row.peak_kb = archived, child.result["seconds"], child.peak_kb
-                row.note = check_counts(n, archived, remaining)
-                log(f"pg limit: {archived} rows in {row.seconds:.2f}s")
-            out.append(row)
+            out.append(run_limit("pg", "limit: row_to_json + COPY out/in + DELETE", n, verify,
+                                 "limit-pg", "--src", pg.dsn_for(src), "--arch", pg.dsn_for(arch),
+                                 "--cutoff", cutoff.isoformat(sep=" "), "--now", anchor.isoformat(sep=" ")))
         if project:
             pg.create(src, template=tpl)
             pg.create(arch)
@@ -346,18 +361,9 @@ def bench_sqlite(b: Bench, n: int, baselines: bool = True, project: bool = True)
         if baselines:
             fresh()
             create_archive_schema(arch_url)
-            child = worker("limit-sqlite", "--src", str(src), "--arch", str(arch),
-                           "--cutoff", cutoff.isoformat(sep=" "), "--now", anchor.isoformat(sep=" "))
-            row = Row("sqlite", "limit", "limit: ATTACH + INSERT…SELECT json_object + DELETE", n=n)
-            problem = child_problem(child)
-            if problem:
-                row.note = problem
-            else:
-                archived, remaining = verify()
-                row.rows, row.seconds, row.peak_kb = archived, child.result["seconds"], child.peak_kb
-                row.note = check_counts(n, archived, remaining)
-                log(f"sqlite limit: {archived} rows in {row.seconds:.2f}s")
-            out.append(row)
+            out.append(run_limit("sqlite", "limit: ATTACH + INSERT…SELECT json_object + DELETE", n, verify,
+                                 "limit-sqlite", "--src", str(src), "--arch", str(arch),
+                                 "--cutoff", cutoff.isoformat(sep=" "), "--now", anchor.isoformat(sep=" ")))
         if project:
             fresh()
             out.append(b.run_project("sqlite", n, b.project_env(src_url, arch_url), verify))
@@ -421,14 +427,20 @@ def bench_mariadb(b: Bench, n: int, baselines: bool = True, project: bool = True
                     log(f"mariadb pt-archiver: {archived} rows in {row.seconds:.2f}s")
             out.append(row)
         if project:
-            maria.copy_events(tpl, src)
-            maria.create(arch)
-
             def verify() -> tuple[int, int]:
                 archived = maria.count(arch, "archived_rows", f"table_name = '{data.TABLE}'")
                 return archived, maria.count(src, "events")
 
-            out.append(b.run_project("mariadb", n, b.project_env(src_url, arch_url), verify))
+            # Source and archive are databases of one server: by default the rows move inside it
+            # (engine/in_server.py). With IN_SERVER_MOVES=false they go through the service, as
+            # they must when the archive is on another server.
+            for in_server in (True, False):
+                maria.copy_events(tpl, src)
+                maria.create(arch)
+                env = {**b.project_env(src_url, arch_url), "IN_SERVER_MOVES": "true" if in_server else "false"}
+                label = ("project: flask archive-now (in-server move)" if in_server
+                         else "project: flask archive-now, IN_SERVER_MOVES=false (rows through the service)")
+                out.append(b.run_project("mariadb", n, env, verify, label=label, in_server=in_server))
     finally:
         if not b.args.keep:
             for name in (src, arch, tpl):
