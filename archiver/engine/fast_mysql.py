@@ -126,7 +126,9 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
         layout = self.layout(plan)
         if layout.single_object is None or layout.row_date_text is None:
             return None
-        return layout.items[layout.single_object], layout.items[layout.row_date_text]
+        # The date column itself: the server converts it to the archive's DATETIME as it does the
+        # text (fractions cut the same way); a zero date leaves the payload NULL anyway.
+        return layout.items[layout.single_object], plan.date_column
 
     def fetch_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Batch:
         packed = self._packed(plan)

