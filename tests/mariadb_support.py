@@ -74,3 +74,22 @@ def server():
         yield srv
     finally:
         srv.close()
+
+
+@pytest.fixture
+def overlap_small_tables(monkeypatch):
+    """Let batches overlap on these tests' small tables (the size threshold has tests of its own)."""
+    from archiver.engine.dialects import MySQLSourceOps
+    monkeypatch.setattr(MySQLSourceOps, "min_pipeline_rows", 0)
+
+
+def pad_table(engine: sa.Engine, table: str, first_id: int, rows: int, values: str) -> None:
+    """Add ``rows`` rows with ids from ``first_id`` (``values``: the other columns, as SQL), and ANALYZE.
+
+    Batches overlap only on tables the server estimates at 10,000 rows or more.
+    """
+    with engine.connect() as conn:
+        sql = f"INSERT INTO {table} SELECT seq, {values} FROM seq_{first_id}_to_{first_id + rows - 1}"
+        conn.exec_driver_sql(sql.replace("%", "%%"))  # no parameters: % is literal
+        conn.commit()
+        conn.exec_driver_sql(f"ANALYZE TABLE {table}").all()

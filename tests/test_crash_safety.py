@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from archiver.extensions import db
 from archiver.services import database
 from tests.conftest import JWT_SECRET, Databases, make_app
 from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
-from tests.mariadb_support import server  # noqa: F401 - fixture
+from tests.mariadb_support import pad_table, server  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env(databases, fault: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVER_", "FLASK_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVER_", "FLASK_", "IN_SERVER_"))}
     env.update({"ARCHIVER_ENV": "testing", "SOURCE_DATABASE_URL": databases.source_url,
                 "ARCHIVE_DATABASE_URL": databases.archive_url, "JWT_SECRET_KEY": JWT_SECRET,
-                "PYTHONPATH": str(ROOT)})
+                "PYTHONPATH": str(ROOT), **getattr(databases, "env", {})})
     if fault:
         env["ARCHIVER_FAULT_POINT"] = fault
     return env
@@ -148,14 +149,22 @@ def test_sigterm_stops_cleanly_between_batches(app, databases, source_engine, ar
     _assert_finished(source_engine, archive_engine, original, qualifying)
 
 
-# --- MariaDB, source and archive on one server: in-server moves ------------------------------
+# --- MariaDB, source and archive on one server: in-server moves, or pipelined batches ---------
 
-@pytest.fixture
-def maria(server):
-    """An app whose source and archive are two databases of the local MariaDB server."""
+@dataclass(frozen=True)
+class MariaDatabases(Databases):
+    env: dict = field(default_factory=dict)
+
+
+@pytest.fixture(params=["in_server", "pipelined"])
+def maria(request, server):
+    """An app whose source and archive are two databases of the local MariaDB server; with
+    in-server moves, or with them off (IN_SERVER_MOVES=false: pipelined generic batches)."""
     src, arc = server.database()[0], server.database()[0]
-    databases = Databases("mariadb", server.url(src), server.url(arc))
-    app = make_app(databases)
+    in_server = request.param == "in_server"
+    databases = MariaDatabases("mariadb", server.url(src), server.url(arc),
+                               env={"IN_SERVER_MOVES": "true" if in_server else "false"})
+    app = make_app(databases, IN_SERVER_MOVES=in_server)
     with app.app_context():
         database.init_db()
         engines = db.engines["source"], db.engines[None]
@@ -168,54 +177,72 @@ def maria(server):
                 engine.dispose()
 
 
-def _assert_whole_batches(source_engine, archive_engine, original, batch_size: int) -> None:
+def _maria_setup(app, source_engine, n_old: int, batch_size: int) -> tuple[dict, set[str]]:
+    """``_setup`` plus 10,000 rows that never qualify: batches overlap only on tables that size."""
+    make_orders(source_engine, [NOW - timedelta(days=90, minutes=i) for i in range(n_old)])
+    pad_table(source_engine, "orders", n_old + 1, 10_000, f"'{(NOW + timedelta(days=3650)):%Y-%m-%d}', 'open', NULL, NULL")
+    add_policy(app, "orders", batch_size=batch_size)
+    return source_rows(source_engine, "orders"), {str(i + 1) for i in range(n_old)}
+
+
+def _assert_whole_batches(source_engine, archive_engine, original, batch_size: int, in_server: bool) -> None:
     src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
     assert_no_loss(original, src, arc)
-    assert not set(src) & set(arc)  # one transaction per batch: never in both places
-    assert len(arc) % batch_size == 0
+    if in_server:
+        assert not set(src) & set(arc)  # one transaction per batch: never in both places
+        assert len(arc) % batch_size == 0
+    else:  # up to two batches in flight: archived (committed), their DELETEs not committed
+        assert len(set(src) & set(arc)) <= 2 * batch_size
 
 
 def _rerun_finishes(app, databases, source_engine, archive_engine, original, qualifying) -> None:
     _expire_leases(archive_engine)
     done = _archive_now(databases)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "moved inside the server" in done.stdout
+    assert ("moved inside the server" in done.stdout) is (databases.env["IN_SERVER_MOVES"] == "true")
     _assert_finished(source_engine, archive_engine, original, qualifying)
     again = app.test_cli_runner().invoke(args=["archive-now"])
     assert again.exit_code == 0 and "archived 0 rows" in again.output
     _assert_finished(source_engine, archive_engine, original, qualifying)
 
 
-@pytest.mark.parametrize("fault", ["after_select:2", "after_archive_insert:2", "after_source_delete:2",
-                                   "after_source_delete:4"])
-def test_mariadb_in_server_move_killed_at_a_checkpoint(maria, fault):
+@pytest.mark.parametrize("maria, fault", [
+    *[("in_server", f) for f in ("after_select:2", "after_archive_insert:2", "after_source_delete:2",
+                                 "after_source_delete:4")],
+    *[("pipelined", f) for f in ("after_select:2", "after_archive_commit:2", "after_source_delete:2",
+                                 "after_source_delete:4")],
+], indirect=["maria"])
+def test_mariadb_killed_at_a_checkpoint(maria, fault):
     app, databases, source_engine, archive_engine = maria
-    original, qualifying = _setup(app, source_engine, n_old=40, batch_size=7)
+    in_server = databases.env["IN_SERVER_MOVES"] == "true"
+    original, qualifying = _maria_setup(app, source_engine, n_old=40, batch_size=7)
     killed = _archive_now(databases, fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    _assert_whole_batches(source_engine, archive_engine, original, 7)
+    _assert_whole_batches(source_engine, archive_engine, original, 7, in_server)
     _rerun_finishes(app, databases, source_engine, archive_engine, original, qualifying)
     statuses = [r.status for r in all_runs(app)]
     assert statuses == ["failed", "succeeded", "succeeded"]
 
 
-def test_mariadb_in_server_move_killed_at_a_random_moment(maria):
+def test_mariadb_killed_at_a_random_moment(maria):
     app, databases, source_engine, archive_engine = maria
-    original, qualifying = _setup(app, source_engine, n_old=3000, batch_size=5)
+    original, qualifying = _maria_setup(app, source_engine, n_old=3000, batch_size=5)
     returncode, _out, _err = _signal_at_first_batch(databases, signal.SIGKILL)
     assert returncode == -signal.SIGKILL
-    _assert_whole_batches(source_engine, archive_engine, original, 5)
+    _assert_whole_batches(source_engine, archive_engine, original, 5, databases.env["IN_SERVER_MOVES"] == "true")
     _rerun_finishes(app, databases, source_engine, archive_engine, original, qualifying)
 
 
-def test_mariadb_in_server_move_stops_cleanly_on_sigterm(maria):
+def test_mariadb_stops_cleanly_on_sigterm(maria):
     app, databases, source_engine, archive_engine = maria
-    original, qualifying = _setup(app, source_engine, n_old=3000, batch_size=5)
+    original, qualifying = _maria_setup(app, source_engine, n_old=3000, batch_size=5)
     returncode, out, err = _signal_at_first_batch(databases, signal.SIGTERM)
-    _assert_whole_batches(source_engine, archive_engine, original, 5)
+    src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
+    assert_no_loss(original, src, arc)
+    assert not set(src) & set(arc)  # a clean stop finishes every batch in flight
     if returncode == 130:
         (run,) = all_runs(app)
-        assert run.status == "partial" and run.rows_deleted == len(archived(archive_engine, "orders"))
+        assert run.status == "partial" and run.rows_deleted == len(arc)
     else:
         assert returncode == 0, out + err
     _rerun_finishes(app, databases, source_engine, archive_engine, original, qualifying)

@@ -13,6 +13,13 @@ Per batch, in this order (the no-loss invariant):
 A source row is therefore deleted only after an archived copy equal to its
 current values is committed. A crash between 2 and 3 leaves the row in both
 places; the next run upserts it again (same values) and deletes it.
+
+How the batches of a run are driven (:class:`_Run`): one after another; or, on a
+source whose writers do not block each other and a large enough table, pipelined
+over two source connections (:mod:`.pipeline`: the next batch is read while this
+one is written, each batch keeping the order above); or, when a MariaDB source and
+archive are on one server, pipelined *in-server* moves (:mod:`.in_server`: copy
+and delete in one transaction per batch, the rows never leaving the server).
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from .dialects import ArchiveOps, SourceOps, archive_ops_for, source_ops_for
 from .errors import DatabaseError, EngineError, dbapi_reason
 from .in_server import open_in_server_move
 from .lease import TableLease
+from .pipeline import PipelinedArchive, open_slots
 from .plan import TablePlan, build_plan
 from .policy import PolicySpec, as_utc
 
@@ -118,15 +126,18 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
                   lease: TableLease | None = None,
                   checkpoint: Callable[[str], None] | None = None,
                   source_ops: SourceOps | None = None, archive_ops: ArchiveOps | None = None,
-                  in_server: bool = True) -> ArchiveResult:
+                  in_server: bool = True, pipeline: bool = True) -> ArchiveResult:
     """Archive ``spec.table_name`` from ``source`` into ``archive`` for the cutoff at ``now``.
 
     Batches are taken in primary-key order (keyset) until none is left or
     ``should_stop()`` is true (checked between batches). ``lease``, if given,
     is renewed between batches (LeaseLost stops the run). ``checkpoint(name)``
-    is called at each point of :data:`CHECKPOINTS`. With ``in_server`` (default), a
-    MariaDB source and archive on one server move rows inside the server when they can
-    (:mod:`.in_server`; ``result.extra["in_server"]`` is then True). Raises EngineError
+    is called at each point of :data:`CHECKPOINTS`. With ``pipeline`` (default), a source
+    whose writers do not block each other overlaps consecutive batches of a large enough
+    table (:mod:`.pipeline`; ``result.extra["pipelined"]``), and with ``in_server`` too
+    (default), a MariaDB source and archive on one server move those batches inside the
+    server (:mod:`.in_server`; ``result.extra["in_server"]``). A batch a pipeline had to
+    roll back and move alone counts in ``result.extra["redone"]``. Raises EngineError
     subclasses (safe messages) or CriteriaError; rows of committed batches stay moved.
     """
     started = time.perf_counter()
@@ -153,53 +164,9 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
             aconn = sconn if shared else archive.connect()
             restore = None if shared else aops.prepare(aconn)
         try:
-            def stop_requested() -> bool:
-                if should_stop():
-                    result.stopped = True
-                    return True
-                if lease is not None:
-                    with db_side("archive"):
-                        lease.renew_if_due()
-                return False
-
-            def committed(n: int) -> None:
-                hook("after_batch")
-                if on_batch is not None:
-                    on_batch(BatchProgress(spec.table_name, "archive", result.batches, n, result.rows_deleted,
-                                           time.perf_counter() - started))
-
-            def generic_batch(after: tuple | None) -> tuple | None:
-                n = _one_batch(sops, aops, plan, sconn, aconn, shared, after, now, run_id, result, hook)
-                if n == 0:
-                    return None
-                committed(n)
-                return result.extra["last_key"]
-
-            mover = None
-            if in_server and not shared:
-                with db_side("source"):
-                    mover = open_in_server_move(sops, plan, sconn, aconn, archive, now=now, run_id=run_id,
-                                                checkpoint=hook)
-            if mover is not None:
-                result.extra["in_server"] = True
-
-                def in_server_committed(n: int) -> None:
-                    result.rows_read += n
-                    result.rows_archived += n
-                    result.rows_deleted += n
-                    result.batches += 1
-                    committed(n)
-
-                try:
-                    mover.run(None, stop_requested, generic_batch, in_server_committed)
-                finally:
-                    mover.close()
-            else:
-                after: tuple | None = None
-                while not stop_requested():
-                    after = generic_batch(after)
-                    if after is None:
-                        break
+            run = _Run(sops, aops, plan, sconn, aconn, shared, result, now, run_id, hook,
+                       should_stop, on_batch, lease, started)
+            run.move(archive, in_server=in_server, pipeline=pipeline)
         finally:
             if not shared:
                 try:
@@ -216,6 +183,99 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     result.extra.pop("last_key", None)
     result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class _Run:
+    """One archive run's batches: picks how they move and keeps the result's counts."""
+
+    sops: SourceOps
+    aops: ArchiveOps
+    plan: TablePlan
+    sconn: sa.Connection
+    aconn: sa.Connection
+    shared: bool
+    result: ArchiveResult
+    now: datetime
+    run_id: int | None
+    hook: Callable[[str], None]
+    should_stop: Callable[[], bool]
+    on_batch: Callable[[BatchProgress], None] | None
+    lease: TableLease | None
+    started: float
+
+    def move(self, archive: sa.Engine, *, in_server: bool, pipeline: bool) -> None:
+        """In-server (MariaDB, one server), pipelined (sources with row locks, large tables), or
+        one batch after another."""
+        with db_side("source"):
+            overlap = pipeline and not self.shared and self.sops.pipelines_for(self.plan, self.sconn)
+            mover = open_in_server_move(self.sops, self.plan, self.sconn, self.aconn, archive, now=self.now,
+                                        run_id=self.run_id, checkpoint=self.hook) if overlap and in_server else None
+        if mover is not None:
+            self.result.extra["in_server"] = True
+            try:
+                mover.run(self.stop_requested, self.redo_batch, self.counted)
+            finally:
+                mover.close()
+        elif overlap and not _streams(self.sops, self.aops):
+            self.result.extra["pipelined"] = True
+            with db_side("source"):
+                slots, close_slots = open_slots(self.sops, self.sconn)
+            try:
+                PipelinedArchive(self.sops, self.aops, self.plan, slots, self.aconn, now=self.now,
+                                 run_id=self.run_id, hook=self.hook).run(self.stop_requested, self.redo_batch,
+                                                                        self.counted)
+            finally:
+                close_slots()
+        else:
+            after: tuple | None = None
+            while not self.stop_requested():
+                after = self.generic_batch(after)
+                if after is None:
+                    break
+
+    def stop_requested(self) -> bool:
+        """Checked between batches: a stop request, or a lost lease (raises LeaseLost)."""
+        if self.should_stop():
+            self.result.stopped = True
+            return True
+        if self.lease is not None:
+            with db_side("archive"):
+                self.lease.renew_if_due()
+        return False
+
+    def committed(self, n: int) -> None:
+        self.hook("after_batch")
+        if self.on_batch is not None:
+            self.on_batch(BatchProgress(self.plan.table_name, "archive", self.result.batches, n,
+                                        self.result.rows_deleted, time.perf_counter() - self.started))
+
+    def generic_batch(self, after: tuple | None) -> tuple | None:
+        """One batch by the generic protocol; its last key (None: nothing left)."""
+        n = _one_batch(self.sops, self.aops, self.plan, self.sconn, self.aconn, self.shared, after, self.now,
+                       self.run_id, self.result, self.hook)
+        if n == 0:
+            return None
+        self.committed(n)
+        return self.result.extra["last_key"]
+
+    def redo_batch(self, after: tuple | None) -> tuple | None:
+        """A batch a pipeline rolled back, moved the generic way (counted in extra["redone"])."""
+        self.result.extra["redone"] = self.result.extra.get("redone", 0) + 1
+        return self.generic_batch(after)
+
+    def counted(self, n_read: int, n_deleted: int) -> None:
+        """A batch a pipeline committed."""
+        self.result.rows_read += n_read
+        self.result.rows_archived += n_read
+        self.result.rows_deleted += n_deleted
+        self.result.batches += 1
+        self.committed(n_read)
+
+
+def _streams(sops: SourceOps, aops: ArchiveOps) -> bool:
+    """True when a batch streams from the source SELECT into the archive (see _one_batch)."""
+    return bool(aops.streams and getattr(sops, "streaming", False) and getattr(sops, "fast_enabled", False))
 
 
 def _one_batch(sops: SourceOps, aops: ArchiveOps, plan: TablePlan, sconn: sa.Connection, aconn: sa.Connection,

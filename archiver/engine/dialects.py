@@ -133,6 +133,16 @@ class SourceOps:
 
     #: DELETE ... IN (...) is split so that one statement stays under this many parameters.
     max_params = 30000
+    #: Two source transactions can lock and delete disjoint batches at once (row locks), so
+    #: batches may overlap (:mod:`.pipeline`). False where a writer excludes the others.
+    pipelines = False
+
+    def pipelines_for(self, plan: TablePlan, conn: sa.Connection) -> bool:
+        """Whether batches of ``plan``'s table may overlap (see :attr:`pipelines`)."""
+        return self.pipelines
+
+    def prepare_pipelined(self, conn: sa.Connection) -> None:
+        """Session settings for a connection that runs batches beside another (none by default)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -283,12 +293,14 @@ class PostgresSourceOps(SourceOps):
     """PostgreSQL: FOR UPDATE row locks (READ COMMITTED re-checks the predicate after a lock wait)."""
 
     max_params = 60000
+    pipelines = True
 
 
 class MySQLSourceOps(SourceOps):
     """MySQL/MariaDB: FOR UPDATE (InnoDB), UTC session time zone, expanded keyset."""
 
     max_params = 60000
+    pipelines = True
 
     def prepare(self, conn: sa.Connection) -> Callable[[], None] | None:
         # TIMESTAMP columns are converted to/from the session time zone; use UTC.
@@ -300,6 +312,64 @@ class MySQLSourceOps(SourceOps):
         # once rows are deleted, to an index on the date column plus a sort: every batch then reads
         # and locks every remaining old row (seen on MariaDB 10.11: 4 ms -> 280 ms per batch).
         return force_primary_key(super().select_statement(plan, first, columns), plan.table)
+
+    #: Batches overlap only on tables the server estimates at this many rows or more. On a
+    #: small table the server may scan the whole table to delete a key list (cheaper than
+    #: the lookups), and the DELETEs of two batches in flight then wait for each other's rows:
+    #: a deadlock, which InnoDB ends by rolling one back and the pipeline redoes alone. Below
+    #: this size overlapping batches gains nothing anyway.
+    min_pipeline_rows = 10_000
+
+    def pipelines_for(self, plan: TablePlan, conn: sa.Connection) -> bool:
+        # A composite-key list is deleted through a range that reads (and locks) rows past its
+        # keys, maybe of the next batch, which waits for this one: one key column only.
+        if not self.pipelines or len(plan.pk) != 1:
+            return False
+        if self.min_pipeline_rows <= 0:
+            return True
+        t = sa.table("TABLES", sa.column("TABLE_SCHEMA"), sa.column("TABLE_NAME"), sa.column("TABLE_ROWS"),
+                     schema="information_schema")
+        estimate = conn.execute(sa.select(t.c.TABLE_ROWS).where(
+            t.c.TABLE_SCHEMA == sa.func.database(), t.c.TABLE_NAME == plan.table.name)).scalar()
+        conn.rollback()
+        return int(estimate or 0) >= max(self.min_pipeline_rows, 2 * plan.spec.batch_size)
+
+    def prepare_pipelined(self, conn: sa.Connection) -> None:
+        # READ COMMITTED: no gap locks, so the source's own writers wait for nothing but the
+        # batches' rows, each locked FOR UPDATE from its read to its commit. The batch protocol
+        # needs no more: a batch deletes exactly the keys it locked. (SQLAlchemy puts the level
+        # back when the connection returns to the pool.)
+        conn.rollback()
+        conn.execution_options(isolation_level="READ COMMITTED")
+
+    def delete_head(self, conn: sa.Connection, plan: TablePlan) -> str:
+        """``DELETE t FROM t FORCE INDEX (PRIMARY) WHERE`` for ``plan``'s table.
+
+        The multi-table form is the only DELETE that takes an index hint. Without it, stale
+        statistics (a table just filled, say) can make the server scan the whole table for
+        a key list, locking every row it passes: rows of a batch in flight on another
+        connection, a deadlock with it.
+        """
+        table = conn.dialect.identifier_preparer.format_table(plan.table)
+        return f"DELETE FROM {table} WHERE "
+
+    def delete_keys(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple]) -> int:
+        """DELETE exactly these keys through the primary key (values as bound parameters)."""
+        prep = conn.dialect.identifier_preparer
+        cols = [prep.quote(c.name) for c in plan.pk]
+        head = self.delete_head(conn, plan)
+        step = max(1, self.max_params // len(cols))
+        deleted = 0
+        for i in range(0, len(keys), step):
+            chunk = keys[i:i + step]
+            params = {f"k{r}_{c}": v for r, key in enumerate(chunk) for c, v in enumerate(key)}
+            if len(cols) == 1:
+                cond = f"{cols[0]} IN ({', '.join(f':k{r}_0' for r in range(len(chunk)))})"
+            else:
+                rows = ", ".join("(" + ", ".join(f":k{r}_{c}" for c in range(len(cols))) + ")" for r in range(len(chunk)))
+                cond = f"({', '.join(cols)}) IN ({rows})"
+            deleted += conn.execute(sa.text(head + cond), params).rowcount
+        return deleted
 
     def keyset_after(self, pk: list[sa.Column]) -> sa.ColumnElement[bool]:
         if len(pk) == 1:

@@ -100,6 +100,21 @@ def dbapi_reason(exc: BaseException) -> str:
     return kind
 
 
+#: Lock conflicts the database resolved by rolling back (a deadlock) or by giving up on a wait.
+_LOCK_CONFLICTS_MYSQL = {1213, 1205}
+_LOCK_CONFLICTS_PG = {"40P01", "55P03"}
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """True for a deadlock or a lock-wait timeout (the statement, maybe its transaction, was undone)."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "pgcode", None) in _LOCK_CONFLICTS_PG:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and isinstance(args[0], int) and type(orig).__module__.startswith("pymysql") \
+        and args[0] in _LOCK_CONFLICTS_MYSQL
+
+
 def describe_error(exc: BaseException, side: str | None = None) -> str:
     """Short, safe text for a run record (no SQL, values or connection strings)."""
     if isinstance(exc, EngineError):

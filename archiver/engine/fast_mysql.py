@@ -163,8 +163,7 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
                 or not all(type(k[0]) is int for k in keys):
             return super().delete_keys(conn, plan, keys)
         # Integer keys written as literals: no per-key parameter escaping in Python.
-        prep = conn.dialect.identifier_preparer
-        head = f"DELETE FROM {prep.format_table(plan.table)} WHERE {prep.quote(plan.pk[0].name)} IN ("
+        head = self.delete_head(conn, plan) + f"{conn.dialect.identifier_preparer.quote(plan.pk[0].name)} IN ("
         deleted = 0
         for i in range(0, len(keys), self.max_params):
             deleted += _execute(conn, head + ",".join([str(k[0]) for k in keys[i:i + self.max_params]]) + ")",
@@ -198,7 +197,7 @@ class FastMySQLArchiveOps(MySQLArchiveOps):
     """MySQL/MariaDB archive: multi-row upsert statements written as literals (PyMySQL)."""
 
     fast_enabled = True
-    max_statement_bytes = 1 << 20
+    max_statement_bytes = 1 << 18  # 256 KB: the server parses these faster than 1 MB ones (measured)
 
     def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
                archived_at: datetime, run_id: int | None) -> int:

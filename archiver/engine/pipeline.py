@@ -1,0 +1,272 @@
+"""Pipelined batches: two source connections take turns, each with its own thread.
+
+Every batch keeps the batch protocol exactly: its rows stay locked in its own source
+transaction from the read to the source COMMIT, and its DELETE runs only after its
+archive copy is committed. What a pipeline adds is overlap between batches: while batch
+k is written to the archive, batch k+1 is locked and read on the other connection, and
+batch k's DELETE and COMMIT run on its connection's thread while batch k+1 is written.
+
+:func:`run_batches` is the loop, shared by :class:`PipelinedArchive` (the generic
+protocol, for sources whose writers do not block each other: MySQL/MariaDB, PostgreSQL)
+and by in-server moves (:mod:`.in_server`). A batch whose last step cannot be done that
+way (a lock conflict with the batch beside it, a row the server cannot render, ...) is
+rolled back and *redone*: once nothing else is in flight, it is moved by the generic
+protocol alone, then the pipeline goes on. A source whose writers exclude each other
+(SQLite) runs its batches one after another.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterator
+
+import sqlalchemy as sa
+
+from .dialects import ArchiveOps, Batch, SourceOps
+from .errors import DatabaseError, dbapi_reason, is_lock_conflict
+from .plan import TablePlan
+
+log = logging.getLogger(__name__)
+
+
+class Slot:
+    """A source connection and the one thread that runs its statements, in order."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archiver-batch")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        return self._thread.submit(fn, *args)
+
+    def rollback(self, trans: sa.RootTransaction) -> None:
+        """Roll ``trans`` back on this slot's thread (where its statements ran)."""
+        self.submit(trans.rollback).result()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+
+@dataclass
+class Held:
+    """A batch read and locked in ``trans`` on ``slot``: keys after ``after`` up to ``last_key``."""
+
+    slot: Slot
+    trans: sa.RootTransaction
+    after: tuple | None
+    last_key: tuple
+
+
+class _Redo:
+    """Outcome of a batch rolled back to be moved the generic way."""
+
+
+#: What a batch's last step returns instead of its counts when it must be redone.
+REDO = _Redo()
+
+
+class InFlight:
+    """Batches whose last step runs on a slot's thread, finished in the order they started."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[Future, Any]] = deque()
+
+    def add(self, future: Future, tag: Any = None) -> None:
+        self._queue.append((future, tag))
+
+    def finished(self, wait: bool) -> Iterator[tuple[Any, Any]]:
+        """(outcome, tag) of each finished batch in order — of all of them when ``wait``.
+
+        A batch that failed raises its error here (the ones after it stay queued).
+        """
+        while self._queue and (wait or self._queue[0][0].done()):
+            future, tag = self._queue.popleft()
+            yield future.result(), tag
+
+    def abandon(self, on_outcome: Callable[[Any], None]) -> None:
+        """After a failure: wait for every batch still running; report the others' outcomes."""
+        while self._queue:
+            future, _tag = self._queue.popleft()
+            try:
+                outcome = future.result()
+            except BaseException:  # noqa: BLE001 - the first failure is the one being raised
+                continue
+            try:
+                on_outcome(outcome)
+            except BaseException:  # noqa: BLE001
+                pass
+
+
+def run_batches(slots: list[Slot], read: Callable[[Slot, tuple | None], Held | None],
+                hand_on: Callable[[Held], Future], *, stop_requested: Callable[[], bool],
+                generic_batch: Callable[[tuple | None], tuple | None],
+                committed: Callable[[int, int], None]) -> None:
+    """Move batches, pipelined, until none is left or ``stop_requested()``.
+
+    ``read(slot, after)`` (on the slot's thread) locks the next batch after ``after``
+    (None: nothing left). ``hand_on(held)`` (here) takes the batch on and returns the
+    future of its last step, whose outcome is ``(rows_read, rows_deleted)`` once its
+    source transaction committed, or :data:`REDO`. ``generic_batch(after)`` moves one
+    batch the generic way and returns its last key (None: nothing left).
+    ``committed(rows_read, rows_deleted)`` is called here for each committed batch, in
+    order. Nothing is in flight when this returns or raises.
+    """
+    flight = InFlight()
+    pending: Future | None = None  # the next batch's read
+    held: Held | None = None       # a batch read and not handed on yet
+    turn, after = 0, None
+
+    def finished(wait: bool) -> list[tuple | None]:
+        redo = []
+        for outcome, batch_after in flight.finished(wait):
+            if outcome is REDO:
+                redo.append(batch_after)
+            else:
+                committed(*outcome)
+        return redo
+
+    try:
+        while True:
+            if pending is None:
+                pending = slots[turn].submit(read, slots[turn], after)
+            held, pending = pending.result(), None
+            redo = finished(wait=False)
+            stop = False
+            if not redo and held is not None:
+                stop = stop_requested()
+                if not stop:
+                    turn = (turn + 1) % len(slots)
+                    after = held.last_key
+                    pending = slots[turn].submit(read, slots[turn], after)
+                    flight.add(hand_on(held), held.after)
+                    held = None
+                    continue
+            # Leaving the pipeline: nothing left, a stop, or a batch to redo.
+            if held is not None:
+                held.slot.rollback(held.trans)
+                held = None
+            redo += finished(wait=True)  # nothing may run beside the generic path
+            if not redo or stop:
+                break
+            # Redo the first such batch the generic way and go on after it (the rows of any
+            # batch committed since are gone from the source, so nothing is read twice).
+            after = generic_batch(redo[0])
+            if after is None:
+                break
+    except BaseException:
+        flight.abandon(lambda outcome: None if outcome is REDO else committed(*outcome))
+        held_list = [held]
+        if pending is not None:
+            try:
+                held_list.append(pending.result())
+            except BaseException:  # noqa: BLE001 - it failed: nothing of it to roll back
+                pass
+        for h in held_list:
+            if h is not None:
+                try:
+                    h.slot.rollback(h.trans)
+                except BaseException:  # noqa: BLE001 - closing the connection rolls it back anyway
+                    pass
+        raise
+
+
+@dataclass
+class _Read(Held):
+    batch: Batch = None  # type: ignore[assignment]
+
+
+class PipelinedArchive:
+    """The generic batch protocol over two source connections (see the module docstring).
+
+    The archive connection is used from the calling thread only.
+    """
+
+    def __init__(self, sops: SourceOps, aops: ArchiveOps, plan: TablePlan, slots: list[Slot],
+                 aconn: sa.Connection, *, now: datetime, run_id: int | None, hook: Callable[[str], None]) -> None:
+        self.sops, self.aops, self.plan = sops, aops, plan
+        self.slots, self.aconn = slots, aconn
+        self.now, self.run_id, self.hook = now, run_id, hook
+
+    def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
+            committed: Callable[[int, int], None]) -> None:
+        run_batches(self.slots, self._read, self._hand_on, stop_requested=stop_requested,
+                    generic_batch=generic_batch, committed=committed)
+
+    def _read(self, slot: Slot, after: tuple | None) -> _Read | None:
+        trans = slot.conn.begin()
+        try:
+            batch = self.sops.fetch_batch(slot.conn, self.plan, after, self.plan.spec.batch_size)
+        except sa.exc.DBAPIError as exc:
+            trans.rollback()
+            raise DatabaseError("source", dbapi_reason(exc)) from exc
+        except BaseException:
+            trans.rollback()
+            raise
+        if not batch:
+            trans.rollback()
+            return None
+        self.hook("after_select")
+        return _Read(slot, trans, after, batch.last_key, batch)
+
+    def _hand_on(self, read: _Read) -> Future:
+        """Write the batch to the archive and commit it (here), then DELETE on its slot."""
+        try:
+            with self.aconn.begin():
+                self.aops.upsert(self.aconn, self.plan.table_name, read.batch.records, self.now, self.run_id)
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError("archive", dbapi_reason(exc)) from exc
+        self.hook("after_archive_commit")
+        return read.slot.submit(self._delete, read)
+
+    def _delete(self, read: _Read) -> tuple[int, int] | _Redo:
+        try:
+            try:
+                deleted = self.sops.delete_keys(read.slot.conn, self.plan, read.batch.keys)
+            except sa.exc.DBAPIError as exc:
+                if is_lock_conflict(exc):
+                    # Its copies are committed; the rows stay in the source until the redo.
+                    log.info("batch of '%s' met a lock conflict (%s); moving it again alone",
+                             self.plan.table_name, dbapi_reason(exc))
+                    read.trans.rollback()
+                    return REDO
+                raise DatabaseError("source", dbapi_reason(exc)) from exc
+            self.hook("after_source_delete")
+            try:
+                read.trans.commit()
+            except sa.exc.DBAPIError as exc:
+                raise DatabaseError("source", dbapi_reason(exc)) from exc
+        except BaseException:
+            if read.trans.is_active:
+                read.trans.rollback()
+            raise
+        return len(read.batch), deleted
+
+
+def open_slots(sops: SourceOps, sconn: sa.Connection) -> tuple[list[Slot], Callable[[], None]]:
+    """The run's source connection and a second, prepared one, as slots; and how to close them."""
+    extra = sops.connect()
+    try:
+        undo = sops.prepare(extra)
+        for conn in (sconn, extra):
+            sops.prepare_pipelined(conn)
+    except BaseException:
+        extra.close()
+        raise
+    slots = [Slot(sconn), Slot(extra)]
+
+    def close() -> None:
+        try:
+            for slot in slots:
+                slot.close()
+            if undo is not None:
+                undo()
+        finally:
+            extra.close()
+
+    return slots, close
+
+
+__all__ = ["Held", "InFlight", "PipelinedArchive", "REDO", "Slot", "open_slots", "run_batches"]
