@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -254,9 +255,15 @@ class Bench:
         archived, remaining = verify()
         row.rows, row.seconds, row.peak_kb = archived, child.result["seconds"], child.peak_kb
         row.note = check_counts(n, archived, remaining)
-        moved_inside = "moved inside the server" in child.result.get("output", "")
+        output = child.result.get("output", "")
+        moved_inside = "moved inside the server" in output
         if in_server is not None and moved_inside != in_server and not row.note:
             row.note = "MISMATCH: the in-server move was " + ("not used" if in_server else "used")
+        if "pipelined" in output:
+            row.label += " (batches pipelined)"
+        redone = re.search(r"\((\d+) batch(?:es)? redone alone\)", output)
+        if redone:
+            row.label += f" [{redone.group(1)} batch(es) redone alone]"
         log(f"{backend} project: {archived} rows in {row.seconds:.2f}s (start-up {child.result.get('startup_seconds', 0):.2f}s "
             f"not timed), peak {child.peak_kb / 1024:.0f} MB, batch_size {setup.result.get('batch_size')}"
             + (f" — {row.note}" if row.note else ""))

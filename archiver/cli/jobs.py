@@ -81,6 +81,10 @@ def _summary(report: job_service.JobReport) -> None:
             line += f", run {o.run_id}"
         if o.in_server:
             line += ", moved inside the server"
+        elif o.pipelined:
+            line += ", batches pipelined"
+        if o.redone:
+            line += f" ({o.redone} batch{'es' if o.redone != 1 else ''} redone alone)"
         if o.error:
             line += f" - {o.error}"
         click.echo(line)

@@ -60,6 +60,8 @@ class TableOutcome:
     cutoff: datetime | None = None
     error: str | None = None
     in_server: bool = False  # moved inside one MariaDB server (engine/in_server.py)
+    pipelined: bool = False  # batches overlapped (engine/pipeline.py)
+    redone: int = 0          # batches a pipeline rolled back and moved again alone
 
     @property
     def rows_per_second(self) -> float:
@@ -218,6 +220,8 @@ def _run_table(kind: str, spec: PolicySpec, *, trigger: str, dry_run: bool, shou
                 outcome.rows_read, outcome.rows_written = result.rows_read, result.rows_archived
                 outcome.batches = result.batches
                 outcome.in_server = bool(result.extra.get("in_server"))
+                outcome.pipelined = bool(result.extra.get("pipelined"))
+                outcome.redone = int(result.extra.get("redone", 0))
         else:
             presult = purge_table(archive_engine(), spec, now=now, dry_run=dry_run, should_stop=should_stop,
                                   on_batch=track, lease=lease)
