@@ -6,6 +6,7 @@ own pair of schemas (source and archive) dropped after the test.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -40,9 +41,11 @@ def pg_schema_url(base: str, schema: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=BACKENDS)
-def databases(request, tmp_path) -> Iterator[Databases]:
-    if request.param == "sqlite":
+@contextlib.contextmanager
+def throwaway_databases(backend: str, tmp_path) -> Iterator[Databases]:
+    """SQLite files in ``tmp_path``, or a pair of fresh schemas in TEST_POSTGRES_URL's database
+    (dropped at the end)."""
+    if backend == "sqlite":
         yield Databases("sqlite", f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'archive.db'}")
         return
     suffix = uuid.uuid4().hex[:12]
@@ -58,6 +61,12 @@ def databases(request, tmp_path) -> Iterator[Databases]:
             for s in schemas:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def databases(request, tmp_path) -> Iterator[Databases]:
+    with throwaway_databases(request.param, tmp_path) as dbs:
+        yield dbs
 
 
 def make_app(databases: Databases, **overrides):

@@ -38,7 +38,7 @@ from archiver.extensions import db
 from archiver.models import Role, User
 from archiver.services import database, demo, jobs, policies
 from archiver.services.users import set_permissions
-from tests.conftest import BACKENDS, JWT_SECRET, PG_URL, Accounts, Databases, make_app, pg_schema_url
+from tests.conftest import BACKENDS, JWT_SECRET, Accounts, Databases, make_app, throwaway_databases
 
 EXAMPLES = {"sqlite": int(os.environ.get("FUZZ_EXAMPLES", "40")),
             "postgres": int(os.environ.get("FUZZ_PG_EXAMPLES", "10"))}
@@ -163,37 +163,17 @@ def with_edges(data, value: Any, key: str | None = None) -> Any:
     return value
 
 
-def _databases(backend: str, tmp_path) -> tuple[Databases, Any]:
-    if backend == "sqlite":
-        return Databases("sqlite", f"sqlite:///{tmp_path}/source.db", f"sqlite:///{tmp_path}/archive.db"), None
-    suffix = uuid.uuid4().hex[:12]
-    schemas = (f"t_{suffix}_src", f"t_{suffix}_arc")
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        for s in schemas:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{s}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            for s in schemas:
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
-        admin.dispose()
-    return Databases("postgres", pg_schema_url(PG_URL, schemas[0]), pg_schema_url(PG_URL, schemas[1])), drop
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def target(request, tmp_path_factory):
-    dbs, drop = _databases(request.param, tmp_path_factory.mktemp("fuzz"))
-    app = make_app(dbs)
-    try:
-        yield FuzzTarget(app, EXAMPLES[request.param])
-    finally:
-        with app.app_context():
-            db.session.remove()
-            for engine in db.engines.values():
-                engine.dispose()
-        if drop:
-            drop()
+    with throwaway_databases(request.param, tmp_path_factory.mktemp("fuzz")) as dbs:
+        app = make_app(dbs)
+        try:
+            yield FuzzTarget(app, EXAMPLES[request.param])
+        finally:
+            with app.app_context():
+                db.session.remove()
+                for engine in db.engines.values():
+                    engine.dispose()
 
 
 def check_response(case, response) -> None:
