@@ -85,8 +85,11 @@ def test_killed_at_a_checkpoint_loses_nothing_and_the_rerun_reconciles(app, data
 
     src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
     assert_no_loss(original, src, arc)
-    assert len(set(src) & set(arc)) == in_both
-    assert len(arc) == 7 + in_both  # batch 1 fully moved
+    assert len(arc) == 7 + in_both  # batch 1 archived, batch 2 too when its archive commit was reached
+    if databases.backend == "sqlite":  # one batch after another: batch 1 fully moved
+        assert len(set(src) & set(arc)) == in_both
+    else:  # PostgreSQL pipelines: batch 1's DELETE may not have committed yet either
+        assert len(set(src) & set(arc)) in (in_both, in_both + 7)
     with archive_engine.connect() as conn:
         assert conn.execute(sa.select(schema.table_leases.c.holder)).scalar_one()  # left behind by the dead runner
 

@@ -91,11 +91,41 @@ def test_postgres_source_pipelines_into_a_non_streaming_archive(engines, tmp_pat
         archive.dispose()
 
 
-def test_sqlite_and_postgres_to_postgres_do_not_pipeline(engines):
-    make_orders(engines.source, old_and_new(10))
-    result = run(engines.source, engines.archive)
-    # SQLite: one writer at a time. PostgreSQL -> PostgreSQL: each batch streams into COPY instead.
-    assert "pipelined" not in result.extra and result.rows_deleted == 10
+def test_sqlite_runs_one_batch_at_a_time_and_postgres_streams_pipelined(engines):
+    """SQLite: one writer at a time. PostgreSQL -> PostgreSQL: each batch streams from the SELECT
+    into COPY, and its DELETE overlaps the next batch; the same rows as one at a time."""
+    stored_by = {}
+    for pipelined in (True, False):
+        make_orders(engines.source, old_and_new(40), name="orders")
+        original = source_rows(engines.source, "orders")
+        result = run(engines.source, engines.archive, pipeline=pipelined)
+        assert ("pipelined" in result.extra) is (pipelined and engines.backend == "postgres")
+        assert result.rows_deleted == 40 and result.batches == 6
+        assert_no_loss(original, source_rows(engines.source, "orders"), archived(engines.archive, "orders"))
+        stored_by[pipelined] = stored(engines.archive)
+        with engines.source.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE orders")
+        with engines.archive.begin() as conn:
+            conn.execute(schema.archived_rows.delete())
+    assert stored_by[True] == stored_by[False]
+
+
+@postgres_only
+def test_postgres_stop_and_archive_failure_in_a_streamed_pipeline(engines):
+    make_orders(engines.source, old_and_new(60))
+    original = source_rows(engines.source, "orders")
+    progress = []
+    result = run(engines.source, engines.archive, should_stop=lambda: len(progress) >= 2, on_batch=progress.append)
+    assert result.stopped and result.extra.get("pipelined") is True
+    src, arc = source_rows(engines.source, "orders"), archived(engines.archive, "orders")
+    assert not set(src) & set(arc) and len(arc) == result.rows_deleted == 7 * result.batches
+    with pytest.raises(DatabaseError, match="archive database error"):
+        run(engines.source, engines.archive, archive_ops=FailingArchive(engines.archive, fail_on=2))
+    src, arc = source_rows(engines.source, "orders"), archived(engines.archive, "orders")
+    assert_no_loss(original, src, arc)
+    assert not set(src) & set(arc)
+    run(engines.source, engines.archive)
+    assert archived(engines.archive, "orders") == moved(original, 60)
 
 
 class FailingArchive:
@@ -103,15 +133,17 @@ class FailingArchive:
 
     def __new__(cls, engine: sa.Engine, fail_on: int) -> ArchiveOps:
         ops = archive_ops_for(engine)
-        real, calls = ops.upsert, {"n": 0}
+        calls = {"n": 0}
 
-        def upsert(conn, table_name, records, archived_at, run_id):
-            calls["n"] += 1
-            if calls["n"] == fail_on:
-                raise sa.exc.OperationalError("INSERT", {}, Exception("archive went away"))
-            return real(conn, table_name, records, archived_at, run_id)
+        def failing(real):
+            def write(conn, table_name, records, archived_at, run_id):
+                calls["n"] += 1
+                if calls["n"] == fail_on:
+                    raise sa.exc.OperationalError("INSERT", {}, Exception("archive went away"))
+                return real(conn, table_name, records, archived_at, run_id)
+            return write
 
-        ops.upsert = upsert
+        ops.upsert, ops.upsert_stream = failing(ops.upsert), failing(ops.upsert_stream)
         return ops
 
 

@@ -137,7 +137,9 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     table (:mod:`.pipeline`; ``result.extra["pipelined"]``), and with ``in_server`` too
     (default), a MariaDB source and archive on one server move those batches inside the
     server (:mod:`.in_server`; ``result.extra["in_server"]``). A batch a pipeline had to
-    roll back and move alone counts in ``result.extra["redone"]``. Raises EngineError
+    roll back and move alone counts in ``result.extra["redone"]``. There, ``on_batch`` and
+    ``should_stop`` may run while the next batch already holds its row locks (they must not
+    wait for source rows), and a stop lets the batches in flight finish. Raises EngineError
     subclasses (safe messages) or CriteriaError; rows of committed batches stay moved.
     """
     started = time.perf_counter()
@@ -217,14 +219,14 @@ class _Run:
                 mover.run(self.stop_requested, self.redo_batch, self.counted)
             finally:
                 mover.close()
-        elif overlap and not _streams(self.sops, self.aops):
+        elif overlap:
             self.result.extra["pipelined"] = True
             with db_side("source"):
                 slots, close_slots = open_slots(self.sops, self.sconn)
             try:
-                PipelinedArchive(self.sops, self.aops, self.plan, slots, self.aconn, now=self.now,
-                                 run_id=self.run_id, hook=self.hook).run(self.stop_requested, self.redo_batch,
-                                                                        self.counted)
+                PipelinedArchive(self.sops, self.aops, self.plan, slots, self.aconn, now=self.now, run_id=self.run_id,
+                                 hook=self.hook, streams=_streams(self.sops, self.aops)).run(
+                    self.stop_requested, self.redo_batch, self.counted)
             finally:
                 close_slots()
         else:

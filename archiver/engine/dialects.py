@@ -83,6 +83,13 @@ class BatchStream:
             self.records += records
             yield records
 
+    def close(self) -> None:
+        """Stop reading (closes the source cursor; call it before ending the transaction)."""
+        if self._chunks is not None:
+            self._chunks.close()
+            self._chunks = None
+        self._first = None
+
     def finish(self) -> Batch:
         """Read the rest and return the whole batch."""
         for _ in self.chunks():

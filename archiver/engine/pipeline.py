@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
-from .dialects import ArchiveOps, Batch, SourceOps
-from .errors import DatabaseError, dbapi_reason, is_lock_conflict
+from .dialects import ArchiveOps, Batch, BatchStream, SourceOps
+from .errors import DatabaseError, EngineError, dbapi_reason, is_lock_conflict
 from .plan import TablePlan
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ class Held:
     trans: sa.RootTransaction
     after: tuple | None
     last_key: tuple
+
+    def discard(self) -> None:
+        """Roll the batch back, unmoved (on its slot's thread, where its statements ran)."""
+        self.slot.rollback(self.trans)
 
 
 class _Redo:
@@ -103,14 +107,16 @@ class InFlight:
 def run_batches(slots: list[Slot], read: Callable[[Slot, tuple | None], Held | None],
                 hand_on: Callable[[Held], Future], *, stop_requested: Callable[[], bool],
                 generic_batch: Callable[[tuple | None], tuple | None],
-                committed: Callable[[int, int], None]) -> None:
+                committed: Callable[[int, int], None], read_ahead: bool = True) -> None:
     """Move batches, pipelined, until none is left or ``stop_requested()``.
 
     ``read(slot, after)`` (on the slot's thread) locks the next batch after ``after``
     (None: nothing left). ``hand_on(held)`` (here) takes the batch on and returns the
     future of its last step, whose outcome is ``(rows_read, rows_deleted)`` once its
-    source transaction committed, or :data:`REDO`. ``generic_batch(after)`` moves one
-    batch the generic way and returns its last key (None: nothing left).
+    source transaction committed, or :data:`REDO`. With ``read_ahead`` the next batch is
+    read while ``hand_on`` runs; without it (a batch whose last key is known only once
+    ``hand_on`` has streamed it), after. ``generic_batch(after)`` moves one batch the
+    generic way and returns its last key (None: nothing left).
     ``committed(rows_read, rows_deleted)`` is called here for each committed batch, in
     order. Nothing is in flight when this returns or raises.
     """
@@ -139,14 +145,18 @@ def run_batches(slots: list[Slot], read: Callable[[Slot, tuple | None], Held | N
                 stop = stop_requested()
                 if not stop:
                     turn = (turn + 1) % len(slots)
-                    after = held.last_key
-                    pending = slots[turn].submit(read, slots[turn], after)
+                    if read_ahead:
+                        after = held.last_key
+                        pending = slots[turn].submit(read, slots[turn], after)
                     flight.add(hand_on(held), held.after)
+                    if not read_ahead:
+                        after = held.last_key
+                        pending = slots[turn].submit(read, slots[turn], after)
                     held = None
                     continue
             # Leaving the pipeline: nothing left, a stop, or a batch to redo.
             if held is not None:
-                held.slot.rollback(held.trans)
+                held.discard()
                 held = None
             redo += finished(wait=True)  # nothing may run beside the generic path
             if not redo or stop:
@@ -167,7 +177,7 @@ def run_batches(slots: list[Slot], read: Callable[[Slot, tuple | None], Held | N
         for h in held_list:
             if h is not None:
                 try:
-                    h.slot.rollback(h.trans)
+                    h.discard()
                 except BaseException:  # noqa: BLE001 - closing the connection rolls it back anyway
                     pass
         raise
@@ -175,47 +185,74 @@ def run_batches(slots: list[Slot], read: Callable[[Slot, tuple | None], Held | N
 
 @dataclass
 class _Read(Held):
-    batch: Batch = None  # type: ignore[assignment]
+    batch: Batch | None = None         # read whole (fetch_batch)
+    stream: BatchStream | None = None  # or being read (stream_batch): batch and last_key once written
+
+    def discard(self) -> None:
+        if self.stream is not None:
+            self.slot.submit(self.stream.close).result()  # its cursor, before the transaction ends
+        super().discard()
 
 
 class PipelinedArchive:
     """The generic batch protocol over two source connections (see the module docstring).
 
-    The archive connection is used from the calling thread only.
+    With ``streams`` (the archive takes record chunks as the source reads them: PostgreSQL
+    COPY), a batch streams from its slot's connection into the archive here, and only its
+    DELETE and COMMIT overlap the next batch. The archive connection is used from the
+    calling thread only.
     """
 
     def __init__(self, sops: SourceOps, aops: ArchiveOps, plan: TablePlan, slots: list[Slot],
-                 aconn: sa.Connection, *, now: datetime, run_id: int | None, hook: Callable[[str], None]) -> None:
+                 aconn: sa.Connection, *, now: datetime, run_id: int | None, hook: Callable[[str], None],
+                 streams: bool = False) -> None:
         self.sops, self.aops, self.plan = sops, aops, plan
         self.slots, self.aconn = slots, aconn
         self.now, self.run_id, self.hook = now, run_id, hook
+        self.streams = streams
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
             committed: Callable[[int, int], None]) -> None:
         run_batches(self.slots, self._read, self._hand_on, stop_requested=stop_requested,
-                    generic_batch=generic_batch, committed=committed)
+                    generic_batch=generic_batch, committed=committed, read_ahead=not self.streams)
 
     def _read(self, slot: Slot, after: tuple | None) -> _Read | None:
         trans = slot.conn.begin()
+        limit = self.plan.spec.batch_size
         try:
-            batch = self.sops.fetch_batch(slot.conn, self.plan, after, self.plan.spec.batch_size)
+            if self.streams:
+                stream = self.sops.stream_batch(slot.conn, self.plan, after, limit)
+                batch = None
+                found = bool(stream)
+            else:
+                stream = None
+                batch = self.sops.fetch_batch(slot.conn, self.plan, after, limit)
+                found = bool(batch)
         except sa.exc.DBAPIError as exc:
             trans.rollback()
             raise DatabaseError("source", dbapi_reason(exc)) from exc
         except BaseException:
             trans.rollback()
             raise
-        if not batch:
+        if not found:
             trans.rollback()
             return None
-        self.hook("after_select")
-        return _Read(slot, trans, after, batch.last_key, batch)
+        self.hook("after_select")  # streamed: the first rows are read and locked, the rest as they stream
+        return _Read(slot, trans, after, None if batch is None else batch.last_key, batch, stream)
 
     def _hand_on(self, read: _Read) -> Future:
         """Write the batch to the archive and commit it (here), then DELETE on its slot."""
+        table, conn = self.plan.table_name, self.aconn
         try:
-            with self.aconn.begin():
-                self.aops.upsert(self.aconn, self.plan.table_name, read.batch.records, self.now, self.run_id)
+            with conn.begin():
+                if read.stream is not None:  # reads the slot's connection here; its thread is idle meanwhile
+                    written = self.aops.upsert_stream(conn, table, read.stream.chunks(), self.now, self.run_id)
+                    read.batch = read.stream.finish()
+                    if written != len(read.batch):  # never delete a row whose copy is not in this commit
+                        raise EngineError(f"archive upsert of '{table}' took {written} of {len(read.batch)} rows")
+                    read.last_key = read.batch.last_key
+                else:
+                    self.aops.upsert(conn, table, read.batch.records, self.now, self.run_id)
         except sa.exc.DBAPIError as exc:
             raise DatabaseError("archive", dbapi_reason(exc)) from exc
         self.hook("after_archive_commit")
