@@ -504,10 +504,30 @@ def test_an_archive_side_that_skips_rows_stops_the_batch(engines):
             next(chunks)  # drops the first chunk
             return super().upsert_stream(conn, table_name, chunks, archived_at, run_id)
 
+    class LossyCopy(FastPostgresArchiveOps):
+        def copy_in(self, conn, source):
+            class SkipFirstLine:
+                def __init__(self):
+                    self.first = True
+
+                def read(self, size=-1):
+                    data = source.read(size)
+                    if self.first and data:
+                        self.first = False
+                        data = data[data.index(b"\n") + 1:]
+                    return data
+
+                readline = read
+            return super().copy_in(conn, SkipFirstLine())
+
     _orders(engines.source, 10)
+    # One batch after another, streamed into COPY (the record path).
     with pytest.raises(EngineError, match="took 8 of 10 rows"):
         archive_table(engines.source, engines.archive, ORDERS, now=NOW, source_ops=SmallChunks(engines.source),
-                      archive_ops=Lossy(engines.archive))
+                      archive_ops=Lossy(engines.archive), pipeline=False)
+    # Pipelined, COPY to COPY in bytes (the passthrough).
+    with pytest.raises(EngineError, match="took 9 of 10 rows"):
+        archive_table(engines.source, engines.archive, ORDERS, now=NOW, archive_ops=LossyCopy(engines.archive))
     assert archived(engines.archive, "orders") == {}
     with engines.source.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 10

@@ -144,6 +144,16 @@ class FailingArchive:
             return write
 
         ops.upsert, ops.upsert_stream = failing(ops.upsert), failing(ops.upsert_stream)
+        if hasattr(ops, "copy_in"):  # PostgreSQL's COPY passthrough
+            real_copy_in = ops.copy_in
+
+            def copy_in(conn, source):
+                calls["n"] += 1
+                if calls["n"] == fail_on:
+                    raise sa.exc.OperationalError("COPY", {}, Exception("archive went away"))
+                return real_copy_in(conn, source)
+
+            ops.copy_in = copy_in
         return ops
 
 
@@ -206,3 +216,23 @@ def test_sources_that_say_so_run_one_batch_at_a_time(server):
     ops.pipelines = False
     result = run(source, archive, source_ops=ops)
     assert "pipelined" not in result.extra and result.rows_deleted == 10
+
+
+@postgres_only
+def test_postgres_copy_passthrough_redoes_what_the_archive_refuses(engines):
+    """PostgreSQL → PostgreSQL batches go COPY to COPY as bytes; a batch holding a row archived
+    already (a crash of an earlier run) or a value the server cannot render (infinity) is refused
+    by the archive's COPY, rolled back, and moved the generic way (upsert, Python encoder)."""
+    make_orders(engines.source, [NOW - timedelta(days=90, minutes=i) for i in range(30)])
+    with engines.source.begin() as conn:
+        conn.exec_driver_sql("UPDATE orders SET created_at = '-infinity' WHERE id = 17")
+    original = source_rows(engines.source, "orders")
+    stale = dict(original["9"], note="stale copy")
+    with engines.archive.begin() as conn:
+        conn.execute(schema.archived_rows.insert(), [{"table_name": "orders", "source_pk": "9", "payload": stale,
+                                                      "archived_at": NOW, "run_id": 1}])
+    result = run(engines.source, engines.archive)
+    assert result.extra.get("piped") is True and result.extra["redone"] == 2  # batches 2 (id 9) and 3 (id 17)
+    assert result.rows_deleted == 30 and source_rows(engines.source, "orders") == {}
+    assert archived(engines.archive, "orders") == original
+    assert stored(engines.archive)["9"][3] == 3 and stored(engines.archive)["20"][3] == 3  # run 3 wrote them all

@@ -36,7 +36,7 @@ from .dialects import ArchiveOps, SourceOps, archive_ops_for, source_ops_for
 from .errors import DatabaseError, EngineError, dbapi_reason
 from .in_server import open_in_server_move
 from .lease import TableLease
-from .pipeline import PipelinedArchive, open_slots
+from .pipeline import PipedArchive, PipelinedArchive, open_slots
 from .plan import TablePlan, build_plan
 from .policy import PolicySpec, as_utc
 
@@ -224,9 +224,16 @@ class _Run:
             with db_side("source"):
                 slots, close_slots = open_slots(self.sops, self.sconn)
             try:
-                PipelinedArchive(self.sops, self.aops, self.plan, slots, self.aconn, now=self.now, run_id=self.run_id,
-                                 hook=self.hook, streams=_streams(self.sops, self.aops)).run(
-                    self.stop_requested, self.redo_batch, self.counted)
+                streams = _streams(self.sops, self.aops)
+                if streams and PipedArchive.usable(self.sops, self.aops, self.plan, self.aconn, self.now):
+                    self.result.extra["piped"] = True
+                    pipeline_: PipedArchive | PipelinedArchive = PipedArchive(
+                        self.sops, self.aops, self.plan, slots, self.aconn, now=self.now, run_id=self.run_id,
+                        hook=self.hook)
+                else:
+                    pipeline_ = PipelinedArchive(self.sops, self.aops, self.plan, slots, self.aconn, now=self.now,
+                                                 run_id=self.run_id, hook=self.hook, streams=streams)
+                pipeline_.run(self.stop_requested, self.redo_batch, self.counted)
             finally:
                 close_slots()
         else:

@@ -124,6 +124,58 @@ class FastPostgresSourceOps(FastSourceOps, PostgresSourceOps):
             return None
         return sa.case((_year_ok(utc), text), else_=sa.null())
 
+    # --- COPY passthrough: the batch goes from COPY … TO STDOUT to COPY … FROM STDIN as bytes ---
+    def copy_out_statement(self, plan: TablePlan, after: tuple | None, limit: int, archived_at: datetime,
+                           run_id: int | None) -> tuple[str, dict[str, Any]] | None:
+        """``COPY (SELECT … FOR UPDATE) TO STDOUT`` of the next batch as ``archived_rows`` lines
+        (table_name, source_pk, payload, row_date, archived_at, run_id) with its parameters, or
+        None when the server does not write whole records of this table (one integer key, every
+        column rendered by the server). A row with a value the server cannot render has a NULL
+        payload (the archive's COPY refuses it: that batch goes the generic way)."""
+        if not self.fast_enabled or len(plan.pk) != 1 or not isinstance(plan.pk[0].type, sa.Integer):
+            return None
+        layout = self.layout(plan)
+        if layout.single_object is None or layout.row_date_text is None:
+            return None
+        pk = plan.pk[0]
+        items = [sa.literal(plan.table_name, sa.Text), sa.cast(pk, sa.Text), layout.items[layout.single_object],
+                 layout.items[layout.row_date_text].op("||")(_q("+00")),
+                 sa.literal(archived_at, sa.DateTime(timezone=True)), sa.literal(run_id, sa.BigInteger)]
+        stmt = sa.select(*items).where(plan.predicate)
+        if after is not None:
+            stmt = stmt.where(pk > sa.literal(after[0], pk.type))
+        stmt = stmt.order_by(pk).limit(sa.literal(limit, sa.Integer)).with_for_update(of=plan.table)
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        return f"COPY ({compiled.string}) TO STDOUT", dict(compiled.params)
+
+    def any_left(self, conn: sa.Connection, plan: TablePlan, after: tuple | None) -> bool:
+        """Whether a row qualifies after ``after`` (no lock: the COPY takes them)."""
+        pk = plan.pk[0]
+        stmt = sa.select(pk).where(plan.predicate)
+        if after is not None:
+            stmt = stmt.where(pk > sa.literal(after[0], pk.type))
+        return conn.execute(stmt.order_by(pk).limit(1)).first() is not None
+
+    def copy_out(self, conn: sa.Connection, sql: str, params: dict[str, Any], sink: Any) -> None:
+        """Run a COPY … TO STDOUT into ``sink`` (psycopg2 binds the parameters, as for every query)."""
+        dbapi_conn = conn.connection.dbapi_connection
+        error = conn.dialect.loaded_dbapi.Error
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.copy_expert(cur.mogrify(sql, params).decode(), sink, size=1 << 16)
+        except error as exc:
+            raise sa.exc.DBAPIError.instance("COPY (SELECT …) TO STDOUT", None, exc, error,
+                                             dialect=conn.dialect) from exc
+
+    def delete_key_text(self, conn: sa.Connection, plan: TablePlan, keys: str) -> int:
+        """DELETE the keys given as one array text (``{1,2,3}``)."""
+        stmt = plan.extra.get("fast_delete_text")
+        if stmt is None:
+            col = plan.pk[0]
+            array = sa.cast(sa.bindparam("keys", type_=sa.Text), pg.ARRAY(col.type))
+            stmt = plan.extra["fast_delete_text"] = sa.delete(plan.table).where(col == sa.any_(array))
+        return conn.execute(stmt, {"keys": keys}).rowcount
+
     def delete_keys(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple]) -> int:
         if len(plan.pk) != 1 or not self.fast_enabled:
             return super().delete_keys(conn, plan, keys)
@@ -238,6 +290,27 @@ class FastPostgresArchiveOps(PostgresArchiveOps):
             return self._staged_upsert(conn, table_name, [r for chunk in kept for r in chunk], archived_at, run_id)
         savepoint.commit()
         return reader.count
+
+    def copy_in(self, conn: sa.Connection, source: Any) -> int | None:
+        """``COPY archived_rows FROM STDIN`` of whole lines read from ``source`` (in a SAVEPOINT);
+        the rows copied, or None when the COPY was refused (a key archived already, a NULL
+        payload, ...: the SAVEPOINT is rolled back and the batch must go the generic way)."""
+        if not self._usable(conn):
+            return None
+        savepoint = conn.begin_nested()
+        dbapi_conn = conn.connection.dbapi_connection
+        error = conn.dialect.loaded_dbapi.Error
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.copy_expert(self._COPY, source, size=1 << 16)
+                copied = cur.rowcount
+        except error as exc:
+            if getattr(exc, "pgcode", None) and exc.pgcode[:2] in ("23", "22"):  # integrity / data: not ours to copy
+                savepoint.rollback()
+                return None
+            raise sa.exc.DBAPIError.instance(self._COPY, None, exc, error, dialect=conn.dialect) from exc
+        savepoint.commit()
+        return copied
 
     def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> int:
         """Delete up to ``limit`` expired rows by their ctid (a TID scan, no index probes).
