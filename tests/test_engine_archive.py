@@ -189,24 +189,33 @@ def _fail_at(point: str, nth: int = 1):
     return hook
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
 @pytest.mark.parametrize("point", ["after_select", "after_archive_commit", "after_source_delete"])
-def test_failure_inside_a_batch_loses_nothing_and_the_next_run_reconciles(engines, point):
+def test_failure_inside_a_batch_loses_nothing_and_the_next_run_reconciles(engines, point, pipeline):
     make_orders(engines.source, old_dates(10))
     original = source_rows(engines.source, "orders")
     spec = PolicySpec("orders", archive_after_days=30, batch_size=3)
 
     with pytest.raises(Boom):
-        archive_table(engines.source, engines.archive, spec, now=NOW, checkpoint=_fail_at(point, 2))
+        archive_table(engines.source, engines.archive, spec, now=NOW, checkpoint=_fail_at(point, 2),
+                      pipeline=pipeline)
 
     src, arc = source_rows(engines.source, "orders"), archived(engines.archive, "orders")
     assert_no_loss(original, src, arc)
-    # The failed batch's source transaction rolled back: its rows are still in the source.
-    assert len(src) == 7
-    # Archive committed before the failure: those 3 rows are in both places.
-    assert len(arc) == (3 if point == "after_select" else 6)
+    # The failed batch's source transaction rolled back: its rows are still in the source; its
+    # copies are archived when the archive commit came before the failure.
+    failed_batch = {"4", "5", "6"}
+    assert failed_batch <= set(src)
+    assert (failed_batch <= set(arc)) is (point != "after_select")
+    if not pipeline or engines.backend == "sqlite":  # one batch after another: nothing after it ran
+        assert len(src) == 7
+        assert len(arc) == (3 if point == "after_select" else 6)
+    else:  # PostgreSQL pipelines: the batch in flight beside it may have finished (moved whole)
+        assert len(src) in (7, 4)
+        assert not (set(src) & set(arc)) - failed_batch
 
     again = archive_table(engines.source, engines.archive, spec, now=NOW)
-    assert again.rows_deleted == 7
+    assert again.rows_deleted == len(src)
     assert source_rows(engines.source, "orders") == {}
     assert archived(engines.archive, "orders") == original
 

@@ -166,8 +166,10 @@ def test_a_run_whose_lease_is_taken_over_stops_after_its_committed_batch(engines
         archive_table(engines.source, engines.archive, PolicySpec("orders", batch_size=4), now=NOW,
                       lease=mine, checkpoint=checkpoint)
     src, arc = source_rows(engines.source, "orders"), archived(engines.archive, "orders")
-    assert len(arc) == 4 and len(src) == 8
-    assert set(src) | set(arc) == set(original)
+    # It starts no batch after the loss; pipelined (PostgreSQL), the one in flight beside the
+    # first finishes (its rows were locked: no other runner could take them meanwhile).
+    assert len(arc) in ((4,) if engines.backend == "sqlite" else (4, 8)) and len(src) == 12 - len(arc)
+    assert not set(src) & set(arc) and set(src) | set(arc) == set(original)
 
 
 def test_lease_table_has_one_row_per_table_and_kind(engines):
