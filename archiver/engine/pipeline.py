@@ -74,6 +74,35 @@ class _Redo:
 REDO = _Redo()
 
 
+def _delete_and_commit(held: Held, delete: Callable[[], int], hook: Callable[[str], None],
+                      table_name: str) -> int | _Redo:
+    """Step 3 of a batch whose copies are committed: DELETE its keys and COMMIT the source.
+
+    A lock conflict with the batch beside it rolls this one back (its rows stay in the source)
+    and returns REDO; the generic path then moves it alone.
+    """
+    try:
+        try:
+            deleted = delete()
+        except sa.exc.DBAPIError as exc:
+            if is_lock_conflict(exc):
+                log.info("batch of '%s' met a lock conflict (%s); moving it again alone",
+                         table_name, dbapi_reason(exc))
+                held.trans.rollback()
+                return REDO
+            raise DatabaseError("source", dbapi_reason(exc)) from exc
+        hook("after_source_delete")
+        try:
+            held.trans.commit()
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError("source", dbapi_reason(exc)) from exc
+    except BaseException:
+        if held.trans.is_active:
+            held.trans.rollback()
+        raise
+    return deleted
+
+
 class InFlight:
     """Batches whose last step runs on a slot's thread, finished in the order they started."""
 
@@ -261,27 +290,9 @@ class PipelinedArchive:
         return read.slot.submit(self._delete, read)
 
     def _delete(self, read: _Read) -> tuple[int, int] | _Redo:
-        try:
-            try:
-                deleted = self.sops.delete_keys(read.slot.conn, self.plan, read.batch.keys)
-            except sa.exc.DBAPIError as exc:
-                if is_lock_conflict(exc):
-                    # Its copies are committed; the rows stay in the source until the redo.
-                    log.info("batch of '%s' met a lock conflict (%s); moving it again alone",
-                             self.plan.table_name, dbapi_reason(exc))
-                    read.trans.rollback()
-                    return REDO
-                raise DatabaseError("source", dbapi_reason(exc)) from exc
-            self.hook("after_source_delete")
-            try:
-                read.trans.commit()
-            except sa.exc.DBAPIError as exc:
-                raise DatabaseError("source", dbapi_reason(exc)) from exc
-        except BaseException:
-            if read.trans.is_active:
-                read.trans.rollback()
-            raise
-        return len(read.batch), deleted
+        deleted = _delete_and_commit(read, lambda: self.sops.delete_keys(read.slot.conn, self.plan, read.batch.keys),
+                                    self.hook, self.plan.table_name)
+        return deleted if deleted is REDO else (len(read.batch), deleted)
 
 
 class _KeySink:
@@ -399,26 +410,9 @@ class PipedArchive:
         return REDO
 
     def _delete(self, held: _Piped) -> tuple[int, int] | _Redo:
-        try:
-            try:
-                deleted = self.sops.delete_key_text(held.slot.conn, self.plan, held.keys)
-            except sa.exc.DBAPIError as exc:
-                if is_lock_conflict(exc):
-                    log.info("batch of '%s' met a lock conflict (%s); moving it again alone",
-                             self.plan.table_name, dbapi_reason(exc))
-                    held.trans.rollback()
-                    return REDO
-                raise DatabaseError("source", dbapi_reason(exc)) from exc
-            self.hook("after_source_delete")
-            try:
-                held.trans.commit()
-            except sa.exc.DBAPIError as exc:
-                raise DatabaseError("source", dbapi_reason(exc)) from exc
-        except BaseException:
-            if held.trans.is_active:
-                held.trans.rollback()
-            raise
-        return held.n, deleted
+        deleted = _delete_and_commit(held, lambda: self.sops.delete_key_text(held.slot.conn, self.plan, held.keys),
+                                    self.hook, self.plan.table_name)
+        return deleted if deleted is REDO else (held.n, deleted)
 
 
 def open_slots(sops: SourceOps, sconn: sa.Connection) -> tuple[list[Slot], Callable[[], None]]:
