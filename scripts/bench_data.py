@@ -65,15 +65,20 @@ def _ts(value: datetime) -> str:
 
 # --- PostgreSQL -----------------------------------------------------------
 
-PG_EVENTS_DDL = """
+def _events_ddl(id_type: str) -> str:
+    """The benchmark's events table (PostgreSQL and SQLite spell it alike but for the key's type)."""
+    return f"""
 CREATE TABLE events (
-  id BIGINT PRIMARY KEY,
+  id {id_type} PRIMARY KEY,
   created_at TIMESTAMP NOT NULL,
   user_id INTEGER NOT NULL,
   kind VARCHAR(32) NOT NULL,
   amount NUMERIC(12,2),
   note TEXT
 )"""
+
+
+PG_EVENTS_DDL = _events_ddl("BIGINT")
 
 PG_EVENTS_FILL = """
 INSERT INTO events
@@ -223,15 +228,7 @@ class MariaDbAdmin:
 
 # --- SQLite ---------------------------------------------------------------
 
-SQLITE_EVENTS_DDL = """
-CREATE TABLE events (
-  id INTEGER PRIMARY KEY,
-  created_at TIMESTAMP NOT NULL,
-  user_id INTEGER NOT NULL,
-  kind VARCHAR(32) NOT NULL,
-  amount NUMERIC(12,2),
-  note TEXT
-)"""
+SQLITE_EVENTS_DDL = _events_ddl("INTEGER")  # INTEGER PRIMARY KEY: the rowid
 
 SQLITE_EVENTS_FILL = """
 WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < :n)
