@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 
 from archiver.engine import schema
-from archiver.engine.archive import archive_table
+from archiver.engine.archive import archive_table, plan_table
 from archiver.engine.connections import make_engine
 from archiver.engine.dialects import ArchiveOps, archive_ops_for, source_ops_for
 from archiver.engine.errors import DatabaseError
 from archiver.engine.policy import PolicySpec
 from tests.engine_support import (NOW, archived, assert_no_loss, engines, make_orders,  # noqa: F401
                                   postgres_only, source_rows)
-from tests.mariadb_support import overlap_small_tables, server  # noqa: F401 - fixtures
+from tests.mariadb_support import overlap_small_tables, pad_table, server  # noqa: F401 - fixtures
 
 SPEC = PolicySpec("orders", batch_size=7)
 
@@ -236,3 +236,27 @@ def test_postgres_copy_passthrough_redoes_what_the_archive_refuses(engines):
     assert result.rows_deleted == 30 and source_rows(engines.source, "orders") == {}
     assert archived(engines.archive, "orders") == original
     assert stored(engines.archive)["9"][3] == 3 and stored(engines.archive)["20"][3] == 3  # run 3 wrote them all
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["literal-keys", "bound-keys"])
+def test_a_mariadb_key_list_delete_waits_for_no_row_outside_its_list(server, fast):
+    """The DELETE of one batch must not touch the rows the batch beside it holds, even where the
+    server would rather scan the table than look the keys up (10,000 keys of 20,000 rows): a
+    scan would wait for those rows, and the other batch's DELETE for this one's, a deadlock."""
+    source = server.database()[1]
+    with source.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders (id BIGINT PRIMARY KEY, created_at DATETIME NOT NULL, "
+                             "note VARCHAR(20)) ENGINE=InnoDB")
+        conn.commit()
+    pad_table(source, "orders", 1, 20_000, "TIMESTAMP'2020-01-01 00:00:00', 'x'")
+    ops = source_ops_for(source)
+    ops.fast_enabled = fast
+    plan = plan_table(source, PolicySpec("orders", batch_size=10_000), NOW, ops)
+    with source.connect() as other, source.connect() as conn:
+        held = other.exec_driver_sql("SELECT id FROM orders WHERE id > 10000 FOR UPDATE").all()
+        assert len(held) == 10_000  # the next batch, locked on the other connection
+        conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+        assert ops.delete_keys(conn, plan, [(k,) for k in range(1, 10_001)]) == 10_000
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM orders").scalar() == 10_000
+        conn.rollback()
+        other.rollback()

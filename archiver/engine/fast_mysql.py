@@ -166,8 +166,9 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
         head = self.delete_head(conn, plan) + f"{conn.dialect.identifier_preparer.quote(plan.pk[0].name)} IN ("
         deleted = 0
         for i in range(0, len(keys), self.max_params):
-            deleted += _execute(conn, head + ",".join([str(k[0]) for k in keys[i:i + self.max_params]]) + ")",
-                                "DELETE ... WHERE key IN (...)")
+            chunk = keys[i:i + self.max_params]
+            deleted += _execute(conn, head + ",".join([str(k[0]) for k in chunk]) + ")"
+                                + self.delete_tail(conn, plan, len(chunk)), "DELETE ... WHERE key IN (...)")
         return deleted
 
 

@@ -88,6 +88,7 @@ class InServerMove:
         self.plan = plan
         prep = slots[0].conn.dialect.identifier_preparer
         self._delete_head = sops.delete_head(slots[0].conn, plan) + f"{prep.quote(plan.pk[0].name)} IN ("
+        self._delete_tail = sops.delete_tail
         self.slots = slots
         self.hook = hook
         self._restore = restore
@@ -191,7 +192,8 @@ class InServerMove:
                 return REDO
             self.hook("after_archive_insert")
             try:
-                deleted = _execute(conn, self._delete_head + b.keys + ")", "DELETE ... WHERE key IN (...)")
+                deleted = _execute(conn, self._delete_head + b.keys + ")" + self._delete_tail(conn, self.plan, b.n),
+                                   "DELETE ... WHERE key IN (...)")
             except sa.exc.DBAPIError as exc:
                 if is_lock_conflict(exc):  # with the batch beside it: redo this one alone
                     log.info("in-server move of a batch of '%s' met a lock conflict (%s); moving it again alone",
