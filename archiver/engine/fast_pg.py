@@ -22,8 +22,9 @@ The DELETE passes the keys as one array (``= ANY(CAST(:keys AS type[]))``).
 Archive (:class:`FastPostgresArchiveOps`): the batch is COPYed into a
 session-local TEMP table, then one ``INSERT … SELECT … ON CONFLICT
 (table_name, source_pk) DO UPDATE`` moves it into ``archived_rows`` in the
-same (archive) transaction; the temp table empties itself at commit. (Needs
-session-level temp tables: not for transaction-pooling proxies.)
+same (archive) transaction; the temp table empties itself at commit. It is
+created, when missing, in the transaction that uses it, so a transaction-pooling
+proxy (PgBouncer) does no harm: each server connection keeps its own.
 """
 from __future__ import annotations
 
