@@ -12,14 +12,16 @@ in the archive, never in both and never in neither):
    encoder writes it (:mod:`.fast_mysql`); it must insert exactly n rows (the locked ones:
    a row that came to match in the range since step 1 makes it more, and the batch is
    redone by key);
-3. ``DELETE`` those n keys; it must delete exactly n rows;
+3. ``DELETE`` those n keys, through the primary key (:meth:`.MySQLSourceOps.delete_tail`);
+   it must delete exactly n rows;
 4. COMMIT — or, when a count is off, ROLLBACK of the whole batch.
 
 The locked rows cannot change between steps 1 and 3, so each deleted row's copy is its
 current value. Sessions run READ COMMITTED (:meth:`.MySQLSourceOps.prepare_pipelined`):
 step 2 is a consistent read and takes no lock (it does not wait for the next batch's
-first row, as a locking range scan would), and step 3 deletes by key. The next batch is locked on a second connection
-while this one is copied, and steps 2–4 run on each connection's own thread
+first row, as a locking range scan would), and step 3 deletes by key. The next batch is
+locked on a second connection while this one is copied, and steps 2–4 run on each
+connection's own thread
 (:mod:`.pipeline`): the server inserts one batch while it deletes the one before. A batch
 whose INSERT fails — a value the server cannot render leaves a NULL payload, refused in
 strict mode; a key archived already is a duplicate — is rolled back and moved by the
