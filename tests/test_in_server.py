@@ -20,7 +20,7 @@ from archiver.engine.archive import archive_table
 from archiver.engine.connections import make_engine
 from archiver.engine.errors import EngineError
 from archiver.engine.dialects import MySQLSourceOps, source_ops_for
-from archiver.engine import in_server
+from archiver.engine import fast_mysql
 from archiver.engine.in_server import InServerMove, _same_server_database, open_in_server_move
 from archiver.engine.plan import build_plan
 from archiver.engine.policy import PolicySpec
@@ -250,7 +250,7 @@ def test_a_delete_that_does_not_match_rolls_the_whole_batch_back(server, monkeyp
     source, archive = pair(server)
     make_typed(source, rows)
     original = source_rows(source, "typed")
-    real = in_server._execute
+    real = fast_mysql._execute  # the key-list DELETE's statement (FastMySQLSourceOps.delete_key_text)
 
     def short_delete(conn, sql, label):
         # Every batch after the first deletes one row too few, as if a row had vanished under it.
@@ -258,7 +258,7 @@ def test_a_delete_that_does_not_match_rolls_the_whole_batch_back(server, monkeyp
             sql = sql[:sql.rindex(",")] + ")"
         return real(conn, sql, label)
 
-    monkeypatch.setattr(in_server, "_execute", short_delete)
+    monkeypatch.setattr(fast_mysql, "_execute", short_delete)
     with pytest.raises(EngineError, match="matched 2 of 3 locked rows"):
         archive_table(source, archive, PolicySpec("typed", batch_size=3), now=NOW)
     src, arc = source_rows(source, "typed"), archived(archive, "typed")
@@ -266,7 +266,7 @@ def test_a_delete_that_does_not_match_rolls_the_whole_batch_back(server, monkeyp
     assert not set(src) & set(arc)  # rolled back as a whole: the copies went with the delete
     assert {"40", "50", "60"} <= set(src)
     assert set(arc) == {"10", "20", "30"}
-    monkeypatch.setattr(in_server, "_execute", real)
+    monkeypatch.setattr(fast_mysql, "_execute", real)
     archive_table(source, archive, PolicySpec("typed", batch_size=3), now=NOW)
     assert source_rows(source, "typed") == {} and archived(archive, "typed") == original
 

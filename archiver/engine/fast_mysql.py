@@ -163,13 +163,18 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
                 or not all(type(k[0]) is int for k in keys):
             return super().delete_keys(conn, plan, keys)
         # Integer keys written as literals: no per-key parameter escaping in Python.
-        head = self.delete_head(conn, plan) + f"{conn.dialect.identifier_preparer.quote(plan.pk[0].name)} IN ("
         deleted = 0
         for i in range(0, len(keys), self.max_params):
             chunk = keys[i:i + self.max_params]
-            deleted += _execute(conn, head + ",".join([str(k[0]) for k in chunk]) + ")"
-                                + self.delete_tail(conn, plan, len(chunk)), "DELETE ... WHERE key IN (...)")
+            deleted += self.delete_key_text(conn, plan, ",".join([str(k[0]) for k in chunk]), len(chunk))
         return deleted
+
+    def delete_key_text(self, conn: sa.Connection, plan: TablePlan, keys: str, n: int) -> int:
+        """DELETE the ``n`` integer keys of a one-column key given as one list text (``1,2,3``,
+        checked to be integers by the caller)."""
+        column = conn.dialect.identifier_preparer.quote(plan.pk[0].name)
+        return _execute(conn, f"{self.delete_head(conn, plan)}{column} IN ({keys}){self.delete_tail(conn, plan, n)}",
+                        "DELETE ... WHERE key IN (...)")
 
 
 def _literal(value: str, backslash: bool) -> str:

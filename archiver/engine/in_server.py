@@ -44,9 +44,8 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from .dialects import force_primary_key
-from .errors import DatabaseError, EngineError, dbapi_reason, is_lock_conflict
-from .fast_mysql import _execute
-from .pipeline import REDO, Held, Slot, _Redo, open_slots, run_batches
+from .errors import DatabaseError, EngineError, dbapi_reason
+from .pipeline import REDO, Held, Slot, _Redo, delete_and_commit, open_slots, run_batches
 from .plan import TablePlan
 from .schema import archived_rows
 
@@ -70,10 +69,6 @@ _KEY_LIST = re.compile(r"-?[0-9]+(?:,-?[0-9]+)*")
 _NO_LIMIT = 2**63 - 1
 
 
-def _side(side: str, exc: sa.exc.DBAPIError) -> DatabaseError:
-    return DatabaseError(side, dbapi_reason(exc))
-
-
 class InServerMove:
     """Moves one table's batches inside one MariaDB server (see the module docstring).
 
@@ -88,9 +83,6 @@ class InServerMove:
                  restore: Callable[[], None]) -> None:
         self.sops = sops
         self.plan = plan
-        prep = slots[0].conn.dialect.identifier_preparer
-        self._delete_head = sops.delete_head(slots[0].conn, plan) + f"{prep.quote(plan.pk[0].name)} IN ("
-        self._delete_tail = sops.delete_tail
         self.slots = slots
         self.hook = hook
         self._restore = restore
@@ -158,7 +150,7 @@ class InServerMove:
             n, last, keys = conn.execute(self._stmts[f"lock_{shape}"], params).one()
         except sa.exc.DBAPIError as exc:
             trans.rollback()
-            raise _side("source", exc) from exc
+            raise DatabaseError("source", dbapi_reason(exc)) from exc
         except BaseException:
             trans.rollback()
             raise
@@ -193,30 +185,20 @@ class InServerMove:
                 trans.rollback()
                 return REDO
             self.hook("after_archive_insert")
-            try:
-                deleted = _execute(conn, self._delete_head + b.keys + ")" + self._delete_tail(conn, self.plan, b.n),
-                                   "DELETE ... WHERE key IN (...)")
-            except sa.exc.DBAPIError as exc:
-                if is_lock_conflict(exc):  # with the batch beside it: redo this one alone
-                    log.info("in-server move of a batch of '%s' met a lock conflict (%s); moving it again alone",
-                             self.plan.table_name, dbapi_reason(exc))
-                    trans.rollback()
-                    return REDO
-                raise _side("source", exc) from exc
-            if deleted != b.n:  # rolled back below: the batch stays in the source, its copies go too
-                raise EngineError(f"in-server move of '{self.plan.table_name}': the DELETE matched {deleted} "
-                                  f"of {b.n} locked rows; batch rolled back")
-            self.hook("after_source_delete")
-            try:
-                trans.commit()
-            except sa.exc.DBAPIError as exc:
-                raise _side("source", exc) from exc
-            return b.n, b.n
         except BaseException:
             if trans.is_active:
                 trans.rollback()
             raise
 
+        def delete() -> int:
+            deleted = self.sops.delete_key_text(conn, self.plan, b.keys, b.n)
+            if deleted != b.n:  # rolled back: the batch stays in the source, its copies go too
+                raise EngineError(f"in-server move of '{self.plan.table_name}': the DELETE matched {deleted} "
+                                  f"of {b.n} locked rows; batch rolled back")
+            return deleted
+
+        outcome = delete_and_commit(b, delete, self.hook, self.plan.table_name)
+        return outcome if outcome is REDO else (b.n, b.n)
 
 def _is_mariadb(engine: sa.Engine) -> bool:
     return engine.dialect.name in ("mysql", "mariadb") and bool(getattr(engine.dialect, "is_mariadb", False))

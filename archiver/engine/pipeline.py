@@ -74,9 +74,10 @@ class _Redo:
 REDO = _Redo()
 
 
-def _delete_and_commit(held: Held, delete: Callable[[], int], hook: Callable[[str], None],
+def delete_and_commit(held: Held, delete: Callable[[], int], hook: Callable[[str], None],
                       table_name: str) -> int | _Redo:
-    """Step 3 of a batch whose copies are committed: DELETE its keys and COMMIT the source.
+    """A batch's last step: ``delete()`` its keys and COMMIT its source transaction (after its
+    copies are committed; for an in-server move, with them). Returns what ``delete()`` did.
 
     A lock conflict with the batch beside it rolls this one back (its rows stay in the source)
     and returns REDO; the generic path then moves it alone.
@@ -290,7 +291,7 @@ class PipelinedArchive:
         return read.slot.submit(self._delete, read)
 
     def _delete(self, read: _Read) -> tuple[int, int] | _Redo:
-        deleted = _delete_and_commit(read, lambda: self.sops.delete_keys(read.slot.conn, self.plan, read.batch.keys),
+        deleted = delete_and_commit(read, lambda: self.sops.delete_keys(read.slot.conn, self.plan, read.batch.keys),
                                     self.hook, self.plan.table_name)
         return deleted if deleted is REDO else (len(read.batch), deleted)
 
@@ -410,7 +411,7 @@ class PipedArchive:
         return REDO
 
     def _delete(self, held: _Piped) -> tuple[int, int] | _Redo:
-        deleted = _delete_and_commit(held, lambda: self.sops.delete_key_text(held.slot.conn, self.plan, held.keys),
+        deleted = delete_and_commit(held, lambda: self.sops.delete_key_text(held.slot.conn, self.plan, held.keys),
                                     self.hook, self.plan.table_name)
         return deleted if deleted is REDO else (held.n, deleted)
 
@@ -439,4 +440,5 @@ def open_slots(sops: SourceOps, sconn: sa.Connection) -> tuple[list[Slot], Calla
     return slots, close
 
 
-__all__ = ["Held", "InFlight", "PipedArchive", "PipelinedArchive", "REDO", "Slot", "open_slots", "run_batches"]
+__all__ = ["Held", "InFlight", "PipedArchive", "PipelinedArchive", "REDO", "Slot", "delete_and_commit",
+           "open_slots", "run_batches"]
