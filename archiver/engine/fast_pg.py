@@ -159,14 +159,7 @@ class FastPostgresSourceOps(FastSourceOps, PostgresSourceOps):
 
     def copy_out(self, conn: sa.Connection, sql: str, params: dict[str, Any], sink: Any) -> None:
         """Run a COPY … TO STDOUT into ``sink`` (psycopg2 binds the parameters, as for every query)."""
-        dbapi_conn = conn.connection.dbapi_connection
-        error = conn.dialect.loaded_dbapi.Error
-        try:
-            with dbapi_conn.cursor() as cur:
-                cur.copy_expert(cur.mogrify(sql, params).decode(), sink, size=1 << 16)
-        except error as exc:
-            raise sa.exc.DBAPIError.instance("COPY (SELECT …) TO STDOUT", None, exc, error,
-                                             dialect=conn.dialect) from exc
+        run_copy(conn, sql, sink, params)
 
     def delete_key_text(self, conn: sa.Connection, plan: TablePlan, keys: str) -> int:
         """DELETE the keys given as one array text (``{1,2,3}``)."""
@@ -281,7 +274,7 @@ class FastPostgresArchiveOps(PostgresArchiveOps):
         reader = _CopyReader(feed, _copy_text(table_name) + "\t", suffix)
         savepoint = conn.begin_nested()
         try:
-            copy_from(conn, self._COPY, reader)
+            run_copy(conn, self._COPY, reader)
         except sa.exc.DBAPIError as exc:
             if getattr(exc.orig, "pgcode", None) != "23505":  # not "already archived"
                 raise
@@ -299,17 +292,13 @@ class FastPostgresArchiveOps(PostgresArchiveOps):
         if not self._usable(conn):
             return None
         savepoint = conn.begin_nested()
-        dbapi_conn = conn.connection.dbapi_connection
-        error = conn.dialect.loaded_dbapi.Error
         try:
-            with dbapi_conn.cursor() as cur:
-                cur.copy_expert(self._COPY, source, size=1 << 16)
-                copied = cur.rowcount
-        except error as exc:
-            if getattr(exc, "pgcode", None) and exc.pgcode[:2] in ("23", "22"):  # integrity / data: not ours to copy
+            copied = run_copy(conn, self._COPY, source)
+        except sa.exc.DBAPIError as exc:
+            if (getattr(exc.orig, "pgcode", None) or "")[:2] in ("23", "22"):  # integrity / data: not ours to copy
                 savepoint.rollback()
                 return None
-            raise sa.exc.DBAPIError.instance(self._COPY, None, exc, error, dialect=conn.dialect) from exc
+            raise
         savepoint.commit()
         return copied
 
@@ -360,18 +349,21 @@ class FastPostgresArchiveOps(PostgresArchiveOps):
                        archived_at: datetime, run_id: int | None) -> int:
         """COPY into the TEMP table, then INSERT … ON CONFLICT DO UPDATE (replaces archived copies)."""
         conn.exec_driver_sql(self._CREATE)
-        copy_from(conn, self._COPY_STAGE, _CopyReader(iter([records]), "", "\n"))
+        run_copy(conn, self._COPY_STAGE, _CopyReader(iter([records]), "", "\n"))
         conn.exec_driver_sql(self._MOVE, {"table_name": table_name, "archived_at": archived_at, "run_id": run_id})
         return len(records)
 
 
-def copy_from(conn: sa.Connection, sql: str, data: Any) -> None:
-    """``COPY … FROM STDIN`` on the connection's psycopg2 cursor; DB-API errors as SQLAlchemy's."""
+def run_copy(conn: sa.Connection, sql: str, data: Any, params: dict[str, Any] | None = None) -> int:
+    """``COPY … FROM STDIN`` (``data`` is read) or ``COPY … TO STDOUT`` (``data`` is written) on
+    the connection's psycopg2 cursor, ``params`` bound by psycopg2; returns the rows copied.
+    DB-API errors come as SQLAlchemy's; a reader's own failure (``data.error``) as itself."""
     dbapi_conn = conn.connection.dbapi_connection
     error = conn.dialect.loaded_dbapi.Error
     try:
         with dbapi_conn.cursor() as cur:
-            cur.copy_expert(sql, data, size=1 << 16)
+            cur.copy_expert(sql if params is None else cur.mogrify(sql, params).decode(), data, size=1 << 16)
+            return cur.rowcount
     except error as exc:
         if getattr(data, "error", None) is not None:  # reading the data failed (source side): that error
             raise data.error from None
