@@ -9,7 +9,7 @@ from flask import Flask
 
 from config import ConfigError, load_config, validate_config
 
-from .engine.connections import configure_sqlite
+from .engine.connections import configure_engine
 from .extensions import db, jwt, openapi
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def register_extensions(app: Flask) -> None:
     openapi.init_app(app)
     with app.app_context():
         for engine in db.engines.values():
-            configure_sqlite(engine)
+            configure_engine(engine)
 
 
 def register_errors(app: Flask) -> None:

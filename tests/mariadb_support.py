@@ -79,7 +79,7 @@ def server():
 @pytest.fixture
 def overlap_small_tables(monkeypatch):
     """Let batches overlap on these tests' small tables (the size threshold has tests of its own)."""
-    from archiver.engine.dialects import MySQLSourceOps
+    from archiver.engine.backends.mysql import MySQLSourceOps
     monkeypatch.setattr(MySQLSourceOps, "min_pipeline_rows", 0)
 
 

@@ -234,8 +234,8 @@ def test_rows_updated_while_the_job_runs_are_never_lost(engines, pipeline):
     spec = PolicySpec("orders", archive_after_days=30, batch_size=4)
     writer = sa.create_engine(engines.source.url, poolclass=sa.pool.NullPool)
     if engines.backend == "sqlite":
-        from archiver.engine.connections import configure_sqlite
-        configure_sqlite(writer)
+        from archiver.engine.connections import configure_engine
+        configure_engine(writer)
     blocked_update: dict[str, object] = {}
     edits: dict[str, int] = {}
     threads: list[threading.Thread] = []

@@ -28,12 +28,12 @@ from hypothesis import strategies as st
 from archiver.engine import schema
 from archiver.engine.archive import archive_table
 from archiver.engine.connections import make_engine
-from archiver.engine.dialects import (MySQLArchiveOps, MySQLSourceOps, PostgresArchiveOps, PostgresSourceOps,
-                                      SQLiteSourceOps, archive_ops_for, row_date_datetime, source_ops_for)
-from archiver.engine.fast_mysql import FastMySQLArchiveOps, FastMySQLSourceOps
-from archiver.engine.fast_pg import FastPostgresArchiveOps, FastPostgresSourceOps
-from archiver.engine.fast_sqlite import FastSQLiteSourceOps
-from archiver.engine.plan import build_plan
+from archiver.engine.backends import archive_ops_for, source_ops_for
+from archiver.engine.backends.base import row_date_datetime
+from archiver.engine.backends.mysql import MySQLArchiveOps, MySQLSourceOps
+from archiver.engine.backends.postgres import PostgresArchiveOps, PostgresSourceOps
+from archiver.engine.backends.sqlite import SQLiteArchiveOps, SQLiteSourceOps
+from archiver.engine.check import check_policy
 from archiver.engine.policy import PolicySpec
 from tests.engine_support import NOW, archived, engines, postgres_only, sqlite_only  # noqa: F401
 from tests.test_engine_mysql import mysql_db  # noqa: F401 - fixture
@@ -50,21 +50,27 @@ class Recording:
         super().__init__(engine)
         self.generic_keys: list[tuple] = []
 
-    def _generic_payloads(self, conn, plan, keys, records):
+    def generic_payloads(self, conn, plan, keys, records):
         self.generic_keys += keys
-        return super()._generic_payloads(conn, plan, keys, records)
+        return super().generic_payloads(conn, plan, keys, records)
 
 
-class RecSQLite(Recording, FastSQLiteSourceOps):
+class RecSQLite(Recording, SQLiteSourceOps):
     pass
 
 
-class RecPostgres(Recording, FastPostgresSourceOps):
+class RecPostgres(Recording, PostgresSourceOps):
     pass
 
 
-class RecMySQL(Recording, FastMySQLSourceOps):
+class RecMySQL(Recording, MySQLSourceOps):
     pass
+
+
+def portable(ops):
+    """``ops`` with its fast paths off: the portable protocol on the same database."""
+    ops.fast_enabled = False
+    return ops
 
 
 def fetch_both(engine: sa.Engine, fast, generic, spec: PolicySpec = SPEC):
@@ -75,7 +81,7 @@ def fetch_both(engine: sa.Engine, fast, generic, spec: PolicySpec = SPEC):
         try:
             ops.prepare(conn)
             conn.begin()
-            plan = build_plan(conn, spec, NOW, ops)
+            plan = check_policy(conn, spec, ops, NOW)
             out.append((plan, ops.fetch_batch(conn, plan, None, 10_000)))
             conn.rollback()
         finally:
@@ -103,14 +109,16 @@ def _exec(engine: sa.Engine, *statements: str, params=None) -> None:
             conn.execute(sa.text(stmt), params or {})
 
 
-def test_fast_paths_are_the_registered_defaults():
-    assert isinstance(source_ops_for(sa.create_engine("sqlite://")), FastSQLiteSourceOps)
+def test_each_dialect_gets_its_backend_with_fast_paths_on():
+    sqlite = sa.create_engine("sqlite://")
+    assert isinstance(source_ops_for(sqlite), SQLiteSourceOps) and isinstance(archive_ops_for(sqlite), SQLiteArchiveOps)
     pg = sa.create_engine("postgresql+psycopg2://u@localhost/db")
-    assert isinstance(source_ops_for(pg), FastPostgresSourceOps)
-    assert isinstance(archive_ops_for(pg), FastPostgresArchiveOps)
+    assert isinstance(source_ops_for(pg), PostgresSourceOps)
+    assert isinstance(archive_ops_for(pg), PostgresArchiveOps)
     my = sa.create_engine("mysql+pymysql://u@localhost/db")
-    assert isinstance(source_ops_for(my), FastMySQLSourceOps)
-    assert isinstance(archive_ops_for(my), FastMySQLArchiveOps)
+    assert isinstance(source_ops_for(my), MySQLSourceOps)
+    assert isinstance(archive_ops_for(my), MySQLArchiveOps)
+    assert all(ops.fast_enabled for ops in (source_ops_for(pg), archive_ops_for(pg), source_ops_for(my)))
 
 
 # --- SQLite ---------------------------------------------------------------------
@@ -168,7 +176,7 @@ def test_sqlite_fast_payloads_equal_the_generic_encoding(engines):
     _exec(engines.source, SQLITE_DDL)
     _insert_sqlite(engines.source, SQLITE_ROWS)
     fast = RecSQLite(engines.source)
-    (fplan, fb), (_gplan, gb) = fetch_both(engines.source, fast, SQLiteSourceOps(engines.source))
+    (fplan, fb), (_gplan, gb) = fetch_both(engines.source, fast, portable(SQLiteSourceOps(engines.source)))
     assert_same_batches(fb, gb)
     assert sorted(k[0] for k in fast.generic_keys) == [r[0] for r in SQLITE_ROWS if r[-1]]
     layout = fast.layout(fplan)
@@ -188,7 +196,7 @@ def test_sqlite_all_sql_table_is_one_json_object_and_row_dates_come_as_text(engi
                      [{"i": i, "m": m} for i, m in enumerate(values, 1)])
     fast = RecSQLite(engines.source)
     spec = PolicySpec("typed", date_column="moved_at", archive_after_days=30)
-    (fplan, fb), (_g, gb) = fetch_both(engines.source, fast, SQLiteSourceOps(engines.source), spec)
+    (fplan, fb), (_g, gb) = fetch_both(engines.source, fast, portable(SQLiteSourceOps(engines.source)), spec)
     assert_same_batches(fb, gb)
     layout = fast.layout(fplan)
     assert layout.single_object is not None and layout.row_date_text is not None
@@ -227,9 +235,9 @@ def test_sqlite_fast_payloads_property(engines, rows):
                              "dt DATETIME, flag BOOLEAN, moved_at TEXT)")
         conn.connection.dbapi_connection.executemany("INSERT INTO typed VALUES (?, ?, ?, ?, ?, ?, ?)",
                                                     [(n, *r, OLD) for n, r in enumerate(rows, 1)])
-    fast = FastSQLiteSourceOps(engines.source)
+    fast = SQLiteSourceOps(engines.source)
     try:
-        (_p, fb), (_g, gb) = fetch_both(engines.source, fast, SQLiteSourceOps(engines.source))
+        (_p, fb), (_g, gb) = fetch_both(engines.source, fast, portable(SQLiteSourceOps(engines.source)))
     except sa.exc.StatementError as exc:  # a value the generic path cannot read either (e.g. text as NUMERIC)
         assert isinstance(exc.orig, (TypeError, ValueError))
         return
@@ -275,7 +283,7 @@ def test_postgres_fast_payloads_equal_the_generic_encoding(engines):
     src = make_engine(url.update_query_dict({"options": opts}))
     try:
         fast = RecPostgres(src)
-        (fplan, fb), (_g, gb) = fetch_both(src, fast, PostgresSourceOps(src))
+        (fplan, fb), (_g, gb) = fetch_both(src, fast, portable(PostgresSourceOps(src)))
     finally:
         src.dispose()
     assert_same_batches(fb, gb)
@@ -338,8 +346,8 @@ def _upsert_twice(engine: sa.Engine, ops, table_name: str) -> None:
 
 @postgres_only
 def test_postgres_copy_upsert_stores_what_the_generic_upsert_stores(engines):
-    _upsert_twice(engines.archive, FastPostgresArchiveOps(engines.archive), "fast")
-    _upsert_twice(engines.archive, PostgresArchiveOps(engines.archive), "generic")
+    _upsert_twice(engines.archive, PostgresArchiveOps(engines.archive), "fast")
+    _upsert_twice(engines.archive, portable(PostgresArchiveOps(engines.archive)), "generic")
     fast, generic = _stored(engines.archive, "fast"), _stored(engines.archive, "generic")
     assert fast == generic and len(fast) == 30
     assert fast["1"][0]["tag"] == "second" and fast["1"][3] == 2   # replaced by the second upsert
@@ -377,7 +385,7 @@ def test_mysql_fast_payloads_equal_the_generic_encoding(mysql_db):
         conn.execute(ins, [{**base, **r} for r in rows])
         conn.execute(ins, [{**base, "id": 22, "txt": "ctl\x01\x1f"}])
     fast = RecMySQL(mysql_db)
-    (fplan, fb), (_g, gb) = fetch_both(mysql_db, fast, MySQLSourceOps(mysql_db))
+    (fplan, fb), (_g, gb) = fetch_both(mysql_db, fast, portable(MySQLSourceOps(mysql_db)))
     # MariaDB writes control characters as \u001F where orjson writes \u001f: the same JSON string.
     assert_same_batches(fb, gb, other_bytes=frozenset({"22"}))
     assert "\\u001F" in fb.records[-1]["payload"]
@@ -397,8 +405,8 @@ def test_mysql_literal_upsert_stores_what_the_generic_upsert_stores(mysql_db, no
             with dbapi_conn.cursor() as cur:
                 cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
         mysql_db.dispose()
-    _upsert_twice(mysql_db, FastMySQLArchiveOps(mysql_db), "fast")
-    _upsert_twice(mysql_db, MySQLArchiveOps(mysql_db), "generic")
+    _upsert_twice(mysql_db, MySQLArchiveOps(mysql_db), "fast")
+    _upsert_twice(mysql_db, portable(MySQLArchiveOps(mysql_db)), "generic")
     fast, generic = _stored(mysql_db, "fast"), _stored(mysql_db, "generic")
     assert fast == generic and len(fast) == 30
     assert fast["1"][0]["tag"] == "second" and fast["25"][0]["tag"] == "first"
@@ -423,7 +431,7 @@ def test_mysql_fast_archive_end_to_end(mysql_db, tmp_path):
 
 # --- PostgreSQL streaming: COPY while the source is read -------------------------------
 
-class SmallChunks(FastPostgresSourceOps):
+class SmallChunks(PostgresSourceOps):
     stream_first_rows = 2
     stream_chunk_rows = 3
 
@@ -498,13 +506,13 @@ def test_an_archive_side_that_skips_rows_stops_the_batch(engines):
     """The engine deletes only when the archive upsert took every streamed row."""
     from archiver.engine.errors import EngineError
 
-    class Lossy(FastPostgresArchiveOps):
+    class Lossy(PostgresArchiveOps):
         def upsert_stream(self, conn, table_name, chunks, archived_at, run_id):
             chunks = iter(chunks)
             next(chunks)  # drops the first chunk
             return super().upsert_stream(conn, table_name, chunks, archived_at, run_id)
 
-    class LossyCopy(FastPostgresArchiveOps):
+    class LossyCopy(PostgresArchiveOps):
         def copy_in(self, conn, source):
             class SkipFirstLine:
                 def __init__(self):
@@ -547,7 +555,7 @@ def test_mysql_packed_rows_equal_the_generic_encoding(mysql_db):
             {"i": 2**40, "m": OLD, "d": "2025-01-01", "a": "1.00", "n": ""},
         ])
     fast = RecMySQL(mysql_db)
-    (fplan, fb), (_g, gb) = fetch_both(mysql_db, fast, MySQLSourceOps(mysql_db))
+    (fplan, fb), (_g, gb) = fetch_both(mysql_db, fast, portable(MySQLSourceOps(mysql_db)))
     assert fplan.extra["mysql_packed"] is not None
     assert_same_batches(fb, gb)
     assert fast.generic_keys == [(3,), (4,)]  # zero dates in the payload
@@ -578,7 +586,7 @@ def test_mysql_archive_keeps_keys_that_differ_only_in_case(mysql_db, tmp_path):
 def test_postgres_purge_deletes_exactly_the_expired_rows_of_the_table(engines, bulk):
     from archiver.engine.purge import purge_table
 
-    class Forced(FastPostgresArchiveOps):
+    class Forced(PostgresArchiveOps):
         def _bulk_purge(self, conn, expired):
             return bulk
 
@@ -606,7 +614,6 @@ def test_postgres_purge_deletes_exactly_the_expired_rows_of_the_table(engines, b
 def test_sqlite_archive_commits_are_synced_during_a_run(engines):
     """synchronous=FULL on the archive connection while batches commit (WAL+NORMAL could lose the
     last archive commits on power loss after their source DELETE reached the disk); restored after."""
-    from archiver.engine.dialects import SQLiteArchiveOps
     seen = []
 
     class Watch(SQLiteArchiveOps):

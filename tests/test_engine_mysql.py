@@ -99,3 +99,17 @@ def test_mariadb_as_archive_with_lease_and_purge(mysql_db, tmp_path):
         assert archived(mysql_db, "orders") == {}
     finally:
         source.dispose()
+
+
+def test_a_varchar_date_column_is_refused_naming_it_and_a_value(mysql_db):
+    from archiver.engine.archive import plan_table
+    from archiver.engine.errors import UnsupportedDateColumn
+    with mysql_db.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE notes (id INT PRIMARY KEY, created_at DATETIME, note VARCHAR(200)) "
+                             "ENGINE=InnoDB")
+        conn.exec_driver_sql("INSERT INTO notes VALUES (1, '2020-01-01', 'note 1'), (2, '2020-01-02', '2024-01-01')")
+    with pytest.raises(UnsupportedDateColumn) as info:
+        plan_table(mysql_db, PolicySpec("notes", date_column="note"), NOW)
+    (message,) = info.value.problems["date_column"]
+    assert "'note'" in message and "'note 1'" in message and "VARCHAR(200)" in message
+    assert plan_table(mysql_db, PolicySpec("notes"), NOW).date_column.name == "created_at"

@@ -8,9 +8,11 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from archiver.engine.archive import archive_table
+from archiver.engine.errors import NotADateValue
 from archiver.engine.policy import PolicySpec, archive_cutoff
 from archiver.engine.rowcodec import RowEncoder, encode_row
 from tests.engine_support import (NOW, archived, archived_meta, as_utc, engines, postgres_only,  # noqa: F401
@@ -123,7 +125,6 @@ def test_sqlite_text_dates_in_both_formats_compare_correctly(engines):
         11: "2025-05-16T13:59:59+02:00",     # moves (11:59:59Z)
         12: "2025-05-16T14:00:00+02:00",     # stays (12:00:00Z)
         13: "2025-05-16T11:59:59Z",          # moves
-        14: "not a date",                    # stays (unparseable: never archived)
         15: None,                            # stays
     }
     _exec(engines.source, "CREATE TABLE typed (id INTEGER PRIMARY KEY, created_at TEXT)")
@@ -137,6 +138,32 @@ def test_sqlite_text_dates_in_both_formats_compare_correctly(engines):
     meta = archived_meta(engines.archive, "typed")
     assert as_utc(meta["11"].row_date) == datetime(2025, 5, 16, 11, 59, 59, tzinfo=timezone.utc)
     assert as_utc(meta["9"].row_date) == datetime(2025, 5, 15, tzinfo=timezone.utc)
+
+
+@sqlite_only
+def test_sqlite_text_that_is_not_a_date_is_refused_by_name_unless_the_criteria_leave_it_out(engines):
+    # The policy check samples MIN, MAX and the first and last rows by key: text that is not a
+    # date would never compare, so the run refuses to start (it would silently move nothing).
+    _exec(engines.source, "CREATE TABLE typed (id INTEGER PRIMARY KEY, created_at TEXT)")
+    with engines.source.begin() as conn:
+        conn.execute(sa.text("INSERT INTO typed VALUES (:id, :c)"),
+                     [{"id": 1, "c": "2025-01-01"}, {"id": 2, "c": "2025-01-02 10:00:00"}, {"id": 3, "c": "not a date"}])
+    with pytest.raises(NotADateValue, match=r"column 'created_at' of 'typed' holds 'not a date'"):
+        archive_table(engines.source, engines.archive, SPEC, now=NOW)
+    assert archived(engines.archive, "typed") == {}
+    narrowed = PolicySpec("typed", archive_after_days=30, custom_criteria="created_at LIKE '2%'")
+    assert archive_table(engines.source, engines.archive, narrowed, now=NOW).rows_deleted == 2
+    assert sorted(archived(engines.archive, "typed")) == ["1", "2"]
+
+
+@sqlite_only
+@pytest.mark.parametrize("value", [1_700_000_000, 1_700_000_000.5, "1700000000"])
+def test_sqlite_unix_epochs_are_not_dates(engines, value):
+    _exec(engines.source, "CREATE TABLE typed (id INTEGER PRIMARY KEY, created_at INTEGER)")
+    with engines.source.begin() as conn:
+        conn.execute(sa.text("INSERT INTO typed VALUES (1, :v)"), {"v": value})
+    with pytest.raises(NotADateValue, match="created_at"):
+        archive_table(engines.source, engines.archive, SPEC, now=NOW)
 
 
 @sqlite_only

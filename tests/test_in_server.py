@@ -19,10 +19,10 @@ from archiver.engine import schema
 from archiver.engine.archive import archive_table
 from archiver.engine.connections import make_engine
 from archiver.engine.errors import EngineError
-from archiver.engine.dialects import MySQLSourceOps, source_ops_for
-from archiver.engine import fast_mysql
-from archiver.engine.in_server import InServerMove, _same_server_database, open_in_server_move
-from archiver.engine.plan import build_plan
+from archiver.engine.backends import source_ops_for
+from archiver.engine.backends.mysql import MySQLSourceOps, source as mysql_source
+from archiver.engine.backends.mysql.in_server import InServerMove, same_server_database, open_in_server_move
+from archiver.engine.check import check_policy
 from archiver.engine.policy import PolicySpec
 from tests.engine_support import NOW, archived, assert_no_loss, source_rows
 from tests.mariadb_support import Server, overlap_small_tables, pad_table, server  # noqa: F401 - fixtures
@@ -250,7 +250,7 @@ def test_a_delete_that_does_not_match_rolls_the_whole_batch_back(server, monkeyp
     source, archive = pair(server)
     make_typed(source, rows)
     original = source_rows(source, "typed")
-    real = fast_mysql._execute  # the key-list DELETE's statement (FastMySQLSourceOps.delete_key_text)
+    real = mysql_source.execute_literal  # the key-list DELETE's statement (MySQLSourceOps.delete_key_text)
 
     def short_delete(conn, sql, label):
         # Every batch after the first deletes one row too few, as if a row had vanished under it.
@@ -258,7 +258,7 @@ def test_a_delete_that_does_not_match_rolls_the_whole_batch_back(server, monkeyp
             sql = sql[:sql.rindex(",")] + ")"
         return real(conn, sql, label)
 
-    monkeypatch.setattr(fast_mysql, "_execute", short_delete)
+    monkeypatch.setattr(mysql_source, "execute_literal", short_delete)
     with pytest.raises(EngineError, match="matched 2 of 3 locked rows"):
         archive_table(source, archive, PolicySpec("typed", batch_size=3), now=NOW)
     src, arc = source_rows(source, "typed"), archived(archive, "typed")
@@ -266,7 +266,7 @@ def test_a_delete_that_does_not_match_rolls_the_whole_batch_back(server, monkeyp
     assert not set(src) & set(arc)  # rolled back as a whole: the copies went with the delete
     assert {"40", "50", "60"} <= set(src)
     assert set(arc) == {"10", "20", "30"}
-    monkeypatch.setattr(fast_mysql, "_execute", real)
+    monkeypatch.setattr(mysql_source, "execute_literal", real)
     archive_table(source, archive, PolicySpec("typed", batch_size=3), now=NOW)
     assert source_rows(source, "typed") == {} and archived(archive, "typed") == original
 
@@ -338,8 +338,8 @@ def test_the_probe_needs_one_server(server, tmp_path):
     ops = source_ops_for(source)
     with source.connect() as sconn, archive.connect() as aconn:
         # Both on this server: the archive connection sees the source connection's named lock.
-        assert _same_server_database(sconn, aconn) == archive.url.database
-        plan = build_plan(sconn, PolicySpec("typed"), NOW, ops)
+        assert same_server_database(sconn, aconn) == archive.url.database
+        plan = check_policy(sconn, PolicySpec("typed"), ops, NOW)
         sconn.rollback()
         mover = open_in_server_move(ops, plan, sconn, aconn, archive, now=NOW, run_id=None,
                                     checkpoint=lambda _name: None)

@@ -95,7 +95,7 @@ def test_table_whose_lease_is_held_elsewhere_is_skipped(app, source_engine, arch
     other.release()
     with app.app_context():
         assert job_service.run_archive(trigger="cli", now=NOW).outcomes[0].rows == 5
-    assert TableLease(archive_engine, "orders", holder="x").current_holder() is None  # released after the run
+    assert TableLease(archive_engine, "orders", holder="x", ttl_seconds=600).current_holder() is None  # released after the run
 
 
 def test_dry_run_is_recorded_and_moves_nothing(app, source_engine, archive_engine):

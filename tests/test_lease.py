@@ -90,7 +90,7 @@ def test_two_runners_on_one_table_never_overlap_and_totals_are_exact(engines):
     outcome: dict[str, object] = {}
 
     def runner_a() -> None:
-        lease = TableLease(engines.archive, "orders", holder="A")
+        lease = TableLease(engines.archive, "orders", holder="A", ttl_seconds=600)
         assert lease.acquire()
 
         def checkpoint(name: str) -> None:
@@ -106,7 +106,7 @@ def test_two_runners_on_one_table_never_overlap_and_totals_are_exact(engines):
     t = threading.Thread(target=runner_a)
     t.start()
     assert paused.wait(timeout=60)
-    b = TableLease(engines.archive, "orders", holder="B")
+    b = TableLease(engines.archive, "orders", holder="B", ttl_seconds=600)
     outcome["b_acquired"] = b.acquire()
     resume.set()
     t.join(timeout=120)
@@ -128,7 +128,7 @@ def test_concurrent_runners_taking_turns_move_each_row_once(engines):
     def runner(name: str) -> None:
         try:
             barrier.wait(timeout=30)
-            lease = TableLease(engines.archive, "orders", holder=name)
+            lease = TableLease(engines.archive, "orders", holder=name, ttl_seconds=600)
             if lease.acquire():
                 try:
                     moved.append(archive_table(engines.source, engines.archive, spec, now=NOW,
@@ -173,7 +173,7 @@ def test_a_run_whose_lease_is_taken_over_stops_after_its_committed_batch(engines
 
 
 def test_lease_table_has_one_row_per_table_and_kind(engines):
-    a = TableLease(engines.archive, "orders", holder="a")
+    a = TableLease(engines.archive, "orders", holder="a", ttl_seconds=600)
     assert a.acquire()
     with engines.archive.connect() as conn:
         rows = conn.execute(sa.text("SELECT table_name, kind, holder FROM table_leases")).all()

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from archiver.engine import schema
 from archiver.engine.archive import archive_table, plan_table
 from archiver.engine.connections import make_engine
-from archiver.engine.dialects import ArchiveOps, archive_ops_for, source_ops_for
+from archiver.engine.backends import ArchiveOps, archive_ops_for, source_ops_for
 from archiver.engine.errors import DatabaseError
 from archiver.engine.policy import PolicySpec
 from tests.engine_support import (NOW, archived, assert_no_loss, engines, make_orders,  # noqa: F401
@@ -213,7 +213,7 @@ def test_sources_that_say_so_run_one_batch_at_a_time(server):
     source, archive = maria_pair(server)
     make_orders(source, old_and_new(10))
     ops = source_ops_for(source)
-    ops.pipelines = False
+    ops.overlaps = lambda plan, conn: False
     result = run(source, archive, source_ops=ops)
     assert "pipelined" not in result.extra and result.rows_deleted == 10
 

@@ -1,6 +1,8 @@
 """/config: policy validation against the source schema, create-or-update, and who may do what."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 import sqlalchemy as sa
 
@@ -200,3 +202,71 @@ def test_revoked_table_permission_stops_reads(app, client, accounts, admin, sour
 def test_timestamps_are_utc_with_offset(client, admin, source_tables):
     body = client.post("/config", json=GOOD, headers=admin).get_json()
     assert body["created_at"].endswith("+00:00") and body["updated_at"].endswith("+00:00")
+
+
+# --- one policy check: the date column must hold dates the engine compares --------------
+
+@pytest.fixture
+def notes_table(source_engine):
+    """``events`` with a real date column and a text column holding notes ("note 1", ...)."""
+    md = sa.MetaData()
+    events = sa.Table("events", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                      sa.Column("created_at", sa.DateTime), sa.Column("note", sa.String(200)))
+    md.create_all(source_engine)
+    with source_engine.begin() as conn:
+        conn.execute(events.insert(), [{"id": i, "created_at": datetime(2020, 1, i), "note": f"note {i}"}
+                                       for i in range(1, 6)])
+    return events
+
+
+def test_a_text_column_of_notes_is_refused_naming_it_and_a_value_and_the_old_policy_still_runs(
+        app, client, admin, notes_table, source_engine):
+    good = {"table_name": "events", "archive_after_days": 30, "delete_after_days": 365, "batch_size": 2}
+    assert client.post("/config", json=good, headers=admin).status_code == 201
+    resp = client.post("/config", json={**good, "date_column": "note"}, headers=admin)
+    assert resp.status_code == 400, resp.get_json()
+    error = resp.get_json()["error"]
+    assert error["code"] == "validation_error" and list(error["details"]) == ["date_column"]
+    (message,) = error["details"]["date_column"]
+    assert "'note'" in message and "'note 1'" in message, message  # the column and one offending value
+    (row,) = stored_policies(app)
+    assert row.date_column == "created_at"  # the rejected request changed nothing
+    # ... and the stored policy still runs: every old row moves.
+    from archiver.services import jobs
+    with app.app_context():
+        report = jobs.run_archive("events", trigger="test")
+    assert report.ok and report.outcomes[0].rows == 5
+    with source_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(notes_table)).scalar() == 0
+
+
+def test_preview_runs_the_same_check(app, client, admin, notes_table):
+    with app.app_context():
+        db.session.add(ArchivePolicy(table_name="events", date_column="note", archive_after_days=30,
+                                     delete_after_days=365))
+        db.session.commit()
+    resp = client.post("/config/events/preview", headers=admin)
+    assert resp.status_code == 400
+    assert "'note 1'" in resp.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)  # the one database without a date type
+@pytest.mark.parametrize("ddl_type, values, accepted", [
+    ("TEXT", ["2024-01-01", "2024-02-01 10:00:00", "2024-03-01T10:00:00Z"], True),
+    ("VARCHAR(30)", ["2024-01-01", "2024-02-01 10:00:00+02:00"], True),
+    ("TEXT", ["2024-01-01", "note 1"], False),
+    ("DATETIME", ["2024-01-01", "note 1"], False),
+    ("INTEGER", [1700000000], False),   # a Unix epoch is not a date
+    ("TEXT", [], True),                  # nothing to sample: the declared type decides
+    ("VARCHAR(20)", [], False),
+])
+def test_sqlite_text_dates_are_sampled(app, client, admin, source_engine, ddl_type, values, accepted):
+    with source_engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE t (id INTEGER PRIMARY KEY, created_at {ddl_type})")
+        for i, v in enumerate(values, 1):
+            conn.execute(sa.text("INSERT INTO t VALUES (:i, :v)"), {"i": i, "v": v})
+    resp = client.post("/config", json={"table_name": "t", "archive_after_days": 1, "delete_after_days": 1},
+                       headers=admin)
+    assert (resp.status_code == 201) is accepted, resp.get_json()
+    if not accepted:
+        assert "created_at" in resp.get_json()["error"]["details"]["date_column"][0]

@@ -18,7 +18,7 @@ import click
 from flask.cli import with_appcontext
 
 from ..engine.archive import BatchProgress
-from ..engine.errors import describe_error
+from ..engine.failures import describe_error
 from ..services import jobs as job_service
 
 EXIT_FAILED = 1

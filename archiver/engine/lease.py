@@ -1,11 +1,9 @@
 """One runner per table: an expiring lease row in the archive database.
 
 ``table_leases`` has one row per (table_name, kind). Taking the lease is one
-atomic statement: insert the row, or take it over only when it has expired or
-is already ours (``INSERT .. ON CONFLICT DO UPDATE .. WHERE expires_at < now OR
-holder = me`` on PostgreSQL/SQLite, ``ON DUPLICATE KEY UPDATE`` with the same
-condition on MySQL); reading the holder back in the same transaction says
-whether we got it. The holder renews it between batches; a killed holder
+atomic statement (the archive backend's :meth:`~.backends.base.ArchiveOps.lease_upsert`):
+insert the row, or take it over only when it has expired or is already ours;
+reading the holder back in the same transaction says whether we got it. The holder renews it between batches; a killed holder
 blocks others for at most the TTL.
 """
 from __future__ import annotations
@@ -17,15 +15,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql as mysql_dialect
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from .backends import archive_ops_for
 from .errors import LeaseLost
 from .policy import utcnow
 from .schema import table_leases
-
-DEFAULT_TTL_SECONDS = 600
 
 
 def new_holder_id() -> str:
@@ -42,7 +36,7 @@ class TableLease:
     """
 
     def __init__(self, archive: sa.Engine, table_name: str, *, kind: str = "archive", holder: str | None = None,
-                 ttl_seconds: int = DEFAULT_TTL_SECONDS, clock: Callable[[], datetime] = utcnow) -> None:
+                 ttl_seconds: int, clock: Callable[[], datetime] = utcnow) -> None:
         self.archive = archive
         self.table_name = table_name
         self.kind = kind
@@ -51,16 +45,14 @@ class TableLease:
         self.clock = clock
         self.held = False
         self._renewed_at: datetime | None = None
+        self._ops = archive_ops_for(archive)
 
     @property
     def name(self) -> str:
         return f"{self.kind}:{self.table_name}"
 
     def _dt(self, value: datetime) -> datetime:
-        value = value.astimezone(timezone.utc)
-        if self.archive.dialect.name in ("mysql", "mariadb"):
-            return value.replace(tzinfo=None)
-        return value
+        return self._ops.datetime_param(value.astimezone(timezone.utc))
 
     def _key(self) -> sa.ColumnElement[bool]:
         t = table_leases.c
@@ -70,27 +62,7 @@ class TableLease:
         t = table_leases
         values = {"table_name": self.table_name, "kind": self.kind, "holder": self.holder,
                   "acquired_at": self._dt(now), "expires_at": self._dt(now + self.ttl)}
-        free = sa.or_(t.c.expires_at < self._dt(now), t.c.holder == self.holder)
-        name = self.archive.dialect.name
-        if name in ("postgresql", "sqlite"):
-            insert = (pg_dialect.insert if name == "postgresql" else sqlite_dialect.insert)(t).values(**values)
-            ex = insert.excluded
-            return insert.on_conflict_do_update(
-                index_elements=[t.c.table_name, t.c.kind],
-                set_={"holder": ex.holder, "acquired_at": ex.acquired_at, "expires_at": ex.expires_at},
-                where=free)
-        if name in ("mysql", "mariadb"):
-            insert = mysql_dialect.insert(t).values(**values)
-            ins = insert.inserted
-            mine = t.c.holder == self.holder
-            # MySQL applies the assignments left to right: decide the holder first,
-            # then move the times only if the holder is now us.
-            return insert.on_duplicate_key_update([
-                ("holder", sa.case((free, ins.holder), else_=t.c.holder)),
-                ("acquired_at", sa.case((mine, ins.acquired_at), else_=t.c.acquired_at)),
-                ("expires_at", sa.case((mine, ins.expires_at), else_=t.c.expires_at)),
-            ])
-        raise NotImplementedError(f"leases are not implemented for {name!r}")  # pragma: no cover
+        return self._ops.lease_upsert(values, sa.or_(t.c.expires_at < self._dt(now), t.c.holder == self.holder))
 
     def acquire(self) -> bool:
         """Take the lease if it is free, expired or already ours; True when held."""

@@ -8,8 +8,10 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from .archive import BatchProgress, db_side
-from .dialects import ArchiveOps, archive_ops_for
+from .backends import archive_ops_for
+from .backends.base import ArchiveOps
+from .batches import BatchProgress
+from .failures import db_side
 from .lease import TableLease
 from .policy import PolicySpec, as_utc, purge_cutoff
 

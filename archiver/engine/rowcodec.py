@@ -140,7 +140,7 @@ def _b64(value: Any) -> Any:
     return encode_value(value)
 
 
-def _converter_for(col_type: sa.types.TypeEngine) -> Any:
+def converter_for(col_type: sa.types.TypeEngine) -> Any:
     """The Python-side conversion a column needs before orjson, or None.
 
     orjson already writes int/str/bool/None/date/datetime/time/UUID/dict/list
@@ -159,7 +159,7 @@ def _converter_for(col_type: sa.types.TypeEngine) -> Any:
     return encode_value
 
 
-def _orjson_default(value: Any) -> Any:
+def orjson_default(value: Any) -> Any:
     out = encode_value(value)
     if out is value:  # pragma: no cover - encode_value always changes unsupported types
         return str(value)
@@ -175,7 +175,7 @@ class RowEncoder:
 
     def __init__(self, columns: Sequence[sa.Column]) -> None:
         self.names = [str(c.name) for c in columns]  # plain str: orjson refuses str subclasses as keys
-        self._converters = [(i, fn) for i, c in enumerate(columns) if (fn := _converter_for(c.type)) is not None]
+        self._converters = [(i, fn) for i, c in enumerate(columns) if (fn := converter_for(c.type)) is not None]
 
     def payload(self, row: Sequence[Any]) -> dict[str, Any]:
         """The payload as a dict (the generic encoding, used as the reference)."""
@@ -194,50 +194,6 @@ class RowEncoder:
             # integers beyond 64 bits, aware times, ...): fall back to the generic encoding.
             payload = self.payload(row)
             try:
-                return orjson.dumps(payload, default=_orjson_default).decode()
+                return orjson.dumps(payload, default=orjson_default).decode()
             except TypeError:  # integers beyond 64 bits: the standard library writes them
-                return json.dumps(payload, default=_orjson_default, ensure_ascii=False, separators=(",", ":"))
-
-
-# --- SQLite: date/time columns hold text in any format ----------------------
-
-class _LenientText(sa.types.TypeDecorator):
-    """Read a SQLite date/time column without failing on text SQLAlchemy cannot parse."""
-
-    impl = sa.String
-    cache_ok = True
-    _parse: Any = None
-
-    def process_result_value(self, value: Any, dialect: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return type(self)._parse(value)
-            except ValueError:
-                return value  # kept verbatim in the payload
-        return value
-
-
-class LenientSQLiteDateTime(_LenientText):
-    cache_ok = True
-    _parse = staticmethod(datetime.fromisoformat)
-
-
-class LenientSQLiteDate(_LenientText):
-    cache_ok = True
-    _parse = staticmethod(date.fromisoformat)
-
-
-class LenientSQLiteTime(_LenientText):
-    cache_ok = True
-    _parse = staticmethod(time.fromisoformat)
-
-
-def lenient_sqlite_type(col_type: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
-    """A lenient replacement for a SQLite DATETIME/DATE/TIME column type, else None."""
-    if isinstance(col_type, sa.DateTime):
-        return LenientSQLiteDateTime()
-    if isinstance(col_type, sa.Date):
-        return LenientSQLiteDate()
-    if isinstance(col_type, sa.Time):
-        return LenientSQLiteTime()
-    return None
+                return json.dumps(payload, default=orjson_default, ensure_ascii=False, separators=(",", ":"))

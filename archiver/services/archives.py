@@ -18,7 +18,8 @@ import orjson
 import sqlalchemy as sa
 from flask import current_app
 
-from ..engine.errors import LeaseLost, describe_error
+from ..engine.errors import LeaseLost
+from ..engine.failures import describe_error
 from ..engine.lease import TableLease
 from ..engine.restore import (ArchiveFilters, RestoreError, RestoreResult, RestoreSelection,
                               reflect_source_table, restore_rows)

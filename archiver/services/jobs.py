@@ -20,9 +20,10 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from flask import current_app
 
-from ..engine.archive import BatchProgress, archive_table, count_archivable, db_side
-from ..engine.errors import DatabaseError, EngineError, describe_error
+from ..engine.archive import BatchProgress, archive_table, count_archivable
 from ..engine.criteria import CriteriaError
+from ..engine.errors import DatabaseError, EngineError
+from ..engine.failures import db_side, describe_error
 from ..engine.lease import TableLease
 from ..engine.policy import PolicySpec, utcnow
 from ..engine.purge import purge_table

@@ -1,8 +1,10 @@
 """Archive policies: validation against the source schema, and create/update/list/get/delete.
 
-A policy is checked against the *live* source database by reflection: the
-table must exist and have a primary key, the date column must exist and hold
-dates or timestamps, and ``custom_criteria`` must compile for that table.
+A policy is checked against the *live* source database by the engine's one
+policy check (:func:`archiver.engine.check.check_policy`, also run by preview
+and at the start of every run): the table must exist and have a primary key,
+the date column must exist and hold dates the engine compares correctly, and
+``custom_criteria`` must compile for that table.
 Validation returns field errors (``{"field": ["message", ...]}``) so the API
 can answer 400 naming the field, and the CLI can print them.
 """
@@ -11,9 +13,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
-from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH, CriteriaError, compile_criteria
+from ..engine.archive import plan_table
+from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH
+from ..engine.errors import DatabaseError, InvalidPolicy
+from ..engine.policy import PolicySpec, utcnow
 from ..errors import ApiError
 from ..extensions import db
 from ..models import ArchivePolicy
@@ -39,12 +44,6 @@ DEFAULTS: dict[str, Any] = {
 }
 REQUIRED = ("table_name", "archive_after_days", "delete_after_days")
 FIELDS = REQUIRED + tuple(DEFAULTS)
-
-# On SQLite a column declared TEXT is accepted as a date column: SQLite has no
-# date type and stores dates as ISO-8601 text, which the engine compares as
-# strings. Other backends need a real DATE/DATETIME/TIMESTAMP column.
-SQLITE_TEXT_DATES = True
-
 
 def with_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` with the optional fields filled in; blank criteria become None."""
@@ -104,44 +103,18 @@ def _check_shape(values: Mapping[str, Any]) -> FieldErrors:
     return errors
 
 
-def is_date_like(column_type: sa.types.TypeEngine, dialect_name: str) -> bool:
-    """DATE/DATETIME/TIMESTAMP (with or without time zone); TEXT too on SQLite."""
-    if isinstance(column_type, (sa.Date, sa.DateTime)):
-        return True
-    return SQLITE_TEXT_DATES and dialect_name == "sqlite" and isinstance(column_type, sa.Text)
-
-
-def _reflect(table_name: str) -> sa.Table | None:
-    try:
-        return source_db.reflect_table(table_name)
-    except NoSuchTableError:
-        return None
-    except SQLAlchemyError:
-        raise ApiError.unavailable("Source database unreachable") from None
-
-
 def _check_against_source(values: Mapping[str, Any]) -> FieldErrors:
-    """The table, its primary key, the date column and the criteria, by reflection."""
-    table = _reflect(values["table_name"])
-    if table is None:
-        return {"table_name": ["Table not found in the source database"]}
-    errors: FieldErrors = {}
-    if not list(table.primary_key.columns):
-        errors["table_name"] = ["Table has no primary key; archiving needs one to track rows"]
-    dialect = source_db.source_engine().dialect.name
-    column = table.c.get(values["date_column"])
-    if column is None:
-        errors["date_column"] = [f"Column not found in table {table.name}"]
-    elif not is_date_like(column.type, dialect):
-        accepted = "DATE, DATETIME or TIMESTAMP" + (" (or TEXT holding ISO-8601 dates)"
-                                                   if SQLITE_TEXT_DATES and dialect == "sqlite" else "")
-        errors["date_column"] = [f"Column {column.name} is not a date/time column; expected {accepted}"]
-    if values.get("custom_criteria") is not None:
-        try:
-            compile_criteria(values["custom_criteria"], table)
-        except CriteriaError as exc:
-            errors["custom_criteria"] = [str(exc)]
-    return errors
+    """The engine's one policy check (table, key, date column and its values, criteria) on the source."""
+    spec = PolicySpec(table_name=values["table_name"], date_column=values["date_column"],
+                      archive_after_days=values["archive_after_days"], delete_after_days=values["delete_after_days"],
+                      custom_criteria=values["custom_criteria"], batch_size=values["batch_size"])
+    try:
+        plan_table(source_db.source_engine(), spec, utcnow())
+    except InvalidPolicy as exc:
+        return exc.problems
+    except DatabaseError:
+        raise ApiError.unavailable("Source database unreachable") from None
+    return {}
 
 
 def validate_policy(data: Mapping[str, Any]) -> FieldErrors:

@@ -1,7 +1,8 @@
-"""MySQL/MariaDB fast path: payloads built by the server, literal multi-row upsert.
+"""MySQL/MariaDB source: FOR UPDATE (InnoDB), UTC session time zone, reads forced through the
+primary key; payloads built by the server; key-list DELETEs as literal integers.
 
-Source (:class:`FastMySQLSourceOps`): the batch SELECT … FOR UPDATE returns
-each row's payload text (see :mod:`.fast_common`); rendered by the server:
+The batch SELECT … FOR UPDATE returns each row's payload text (see
+:mod:`..serverjson`); rendered by the server:
 
 * integer types → digits
 * CHAR/VARCHAR/TEXT/ENUM → ``JSON_QUOTE`` (MariaDB writes control characters
@@ -15,26 +16,21 @@ each row's payload text (see :mod:`.fast_common`); rendered by the server:
 SET, JSON, FLOAT/DOUBLE, TIME, YEAR, BIT, DECIMAL with more than 6 decimals
 and other types are encoded in Python. The date column is read as text and
 parsed by ``datetime.fromisoformat`` (PyMySQL's own parser is pure Python).
-
-Archive (:class:`FastMySQLArchiveOps`, PyMySQL only): one
-``INSERT … VALUES (…),(…) … ON DUPLICATE KEY UPDATE`` per ~1 MB of rows, the
-values written as SQL literals with the connection's escaping rules
-(backslash escapes, or quote doubling under NO_BACKSLASH_ESCAPES).
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from .dialects import Batch, MySQLArchiveOps, MySQLSourceOps
-from .fast_common import FastSourceOps
-from .plan import TablePlan
-from .rowcodec import to_utc_datetime
-
-_NO_BACKSLASH_ESCAPES = 512  # pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+from ...plan import TablePlan
+from ...rowcodec import to_utc_datetime
+from ..base import Batch
+from ..serverjson import ServerJsonSourceOps
+from . import errors
+from .capabilities import CAPABILITIES
+from .statements import execute_literal, force_primary_key
 
 
 def _q(text: str) -> sa.ColumnElement[str]:
@@ -70,8 +66,102 @@ def mysql_value_fragment(expr: Any, col_type: sa.types.TypeEngine) -> sa.ColumnE
     return None
 
 
-class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
+class MySQLSourceOps(ServerJsonSourceOps):
     """MySQL/MariaDB source with payloads built by the server."""
+
+    capabilities = CAPABILITIES
+    max_params = 60000
+
+    def explain(self, exc: BaseException) -> str:
+        return errors.reason(exc) or super().explain(exc)
+
+    def is_lock_conflict(self, exc: BaseException) -> bool:
+        return errors.is_lock_conflict(exc)
+
+    def prepare(self, conn: sa.Connection) -> Callable[[], None] | None:
+        # TIMESTAMP columns are converted to/from the session time zone; use UTC.
+        conn.exec_driver_sql("SET time_zone = '+00:00'")
+        conn.commit()
+        return None
+
+    def select_statement(self, plan: TablePlan, first: bool, columns: Sequence[Any] | None = None) -> sa.Select:
+        # The keyset walk reads the primary key in order. Without the hint the optimizer may switch,
+        # once rows are deleted, to an index on the date column plus a sort: every batch then reads
+        # and locks every remaining old row (seen on MariaDB 10.11: 4 ms -> 280 ms per batch).
+        return force_primary_key(super().select_statement(plan, first, columns), plan.table)
+
+    #: Batches overlap only on tables the server estimates at this many rows or more: below
+    #: that, overlapping batches gains nothing, and a deadlock between them (which InnoDB ends
+    #: by rolling one back, and the pipeline redoes alone) costs more.
+    min_pipeline_rows = 10_000
+
+    def overlaps(self, plan: TablePlan, conn: sa.Connection) -> bool:
+        # A composite-key list is deleted through a range that reads (and locks) rows past its
+        # keys, maybe of the next batch, which waits for this one: one key column only.
+        if len(plan.pk) != 1:
+            return False
+        if self.min_pipeline_rows <= 0:
+            return True
+        t = sa.table("TABLES", sa.column("TABLE_SCHEMA"), sa.column("TABLE_NAME"), sa.column("TABLE_ROWS"),
+                     schema="information_schema")
+        estimate = conn.execute(sa.select(t.c.TABLE_ROWS).where(
+            t.c.TABLE_SCHEMA == sa.func.database(), t.c.TABLE_NAME == plan.table.name)).scalar()
+        conn.rollback()
+        return int(estimate or 0) >= max(self.min_pipeline_rows, 2 * plan.spec.batch_size)
+
+    def prepare_overlapped(self, conn: sa.Connection) -> None:
+        # READ COMMITTED: no gap locks, so the source's own writers wait for nothing but the
+        # batches' rows, each locked FOR UPDATE from its read to its commit. The batch protocol
+        # needs no more: a batch deletes exactly the keys it locked. (SQLAlchemy puts the level
+        # back when the connection returns to the pool.)
+        conn.rollback()
+        conn.execution_options(isolation_level="READ COMMITTED")
+
+    def delete_head(self, conn: sa.Connection, plan: TablePlan) -> str:
+        """``DELETE FROM <table> WHERE ``: a list of keys and :meth:`delete_tail` follow."""
+        return f"DELETE FROM {conn.dialect.identifier_preparer.format_table(plan.table)} WHERE "
+
+    def delete_tail(self, conn: sa.Connection, plan: TablePlan, n: int) -> str:
+        """`` ORDER BY <key> LIMIT n`` after a list of ``n`` keys.
+
+        For a long key list on a small table (or with stale statistics) the server prefers a
+        full scan to the key lookups, locking every row it passes: rows of the batch in flight
+        on the other connection, a deadlock with it (MariaDB 10.11 plans a full scan for
+        10,000 keys of a 20,000-row table). Ordered by the key and cut at ``n`` rows, the
+        DELETE walks the listed keys in the primary key instead. The list holds exactly the ``n`` keys the
+        batch locked, so the LIMIT never leaves one behind.
+        """
+        cols = ", ".join(conn.dialect.identifier_preparer.quote(c.name) for c in plan.pk)
+        return f" ORDER BY {cols} LIMIT {int(n)}"
+
+    def delete_keys_bound(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple]) -> int:
+        """DELETE exactly these keys through the primary key (values as bound parameters)."""
+        prep = conn.dialect.identifier_preparer
+        cols = [prep.quote(c.name) for c in plan.pk]
+        head = self.delete_head(conn, plan)
+        step = max(1, self.max_params // len(cols))
+        deleted = 0
+        for i in range(0, len(keys), step):
+            chunk = keys[i:i + step]
+            params = {f"k{r}_{c}": v for r, key in enumerate(chunk) for c, v in enumerate(key)}
+            if len(cols) == 1:
+                cond = f"{cols[0]} IN ({', '.join(f':k{r}_0' for r in range(len(chunk)))})"
+            else:
+                rows = ", ".join("(" + ", ".join(f":k{r}_{c}" for c in range(len(cols))) + ")" for r in range(len(chunk)))
+                cond = f"({', '.join(cols)}) IN ({rows})"
+            deleted += conn.execute(sa.text(head + cond + self.delete_tail(conn, plan, len(chunk))), params).rowcount
+        return deleted
+
+    def keyset_after(self, pk: list[sa.Column]) -> sa.ColumnElement[bool]:
+        if len(pk) == 1:
+            return super().keyset_after(pk)
+        # (a, b) > (x, y) written out, which MySQL's range optimizer handles everywhere.
+        pk = [self.key_column(c) for c in pk]
+        ors = []
+        for i in range(len(pk)):
+            eqs = [pk[j] == sa.bindparam(f"k{j}") for j in range(i)]
+            ors.append(sa.and_(*eqs, pk[i] > sa.bindparam(f"k{i}")))
+        return sa.or_(*ors)
 
     def value_fragment(self, expr: Any, col_type: sa.types.TypeEngine) -> sa.ColumnElement[str] | None:
         return mysql_value_fragment(expr, col_type)
@@ -100,7 +190,7 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
     # PyMySQL parses every column of every row in Python: when the key is one integer and the
     # payload one SQL object, the server packs key, row date, date text and payload into one
     # tab-separated text column (none of them can hold a tab: JSON escapes it).
-    def _packed(self, plan: TablePlan) -> Any:
+    def packed_column(self, plan: TablePlan) -> Any:
         if "mysql_packed" not in plan.extra:
             layout = self.layout(plan)
             expr = None
@@ -131,7 +221,7 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
         return layout.items[layout.single_object], plan.date_column
 
     def fetch_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Batch:
-        packed = self._packed(plan)
+        packed = self.packed_column(plan)
         if packed is None:
             return super().fetch_batch(conn, plan, after, limit)
         key = "packed_first" if after is None else "packed_next"
@@ -155,13 +245,13 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
         if not keys:
             return Batch([], None, [])
         if exotic:
-            self._generic_payloads(conn, plan, [keys[i] for i in exotic], [records[i] for i in exotic])
+            self.generic_payloads(conn, plan, [keys[i] for i in exotic], [records[i] for i in exotic])
         return Batch(keys, keys[-1], records)
 
     def delete_keys(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple]) -> int:
         if not self.fast_enabled or len(plan.pk) != 1 or conn.dialect.driver != "pymysql" \
                 or not all(type(k[0]) is int for k in keys):
-            return super().delete_keys(conn, plan, keys)
+            return self.delete_keys_bound(conn, plan, keys)
         # Integer keys written as literals: no per-key parameter escaping in Python.
         deleted = 0
         for i in range(0, len(keys), self.max_params):
@@ -173,80 +263,5 @@ class FastMySQLSourceOps(FastSourceOps, MySQLSourceOps):
         """DELETE the ``n`` integer keys of a one-column key given as one list text (``1,2,3``,
         checked to be integers by the caller)."""
         column = conn.dialect.identifier_preparer.quote(plan.pk[0].name)
-        return _execute(conn, f"{self.delete_head(conn, plan)}{column} IN ({keys}){self.delete_tail(conn, plan, n)}",
+        return execute_literal(conn, f"{self.delete_head(conn, plan)}{column} IN ({keys}){self.delete_tail(conn, plan, n)}",
                         "DELETE ... WHERE key IN (...)")
-
-
-def _literal(value: str, backslash: bool) -> str:
-    if backslash:
-        if "\\" in value:
-            value = value.replace("\\", "\\\\")
-        if "'" in value:
-            value = value.replace("'", "\\'")
-        if "\0" in value:
-            value = value.replace("\0", "\\0")
-        return "'" + value + "'"
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _datetime_literal(value: datetime | str | None) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, str):  # naive UTC text (see Batch)
-        return "'" + value + "'"
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return "'" + value.isoformat(" ", "microseconds") + "'"
-
-
-class FastMySQLArchiveOps(MySQLArchiveOps):
-    """MySQL/MariaDB archive: multi-row upsert statements written as literals (PyMySQL)."""
-
-    fast_enabled = True
-    max_statement_bytes = 1 << 18  # 256 KB: the server parses these faster than 1 MB ones (measured)
-
-    def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
-               archived_at: datetime, run_id: int | None) -> int:
-        if not records or not self.fast_enabled or conn.dialect.driver != "pymysql":
-            return super().upsert(conn, table_name, records, archived_at, run_id)
-        dbapi_conn = conn.connection.dbapi_connection
-        bs = not (dbapi_conn.server_status & _NO_BACKSLASH_ESCAPES)
-        tail = f",{_datetime_literal(archived_at)},{'NULL' if run_id is None else int(run_id)})"
-        head = f"({_literal(table_name, bs)},"
-        if getattr(conn.dialect, "_requires_alias_for_on_duplicate_key", False):
-            insert = "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) VALUES "
-            update = (" AS new ON DUPLICATE KEY UPDATE payload = new.payload, row_date = new.row_date, "
-                      "archived_at = new.archived_at, run_id = new.run_id")
-        else:
-            insert = "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) VALUES "
-            update = (" ON DUPLICATE KEY UPDATE payload = VALUES(payload), row_date = VALUES(row_date), "
-                      "archived_at = VALUES(archived_at), run_id = VALUES(run_id)")
-        values: list[str] = []
-        size = 0
-        for r in records:
-            v = (head + _literal(r["source_pk"], bs) + "," + _literal(r["payload"], bs) + ","
-                 + _datetime_literal(r["row_date"]) + tail)
-            values.append(v)
-            size += len(v) + 1
-            if size >= self.max_statement_bytes:
-                _execute(conn, insert + ",".join(values) + update)
-                values, size = [], 0
-        if values:
-            _execute(conn, insert + ",".join(values) + update)
-        return len(records)
-
-
-def _execute(conn: sa.Connection, sql: str, label: str = "INSERT INTO archived_rows ... VALUES ...") -> int:
-    """Run literal SQL (no parameters, so no %-formatting) on the DB-API cursor; the row count."""
-    error = conn.dialect.loaded_dbapi.Error
-    try:
-        with conn.connection.dbapi_connection.cursor() as cur:
-            return cur.execute(sql)
-    except error as exc:
-        # The statement holds row data: the error carries only ``label``.
-        raise sa.exc.DBAPIError.instance(label, None, exc, error, dialect=conn.dialect) from exc
-
-
-#: Registered by dialects._load_fast_paths: {is_source: {dialect name: class}}.
-FAST_OPS = {True: {"mysql": FastMySQLSourceOps, "mariadb": FastMySQLSourceOps},
-            False: {"mysql": FastMySQLArchiveOps, "mariadb": FastMySQLArchiveOps}}

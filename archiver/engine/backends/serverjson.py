@@ -1,7 +1,7 @@
 """Server-side payloads: the batch SELECT returns each row's JSON text, built by the database.
 
-Shared by the per-dialect fast paths (:mod:`.fast_pg`, :mod:`.fast_sqlite`,
-:mod:`.fast_mysql`). For each column type it knows, a dialect renders the
+A helper shared by the backends whose databases can build JSON
+(``Capabilities.server_json``: SQLite, PostgreSQL, MySQL/MariaDB). For each column type it knows, a dialect renders the
 value in SQL exactly as :class:`~.rowcodec.RowEncoder` writes it in JSON; a
 value it cannot render identically (a year outside 1..9999, text in an
 INTEGER column on SQLite, ...) is *exotic*. Column types it does not know are
@@ -27,10 +27,10 @@ from typing import Any, Callable, Iterator, Sequence
 import orjson
 import sqlalchemy as sa
 
-from .dialects import Batch, BatchStream, SourceOps
-from .errors import DatabaseError, dbapi_reason
-from .plan import TablePlan
-from .rowcodec import _converter_for, _orjson_default, canonical_pk, encode_value, to_utc_datetime
+from ..errors import DatabaseError
+from ..plan import TablePlan
+from ..rowcodec import canonical_pk, converter_for, encode_value, orjson_default, to_utc_datetime
+from .base import Batch, BatchStream, SourceOps
 
 
 def value_json(value: Any, converter: Callable[[Any], Any] | None = None) -> str:
@@ -41,9 +41,9 @@ def value_json(value: Any, converter: Callable[[Any], Any] | None = None) -> str
     except (TypeError, orjson.JSONEncodeError):
         value = encode_value(value)
         try:
-            return orjson.dumps(value, default=_orjson_default).decode()
+            return orjson.dumps(value, default=orjson_default).decode()
         except TypeError:  # integers beyond 64 bits
-            return json.dumps(value, default=_orjson_default, ensure_ascii=False, separators=(",", ":"))
+            return json.dumps(value, default=orjson_default, ensure_ascii=False, separators=(",", ":"))
 
 
 def json_key(name: str) -> str:
@@ -91,11 +91,11 @@ class FastLayout:
         return None
 
 
-class FastSourceOps(SourceOps):
-    """fetch_batch with payloads built by the database (see the module docstring)."""
+class ServerJsonSourceOps(SourceOps):
+    """fetch_batch with payloads built by the database (see the module docstring).
 
-    #: Set False to make this class behave exactly like the generic SourceOps.
-    fast_enabled = True
+    With ``fast_enabled`` False it behaves exactly like the portable SourceOps.
+    """
 
     # --- per dialect ------------------------------------------------------
     def member(self, column: sa.Column, col_type: sa.types.TypeEngine) -> Member | None:
@@ -185,14 +185,14 @@ class FastSourceOps(SourceOps):
             else:
                 flush()
                 items.append(self.raw_select_column(plan, i))
-                pieces.append((len(items) - 1, json_key(name) + ":", _converter_for(selected.type)))
+                pieces.append((len(items) - 1, json_key(name) + ":", converter_for(selected.type)))
                 py_cols += 1
         flush()
         layout = FastLayout(items, len(plan.pk_idx), rd_text, pieces, sql_cols, py_cols)
         plan.extra["fast_layout"] = layout
         return layout
 
-    def _fast_select(self, plan: TablePlan, after: tuple | None, limit: int) -> tuple[sa.Select, dict[str, Any]]:
+    def fast_select(self, plan: TablePlan, after: tuple | None, limit: int) -> tuple[sa.Select, dict[str, Any]]:
         key = "fast_first" if after is None else "fast_next"
         stmt = plan.extra.get(key)
         if stmt is None:
@@ -205,16 +205,16 @@ class FastSourceOps(SourceOps):
     def select_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None, limit: int) -> Sequence[Any]:
         if not self.fast_enabled:
             return super().select_batch(conn, plan, after, limit)
-        stmt, params = self._fast_select(plan, after, limit)
+        stmt, params = self.fast_select(plan, after, limit)
         result = conn.execute(stmt, params)
-        if not self._plain_rows(conn, plan):
+        if not self.plain_rows(conn, plan):
             return result.all()
         try:  # no column needs a result conversion: the driver's tuples as they are
             return result.cursor.fetchall()
         finally:
             result.close()
 
-    def _plain_rows(self, conn: sa.Connection, plan: TablePlan) -> bool:
+    def plain_rows(self, conn: sa.Connection, plan: TablePlan) -> bool:
         """True when no select item has a result processor (raw driver rows are what SQLAlchemy returns)."""
         plain = plan.extra.get("fast_plain_rows")
         if plain is None:
@@ -237,20 +237,22 @@ class FastSourceOps(SourceOps):
         rows = self.select_batch(conn, plan, after, limit)
         if not rows:
             return Batch([], None, [])
-        keys, records = self._records(conn, plan, rows)
+        keys, records = self.records(conn, plan, rows)
         return Batch(keys, keys[-1], records)
 
-    #: Stream batches (server-side cursor) when the archive side takes chunks; rows per chunk
-    #: (the first chunk is small: the archive starts writing while the source reads on).
-    streaming = False
+    #: Rows per streamed chunk (the first chunk is small: the archive starts writing while
+    #: the source reads on).
     stream_chunk_rows = 2000
     stream_first_rows = 250
 
+    def streams(self) -> bool:
+        return self.fast_enabled and self.capabilities.streaming_reads
+
     def stream_batch(self, conn: sa.Connection, plan: TablePlan, after: tuple | None,
                      limit: int) -> BatchStream | None:
-        if not (self.fast_enabled and self.streaming):
+        if not self.streams():
             return None
-        stmt, params = self._fast_select(plan, after, limit)
+        stmt, params = self.fast_select(plan, after, limit)
 
         def chunks() -> Iterator[tuple[list[tuple], list[dict[str, Any]]]]:
             try:
@@ -258,16 +260,16 @@ class FastSourceOps(SourceOps):
                 try:
                     size = min(self.stream_first_rows, self.stream_chunk_rows)
                     while rows := result.fetchmany(size):
-                        yield self._records(conn, plan, rows)
+                        yield self.records(conn, plan, rows)
                         size = self.stream_chunk_rows
                 finally:
                     result.close()
             except sa.exc.DBAPIError as exc:  # read while the archive side runs: name the right side
-                raise DatabaseError("source", dbapi_reason(exc)) from exc
+                raise DatabaseError("source", self.explain(exc)) from exc
 
         return BatchStream(chunks())
 
-    def _records(self, conn: sa.Connection, plan: TablePlan,
+    def records(self, conn: sa.Connection, plan: TablePlan,
                  rows: Sequence[Any]) -> tuple[list[tuple], list[dict[str, Any]]]:
         """Keys and archive records of selected rows (exotic rows through the generic encoder)."""
         layout = self.layout(plan)
@@ -289,7 +291,7 @@ class FastSourceOps(SourceOps):
                 add_record({"source_pk": str(v) if type(v) is int else canonical_pk((v,)), "payload": payload,
                             "row_date": row_date if row_date is not None else to_utc_datetime(row[1])})
             if exotic:
-                self._generic_payloads(conn, plan, [keys[i] for i in exotic], [records[i] for i in exotic])
+                self.generic_payloads(conn, plan, [keys[i] for i in exotic], [records[i] for i in exotic])
             return keys, records
         for row in rows:
             if nk == 1:
@@ -310,10 +312,10 @@ class FastSourceOps(SourceOps):
             keys.append(key)
             records.append({"source_pk": spk, "payload": payload, "row_date": row_date})
         if exotic:
-            self._generic_payloads(conn, plan, [keys[i] for i in exotic], [records[i] for i in exotic])
+            self.generic_payloads(conn, plan, [keys[i] for i in exotic], [records[i] for i in exotic])
         return keys, records
 
-    def _generic_payloads(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple],
+    def generic_payloads(self, conn: sa.Connection, plan: TablePlan, keys: list[tuple],
                           records: list[dict[str, Any]]) -> None:
         """Fill in the payloads of these (locked) rows through the generic encoder."""
         stmt = plan.extra.get("fast_by_keys")

@@ -9,20 +9,20 @@ in the archive, never in both and never in neither):
    batch's n rows (their keys come back as one text);
 2. ``INSERT INTO <archive db>.archived_rows … SELECT`` the rows of that key range that
    match the policy, each row's payload written by the server exactly as the generic
-   encoder writes it (:mod:`.fast_mysql`); it must insert exactly n rows (the locked ones:
+   encoder writes it (:mod:`.source`); it must insert exactly n rows (the locked ones:
    a row that came to match in the range since step 1 makes it more, and the batch is
    redone by key);
-3. ``DELETE`` those n keys, through the primary key (:meth:`.MySQLSourceOps.delete_tail`);
+3. ``DELETE`` those n keys, through the primary key (:meth:`.source.MySQLSourceOps.delete_tail`);
    it must delete exactly n rows;
 4. COMMIT — or, when a count is off, ROLLBACK of the whole batch.
 
 The locked rows cannot change between steps 1 and 3, so each deleted row's copy is its
-current value. Sessions run READ COMMITTED (:meth:`.MySQLSourceOps.prepare_pipelined`):
+current value. Sessions run READ COMMITTED (:meth:`.source.MySQLSourceOps.prepare_overlapped`):
 step 2 is a consistent read and takes no lock (it does not wait for the next batch's
 first row, as a locking range scan would), and step 3 deletes by key. The next batch is
 locked on a second connection while this one is copied, and steps 2–4 run on each
 connection's own thread
-(:mod:`.pipeline`): the server inserts one batch while it deletes the one before. A batch
+(:mod:`archiver.engine.pipeline`): the server inserts one batch while it deletes the one before. A batch
 whose INSERT fails — a value the server cannot render leaves a NULL payload, refused in
 strict mode; a key archived already is a duplicate — is rolled back and moved by the
 generic protocol (which upserts) instead.
@@ -43,11 +43,13 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from .dialects import force_primary_key
-from .errors import DatabaseError, EngineError, dbapi_reason
-from .pipeline import REDO, Held, Slot, _Redo, delete_and_commit, open_slots, run_batches
-from .plan import TablePlan
-from .schema import archived_rows
+from ...errors import DatabaseError, EngineError
+from ...pipeline import REDO, Held, Redo, Slot, delete_and_commit, open_slots, run_batches
+from ...plan import TablePlan
+from ...schema import archived_rows
+from ..base import Mover
+from .source import MySQLSourceOps
+from .statements import force_primary_key
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ _KEY_LIST = re.compile(r"-?[0-9]+(?:,-?[0-9]+)*")
 _NO_LIMIT = 2**63 - 1
 
 
-class InServerMove:
+class InServerMove(Mover):
     """Moves one table's batches inside one MariaDB server (see the module docstring).
 
     Two source connections take turns, each with its own thread. While batch k is copied,
@@ -78,7 +80,7 @@ class InServerMove:
     into a table at a time: the AUTO-INC lock) and deletes on its other core meanwhile.
     """
 
-    def __init__(self, sops: Any, plan: TablePlan, slots: list[Slot], archive_table: sa.Table, payload: Any,
+    def __init__(self, sops: MySQLSourceOps, plan: TablePlan, slots: list[Slot], archive_table: sa.Table, payload: Any,
                  row_date: Any, now: datetime, run_id: int | None, hook: Callable[[str], None],
                  restore: Callable[[], None]) -> None:
         self.sops = sops
@@ -125,7 +127,7 @@ class InServerMove:
         try:
             conn.execute(self._stmts["insert_next"], {"k0": 0, "k1": 0})
         except sa.exc.DBAPIError as exc:
-            log.info("in-server moves of '%s' not used: %s", self.plan.table_name, dbapi_reason(exc))
+            log.info("in-server moves of '%s' not used: %s", self.plan.table_name, self.sops.explain(exc))
             return False
         finally:
             conn.rollback()
@@ -150,7 +152,7 @@ class InServerMove:
             n, last, keys = conn.execute(self._stmts[f"lock_{shape}"], params).one()
         except sa.exc.DBAPIError as exc:
             trans.rollback()
-            raise DatabaseError("source", dbapi_reason(exc)) from exc
+            raise DatabaseError("source", self.sops.explain(exc)) from exc
         except BaseException:
             trans.rollback()
             raise
@@ -164,7 +166,7 @@ class InServerMove:
         self.hook("after_select")
         return _Locked(slot, trans, after, (int(last),), keys, int(n))
 
-    def _copy_delete_commit(self, b: _Locked) -> tuple[int, int] | _Redo:
+    def _copy_delete_commit(self, b: _Locked) -> tuple[int, int] | Redo:
         conn, trans = b.slot.conn, b.trans
         try:
             params = {"k1": b.last_key[0]} if b.after is None else {"k0": b.after[0], "k1": b.last_key[0]}
@@ -176,7 +178,7 @@ class InServerMove:
                 # the generic path encodes such rows in Python and upserts. Anything else fails
                 # there too, with its own error.
                 log.info("in-server copy of a batch of '%s' failed (%s); moving it the generic way",
-                         self.plan.table_name, dbapi_reason(exc))
+                         self.plan.table_name, self.sops.explain(exc))
                 trans.rollback()
                 return REDO
             if copied != b.n:  # a row came to match inside the range since the lock: redo by key
@@ -197,33 +199,34 @@ class InServerMove:
                                   f"of {b.n} locked rows; batch rolled back")
             return deleted
 
-        outcome = delete_and_commit(b, delete, self.hook, self.plan.table_name)
+        outcome = delete_and_commit(b, delete, self.hook, self.plan.table_name, self.sops)
         return outcome if outcome is REDO else (b.n, b.n)
+
 
 def _is_mariadb(engine: sa.Engine) -> bool:
     return engine.dialect.name in ("mysql", "mariadb") and bool(getattr(engine.dialect, "is_mariadb", False))
 
 
-def open_in_server_move(sops: Any, plan: TablePlan, sconn: sa.Connection, aconn: sa.Connection,
+def open_in_server_move(sops: MySQLSourceOps, plan: TablePlan, sconn: sa.Connection, aconn: sa.Connection,
                         archive: sa.Engine, *, now: datetime, run_id: int | None,
                         checkpoint: Callable[[str], None]) -> InServerMove | None:
     """An :class:`InServerMove` for this run when the source and archive allow it, else None.
 
     ``sconn`` is the run's (prepared) source connection; a second one is opened from
-    ``sops`` (:func:`.pipeline.open_slots`). ``close()`` the move to release it.
+    ``sops`` (:func:`archiver.engine.pipeline.open_slots`). ``close()`` the move to release it.
     """
     if not (_is_mariadb(sconn.engine) and _is_mariadb(archive)):
         return None
-    exprs = getattr(sops, "server_row_exprs", lambda _plan: None)(plan)
+    exprs = sops.server_row_exprs(plan)
     if exprs is None:
         return None
     payload, row_date = exprs
     try:
-        archive_db = _same_server_database(sconn, aconn)
+        archive_db = same_server_database(sconn, aconn)
         if archive_db is None or not _innodb(sconn, archive_db, plan.table_name):
             return None
     except sa.exc.DBAPIError as exc:
-        log.info("in-server moves of '%s' not used: probe failed (%s)", plan.table_name, dbapi_reason(exc))
+        log.info("in-server moves of '%s' not used: probe failed (%s)", plan.table_name, sops.explain(exc))
         _rollback_quietly(sconn, aconn)
         return None
     table = archived_rows.to_metadata(sa.MetaData(), schema=archive_db)
@@ -264,7 +267,7 @@ def _rollback_quietly(*conns: sa.Connection) -> None:
             pass
 
 
-def _same_server_database(sconn: sa.Connection, aconn: sa.Connection) -> str | None:
+def same_server_database(sconn: sa.Connection, aconn: sa.Connection) -> str | None:
     """The archive connection's database when both connections reach one server, else None.
 
     A named lock taken on the source connection must be seen, from the archive connection,

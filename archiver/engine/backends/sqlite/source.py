@@ -1,6 +1,7 @@
-"""SQLite fast path: payloads built by SQLite's ``json_object()`` in the batch SELECT.
+"""SQLite source: BEGIN IMMEDIATE holds the write lock for a batch; dates may be TEXT;
+payloads built by SQLite's ``json_object()`` in the batch SELECT.
 
-See :mod:`.fast_common`. SQLite is dynamically typed, so each column has a
+See :mod:`..serverjson`. SQLite is dynamically typed, so each column has a
 condition on its stored value (``typeof()`` and shape); a row where one fails
 is exotic and goes through the generic encoder. Rendered by SQLite:
 
@@ -22,15 +23,20 @@ values, and the DELETE passes its keys as one JSON array (``json_each``).
 """
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 import orjson
 import sqlalchemy as sa
 
-from .dialects import SQLiteSourceOps
-from .fast_common import FastSourceOps, Member
-from .plan import TablePlan
-from .rowcodec import LenientSQLiteDate, LenientSQLiteDateTime, _LenientText
+from ...errors import UnsupportedDateColumn
+from ...plan import TablePlan
+from ..base import type_name
+from ..serverjson import Member, ServerJsonSourceOps
+from . import errors
+from .capabilities import CAPABILITIES
+from .connections import pragmas
+from .types import LenientSQLiteDate, LenientSQLiteDateTime, LenientText, lenient_sqlite_type
 
 _DAY = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]"
 _DATETIME = _DAY + "[ T][0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
@@ -115,7 +121,7 @@ def sqlite_member(column: sa.Column, col_type: sa.types.TypeEngine) -> Member | 
         return Member(column, value=_datetime_value(column), ok=guarded(_datetime_ok(column)))
     if isinstance(t, LenientSQLiteDate):
         return Member(column, value=column, ok=guarded(_date_ok(column)))
-    if isinstance(t, _LenientText):
+    if isinstance(t, LenientText):
         return None  # TIME
     if isinstance(t, sa.Float):
         return None  # SQLite writes REAL with 15 significant digits, Python with as many as it takes
@@ -132,10 +138,56 @@ def sqlite_member(column: sa.Column, col_type: sa.types.TypeEngine) -> Member | 
     return None
 
 
-class FastSQLiteSourceOps(FastSourceOps, SQLiteSourceOps):
-    """SQLite source with payloads built by ``json_object()``."""
+class SQLiteSourceOps(ServerJsonSourceOps):
+    """SQLite: BEGIN IMMEDIATE holds the write lock for the batch; dates may be TEXT; payloads
+    built by ``json_object()``."""
 
+    capabilities = CAPABILITIES
+    max_params = 30000  # SQLite >= 3.32 allows 32766 variables
     raw_rows = True
+
+    def explain(self, exc: BaseException) -> str:
+        return errors.reason(exc) or super().explain(exc)
+
+    def connect(self) -> sa.Connection:
+        return self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+
+    def prepare(self, conn: sa.Connection) -> Callable[[], None] | None:
+        # A larger page cache for the run: the DELETEs touch the date index all over.
+        return pragmas(conn, cache_size=-8000)
+
+    def select_column(self, column: sa.Column) -> Any:
+        lenient = lenient_sqlite_type(column.type)
+        if lenient is None:
+            return column
+        if column.primary_key:
+            # Key values must round-trip byte for byte into the keyset and the DELETE: keep the text.
+            return sa.type_coerce(column, sa.String).label(column.name)
+        return sa.type_coerce(column, lenient).label(column.name)
+
+    def key_column(self, column: sa.Column) -> Any:
+        if lenient_sqlite_type(column.type) is None:
+            return column
+        return sa.type_coerce(column, sa.String)
+
+    def age_predicate(self, table: sa.Table, column: sa.Column, cutoff: datetime) -> sa.ColumnElement[bool]:
+        # SQLite keeps dates as text in whatever format the writer used. datetime()
+        # normalises 'YYYY-MM-DD', 'YYYY-MM-DD HH:MM:SS[.fff]', the 'T' form and a
+        # trailing 'Z'/'+HH:MM' (converted to UTC) to 'YYYY-MM-DD HH:MM:SS', dropping
+        # fractions. The cutoff is a whole second, so floor(value) < cutoff <=> value < cutoff.
+        ctype = column.type
+        if not isinstance(ctype, (sa.DateTime, sa.Date, sa.String, sa.types.NullType)):
+            raise UnsupportedDateColumn(table.name, column.name, type_name(ctype))
+        text = cutoff.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return sa.func.datetime(sa.type_coerce(column, sa.String)) < sa.literal(text, sa.String)
+
+    def date_sample_ok(self, column: sa.Column) -> sa.ColumnElement[bool] | None:
+        # Text in an ISO 8601 shape that datetime() reads (what age_predicate compares). A number
+        # would be read as a Julian day (a Unix epoch never as itself): not a date here.
+        value = sa.type_coerce(column, sa.String)
+        return sa.and_(sa.func.typeof(column) == _q("text"),
+                       value.op("GLOB")(_q(_DAY + "*")),
+                       sa.func.datetime(value).is_not(None))
 
     def member(self, column: sa.Column, col_type: sa.types.TypeEngine) -> Member | None:
         return sqlite_member(column, col_type)
@@ -182,7 +234,3 @@ class FastSQLiteSourceOps(FastSourceOps, SQLiteSourceOps):
 def _all_int_or_text(keys: list[tuple]) -> bool:
     kinds = {k[0].__class__ for k in keys}
     return kinds == {int} or kinds == {str}
-
-
-#: Registered by dialects._load_fast_paths: {is_source: {dialect name: class}}.
-FAST_OPS = {True: {"sqlite": FastSQLiteSourceOps}}

@@ -1,0 +1,461 @@
+"""What every database backend provides: capabilities declared as data, and the ops it runs.
+
+A backend (one package under ``engine/backends/``) declares a :class:`Backend`
+with its :class:`Capabilities` and two ops classes:
+
+* :class:`SourceOps` (source side): how a connection is opened for a batch
+  (row locks / a write lock), the age predicate, the keyset SELECT that locks
+  a batch and turns its rows into archive records (:meth:`SourceOps.fetch_batch`),
+  the DELETE by keys and the dry-run COUNT.
+* :class:`ArchiveOps` (archive side): the bulk upsert into ``archived_rows``,
+  the bounded purge batch and the lease statement.
+
+The classes here are the portable SQLAlchemy Core versions; a backend
+subclasses them for its own SQL and fast paths. The batch loop
+(:mod:`archiver.engine.batches`) asks ``Capabilities`` what a pair of
+databases can do and calls the methods below; it never probes attributes.
+Every batch is set-based: one SELECT, one bulk upsert, one DELETE (chunked
+only past the driver's parameter limit).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from ..errors import UnsupportedDateColumn
+from ..rowcodec import canonical_pk, to_utc_datetime
+from ..schema import archived_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..pipeline import Slot
+    from ..plan import TablePlan
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a database can do, as facts the batch loop and the policy check ask.
+
+    ``row_locks``: ``SELECT … FOR UPDATE`` locks rows and writers do not
+    exclude each other, so two batches may be in flight on two connections.
+    ``server_json``: the batch SELECT can return each row's payload built by
+    the server. ``streaming_reads``: a batch can stream from a server-side
+    cursor while the archive writes it. ``copy``: ``COPY … FROM STDIN`` /
+    ``TO STDOUT``. ``in_server_moves``: a source and an archive on one server
+    can move a batch with ``INSERT … SELECT`` across databases.
+    ``skip_locked``: ``FOR UPDATE SKIP LOCKED``. ``advisory_locks``:
+    session-level named locks that die with their connection.
+    ``text_dates``: the database has no date type, so a text column may be a
+    policy's date column. ``max_bind_params``: bound parameters one statement
+    may carry.
+    """
+
+    row_locks: bool
+    server_json: bool
+    streaming_reads: bool
+    copy: bool
+    in_server_moves: bool
+    skip_locked: bool
+    advisory_locks: bool
+    text_dates: bool
+    max_bind_params: int
+
+
+#: A database without a backend package of its own: the portable protocol, one batch at a time.
+PORTABLE_CAPABILITIES = Capabilities(row_locks=False, server_json=False, streaming_reads=False, copy=False,
+                                     in_server_moves=False, skip_locked=False, advisory_locks=False,
+                                     text_dates=False, max_bind_params=999)
+
+
+@dataclass
+class Batch:
+    """One locked batch: its primary keys (DB order), the last key, and archive records.
+
+    ``records`` are dicts with ``source_pk`` (canonical text), ``payload``
+    (JSON text) and ``row_date``: an aware UTC datetime, None, or the same
+    instant as naive UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (a fast path
+    that has it as text already; see :func:`row_date_datetime` /
+    :func:`row_date_text`).
+    """
+
+    keys: list[tuple]
+    last_key: tuple | None
+    records: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class BatchStream:
+    """A batch whose rows are read while the archive consumes them (see ``SourceOps.stream_batch``).
+
+    ``chunks()`` yields lists of records (the same dicts as ``Batch.records``)
+    as the source returns them; ``finish()`` reads whatever is left and returns
+    the whole :class:`Batch` (keys, last key, records). The source
+    transaction's row locks cover every row once it has been read.
+    """
+
+    def __init__(self, chunks: Iterator[tuple[list[tuple], list[dict[str, Any]]]]) -> None:
+        self._chunks: Iterator[tuple[list[tuple], list[dict[str, Any]]]] | None = chunks
+        self.keys: list[tuple] = []
+        self.records: list[dict[str, Any]] = []
+        self._first = next(chunks, None)
+
+    def __bool__(self) -> bool:
+        return self._first is not None
+
+    def chunks(self) -> Iterator[list[dict[str, Any]]]:
+        """Each chunk of records once (keys and records are kept as they go)."""
+        while self._first is not None or self._chunks is not None:
+            if self._first is not None:
+                chunk, self._first = self._first, None
+            else:
+                chunk = next(self._chunks, None)  # type: ignore[arg-type]
+                if chunk is None:
+                    self._chunks = None
+                    return
+            keys, records = chunk
+            self.keys += keys
+            self.records += records
+            yield records
+
+    def close(self) -> None:
+        """Stop reading (closes the source cursor; call it before ending the transaction)."""
+        if self._chunks is not None:
+            self._chunks.close()  # type: ignore[attr-defined]
+            self._chunks = None
+        self._first = None
+
+    def finish(self) -> Batch:
+        """Read the rest and return the whole batch."""
+        for _ in self.chunks():
+            pass
+        return Batch(self.keys, self.keys[-1] if self.keys else None, self.records)
+
+
+def row_date_datetime(value: datetime | str | None) -> datetime | None:
+    """A record's ``row_date`` as an aware UTC datetime (or None)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return value
+
+
+def row_date_text(value: datetime | str | None) -> str | None:
+    """A record's ``row_date`` as naive UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (or None)."""
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def type_name(ctype: sa.types.TypeEngine) -> str:
+    """A column type as text (``VARCHAR(20)``), or its class name when it cannot compile alone."""
+    try:
+        return str(ctype)
+    except Exception:  # noqa: BLE001 - some reflected types cannot compile without a dialect
+        return type(ctype).__name__
+
+
+def generic_reason(exc: BaseException) -> str:
+    """A DB-API error described by its class only (backends name codes they know)."""
+    orig = getattr(exc, "orig", exc)
+    kind = type(exc).__name__ if isinstance(exc, sa.exc.DBAPIError) else type(orig).__name__
+    if isinstance(exc, sa.exc.DBAPIError) and (exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError)):
+        return f"unavailable or operation failed ({kind})"
+    return kind
+
+
+# --------------------------------------------------------------------------- source
+
+class SourceOps:
+    """Source-side operations (portable SQLAlchemy Core; row locks with FOR UPDATE)."""
+
+    capabilities: Capabilities = PORTABLE_CAPABILITIES
+    #: DELETE ... IN (...) is split so that one statement stays under this many parameters.
+    max_params = 30000
+    #: Use the backend's fast paths (server-built payloads, array DELETEs, ...). Tests turn it
+    #: off to compare a fast path with the portable protocol on the same database.
+    fast_enabled = True
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # errors ------------------------------------------------------------------
+    def explain(self, exc: BaseException) -> str:
+        """A safe reason for a DB-API error of this database (kind and code, never its text)."""
+        return generic_reason(exc)
+
+    def is_lock_conflict(self, exc: BaseException) -> bool:
+        """True for a deadlock or a lock-wait timeout (the statement, maybe its transaction, was undone)."""
+        return False
+
+    # connections -----------------------------------------------------------
+    def connect(self) -> sa.Connection:
+        """A connection whose transactions lock what a batch reads."""
+        return self.engine.connect()
+
+    def prepare(self, conn: sa.Connection) -> Callable[[], None] | None:
+        """Per-run session settings (none by default); returns how to undo them (or None)."""
+        return None
+
+    def overlaps(self, plan: "TablePlan", conn: sa.Connection) -> bool:
+        """Whether this run's batches may overlap (asked only when the backend has ``row_locks``)."""
+        return True
+
+    def prepare_overlapped(self, conn: sa.Connection) -> None:
+        """Session settings for a connection that runs batches beside another (none by default)."""
+
+    def streams(self) -> bool:
+        """Whether :meth:`stream_batch` streams (the backend can, and the fast path is on)."""
+        return False
+
+    # predicate ---------------------------------------------------------------
+    def select_column(self, column: sa.Column) -> Any:
+        return column
+
+    def age_predicate(self, table: sa.Table, column: sa.Column, cutoff: datetime) -> sa.ColumnElement[bool]:
+        """``column < cutoff`` compared correctly for the column's type."""
+        ctype = column.type
+        if isinstance(ctype, sa.DateTime) and ctype.timezone:
+            return column < sa.literal(cutoff, sa.DateTime(timezone=True))
+        if isinstance(ctype, (sa.DateTime, sa.Date)):
+            # Naive timestamps are UTC by the project's convention; DATE counts as midnight.
+            naive = cutoff.astimezone(timezone.utc).replace(tzinfo=None)
+            return column < sa.literal(naive, sa.DateTime())
+        raise UnsupportedDateColumn(table.name, column.name, type_name(ctype))
+
+    def date_sample_ok(self, column: sa.Column) -> sa.ColumnElement[bool] | None:
+        """For a database with ``text_dates``: SQL that is true when a stored value of ``column``
+        is a date the age predicate compares correctly (None: no such check, dates are typed)."""
+        return None
+
+    def key_column(self, column: sa.Column) -> Any:
+        """A primary-key column as compared with the key values read back (keyset, DELETE)."""
+        return column
+
+    def keyset_after(self, pk: list[sa.Column]) -> sa.ColumnElement[bool]:
+        """``pk > :k0`` (or the row-value comparison for a composite key)."""
+        cols = [self.key_column(c) for c in pk]
+        if len(cols) == 1:
+            return cols[0] > sa.bindparam("k0")
+        return sa.tuple_(*cols) > sa.tuple_(*[sa.bindparam(f"k{i}") for i in range(len(cols))])
+
+    # statements ------------------------------------------------------------
+    def select_statement(self, plan: "TablePlan", first: bool, columns: Sequence[Any] | None = None) -> sa.Select:
+        """The keyset batch SELECT of ``columns`` (default: the plan's), locking the rows."""
+        stmt = sa.select(*(plan.columns if columns is None else columns)).where(plan.predicate)
+        if not first:
+            stmt = stmt.where(self.keyset_after(plan.pk))
+        return stmt.order_by(*plan.pk).limit(sa.bindparam("batch_limit")).with_for_update()
+
+    def select_batch(self, conn: sa.Connection, plan: "TablePlan", after: tuple | None, limit: int) -> Sequence[Any]:
+        key = "select_first" if after is None else "select_next"
+        stmt = plan.extra.get(key)
+        if stmt is None:
+            stmt = plan.extra[key] = self.select_statement(plan, after is None)
+        params: dict[str, Any] = {"batch_limit": limit}
+        if after is not None:
+            params.update({f"k{i}": v for i, v in enumerate(after)})
+        return conn.execute(stmt, params).all()
+
+    def fetch_batch(self, conn: sa.Connection, plan: "TablePlan", after: tuple | None, limit: int) -> Batch:
+        """SELECT (and lock) the next batch after ``after`` and encode it for the archive."""
+        rows = self.select_batch(conn, plan, after, limit)
+        if not rows:
+            return Batch([], None, [])
+        pk_idx, date_idx, dumps = plan.pk_idx, plan.date_idx, plan.encoder.dumps
+        keys: list[tuple] = []
+        records: list[dict[str, Any]] = []
+        single = pk_idx[0] if len(pk_idx) == 1 else None
+        for row in rows:
+            if single is not None:
+                v = row[single]
+                key = (v,)
+                spk = str(v) if type(v) is int else canonical_pk(key)
+            else:
+                key = tuple(row[i] for i in pk_idx)
+                spk = canonical_pk(key)
+            keys.append(key)
+            records.append({"source_pk": spk, "payload": dumps(row), "row_date": to_utc_datetime(row[date_idx])})
+        return Batch(keys, keys[-1], records)
+
+    def stream_batch(self, conn: sa.Connection, plan: "TablePlan", after: tuple | None,
+                     limit: int) -> BatchStream | None:
+        """Like fetch_batch, but read in chunks while the archive writes them (when :meth:`streams`)."""
+        return None
+
+    def delete_keys(self, conn: sa.Connection, plan: "TablePlan", keys: list[tuple]) -> int:
+        """DELETE exactly these primary keys; returns the rows deleted."""
+        stmt = plan.extra.get("delete")
+        if stmt is None:
+            keys_cols = [self.key_column(c) for c in plan.pk]
+            if len(keys_cols) == 1:
+                cond = keys_cols[0].in_(sa.bindparam("keys", expanding=True))
+            else:
+                cond = sa.tuple_(*keys_cols).in_(sa.bindparam("keys", expanding=True))
+            stmt = plan.extra["delete"] = sa.delete(plan.table).where(cond)
+        single = len(plan.pk) == 1
+        step = max(1, self.max_params // len(plan.pk))
+        deleted = 0
+        for i in range(0, len(keys), step):
+            chunk = keys[i:i + step]
+            values = [k[0] for k in chunk] if single else chunk
+            deleted += conn.execute(stmt, {"keys": values}).rowcount
+        return deleted
+
+    def count(self, conn: sa.Connection, plan: "TablePlan") -> int:
+        """How many rows qualify now (dry run / preview)."""
+        stmt = sa.select(sa.func.count()).select_from(plan.table).where(plan.predicate)
+        return int(conn.execute(stmt).scalar_one())
+
+
+# --------------------------------------------------------------------------- archive
+
+class ArchiveOps:
+    """Archive-side operations on ``archived_rows`` (portable parts)."""
+
+    capabilities: Capabilities = PORTABLE_CAPABILITIES
+    #: True when :meth:`upsert_stream` takes record chunks as the source reads them.
+    streams = False
+    fast_enabled = True
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._upsert: Any = None
+
+    def explain(self, exc: BaseException) -> str:
+        """A safe reason for a DB-API error of this database (kind and code, never its text)."""
+        return generic_reason(exc)
+
+    def payload_param(self) -> Any:
+        """The bound payload: JSON text written as is (serialized once, by orjson)."""
+        return sa.bindparam("payload", type_=sa.Text)
+
+    def values(self) -> dict[str, Any]:
+        """The bound values of one ``archived_rows`` row."""
+        return {
+            "table_name": sa.bindparam("table_name", type_=sa.String),
+            "source_pk": sa.bindparam("source_pk", type_=sa.String),
+            "payload": self.payload_param(),
+            "row_date": sa.bindparam("row_date", type_=sa.DateTime(timezone=True)),
+            "archived_at": sa.bindparam("archived_at", type_=sa.DateTime(timezone=True)),
+            "run_id": sa.bindparam("run_id", type_=sa.BigInteger),
+        }
+
+    def upsert_statement(self) -> Any:
+        """INSERT … keyed by (table_name, source_pk), replacing an existing copy."""
+        raise NotImplementedError
+
+    def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
+               archived_at: datetime, run_id: int | None) -> int:
+        """Insert or replace the batch's archived copies (keyed by table_name, source_pk)."""
+        if not records:
+            return 0
+        if self._upsert is None:
+            self._upsert = self.upsert_statement()
+        archived_at = self.datetime_param(archived_at)
+        params = [{**r, "table_name": table_name, "archived_at": archived_at, "run_id": run_id,
+                   "row_date": self.datetime_param(row_date_datetime(r["row_date"]))} for r in records]
+        conn.execute(self._upsert, params)
+        return len(records)
+
+    def prepare(self, conn: sa.Connection) -> Callable[[], None] | None:
+        """Per-run settings on the archive connection; returns how to undo them (or None)."""
+        return None
+
+    def upsert_stream(self, conn: sa.Connection, table_name: str, chunks: Iterable[list[dict[str, Any]]],
+                      archived_at: datetime, run_id: int | None) -> int:
+        """:meth:`upsert` for record chunks that arrive while it runs (when ``streams``)."""
+        records = [r for chunk in chunks for r in chunk]
+        return self.upsert(conn, table_name, records, archived_at, run_id)
+
+    def datetime_param(self, value: datetime | None) -> datetime | None:
+        return value
+
+    def expired(self, table_name: str, cutoff: datetime) -> sa.ColumnElement[bool]:
+        """Archived rows of ``table_name`` archived strictly before ``cutoff``."""
+        return sa.and_(archived_rows.c.table_name == table_name,
+                       archived_rows.c.archived_at < self.datetime_param(cutoff))
+
+    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> int:
+        """Delete at most ``limit`` archived rows of ``table_name`` archived before ``cutoff``
+        (their ids read first: MySQL takes no LIMIT in an IN subquery)."""
+        ids = conn.execute(sa.select(archived_rows.c.id).where(self.expired(table_name, cutoff))
+                           .order_by(archived_rows.c.archived_at).limit(limit)).scalars().all()
+        if not ids:
+            return 0
+        return conn.execute(sa.delete(archived_rows).where(
+            archived_rows.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": list(ids)}).rowcount
+
+    def purge_batch_in_one_statement(self, conn: sa.Connection, table_name: str, cutoff: datetime,
+                                     limit: int) -> int:
+        """:meth:`purge_batch` as one DELETE … WHERE id IN (SELECT … LIMIT n), where the database takes it."""
+        ids = (sa.select(archived_rows.c.id).where(self.expired(table_name, cutoff))
+               .order_by(archived_rows.c.archived_at).limit(limit).scalar_subquery())
+        return conn.execute(sa.delete(archived_rows).where(archived_rows.c.id.in_(ids))).rowcount
+
+    def count_expired(self, conn: sa.Connection, table_name: str, cutoff: datetime) -> int:
+        stmt = sa.select(sa.func.count()).select_from(archived_rows).where(self.expired(table_name, cutoff))
+        return int(conn.execute(stmt).scalar_one())
+
+    def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:
+        """Insert the lease row, or take it over where ``free`` holds (one atomic statement)."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- backend
+
+class Backend:
+    """One database: its capabilities, ops classes and the hooks only it can answer.
+
+    A subclass per database lives in its own package; the registry
+    (:mod:`archiver.engine.backends`) finds it by SQLAlchemy dialect name.
+    """
+
+    name = "portable"
+    capabilities: Capabilities = PORTABLE_CAPABILITIES
+    source_ops: type[SourceOps] = SourceOps
+    archive_ops: type[ArchiveOps] = ArchiveOps
+    #: Top-level DB-API driver modules whose errors :meth:`explain` describes.
+    drivers: tuple[str, ...] = ()
+
+    def configure_engine(self, engine: sa.Engine) -> None:
+        """Settings every connection of ``engine`` needs (event listeners); none by default."""
+
+    def explain(self, exc: BaseException) -> str | None:
+        """A safe reason for a DB-API error raised by this database's driver, else None."""
+        return None
+
+    def same_database(self, a: sa.Engine, b: sa.Engine) -> bool:
+        """True when both engines open one database whose writers exclude each other (one file):
+        the archive upsert and the source DELETE of a batch then commit together."""
+        return False
+
+    def open_in_server_move(self, sops: SourceOps, plan: "TablePlan", sconn: sa.Connection,
+                            aconn: sa.Connection, archive: sa.Engine, *, now: datetime, run_id: int | None,
+                            checkpoint: Callable[[str], None]) -> "Mover | None":
+        """A mover that copies each batch inside the server (``in_server_moves``), or None."""
+        return None
+
+    def open_copy_pipe(self, sops: SourceOps, aops: ArchiveOps, plan: "TablePlan", slots: "list[Slot]",
+                       aconn: sa.Connection, *, now: datetime, run_id: int | None,
+                       checkpoint: Callable[[str], None]) -> "Mover | None":
+        """A mover that pipes each batch COPY to COPY between two servers of this kind (``copy``), or None."""
+        return None
+
+
+class Mover:
+    """Moves a run's batches by a backend's own protocol (in-server moves, COPY pipes)."""
+
+    def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
+            committed: Callable[[int, int], None]) -> None:
+        """Move batches until none is left or ``stop_requested()``; ``generic_batch(after)`` moves
+        one batch the portable way (for a batch this mover rolled back); ``committed(read, deleted)``
+        is called for each committed batch, in order."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections and threads."""

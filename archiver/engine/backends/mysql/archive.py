@@ -1,0 +1,107 @@
+"""MySQL/MariaDB archive: multi-row upsert statements written as literals (PyMySQL).
+
+One ``INSERT … VALUES (…),(…) … ON DUPLICATE KEY UPDATE`` per ~256 KB of rows,
+the values written as SQL literals with the connection's escaping rules
+(backslash escapes, or quote doubling under NO_BACKSLASH_ESCAPES); the portable
+bound-parameter upsert on other drivers.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
+
+from ...schema import archived_rows, table_leases
+from ..base import ArchiveOps
+from . import errors
+from .capabilities import CAPABILITIES
+from .statements import execute_literal
+
+_NO_BACKSLASH_ESCAPES = 512  # pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+
+
+def _literal(value: str, backslash: bool) -> str:
+    if backslash:
+        if "\\" in value:
+            value = value.replace("\\", "\\\\")
+        if "'" in value:
+            value = value.replace("'", "\\'")
+        if "\0" in value:
+            value = value.replace("\0", "\\0")
+        return "'" + value + "'"
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _datetime_literal(value: datetime | str | None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):  # naive UTC text (see Batch)
+        return "'" + value + "'"
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return "'" + value.isoformat(" ", "microseconds") + "'"
+
+
+class MySQLArchiveOps(ArchiveOps):
+    """MySQL/MariaDB archive: multi-row upsert statements written as literals (PyMySQL)."""
+
+    capabilities = CAPABILITIES
+
+    max_statement_bytes = 1 << 18  # 256 KB: the server parses these faster than 1 MB ones (measured)
+
+    def explain(self, exc: BaseException) -> str:
+        return errors.reason(exc) or super().explain(exc)
+
+    def upsert_statement(self) -> Any:
+        insert = mysql_dialect.insert(archived_rows).values(**self.values())
+        ins = insert.inserted
+        return insert.on_duplicate_key_update(payload=ins.payload, row_date=ins.row_date,
+                                              archived_at=ins.archived_at, run_id=ins.run_id)
+
+    def datetime_param(self, value: datetime | None) -> datetime | None:
+        return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:
+        t = table_leases
+        insert = mysql_dialect.insert(t).values(**values)
+        ins = insert.inserted
+        mine = t.c.holder == values["holder"]
+        # MySQL applies the assignments left to right: decide the holder first,
+        # then move the times only if the holder is now us.
+        return insert.on_duplicate_key_update([
+            ("holder", sa.case((free, ins.holder), else_=t.c.holder)),
+            ("acquired_at", sa.case((mine, ins.acquired_at), else_=t.c.acquired_at)),
+            ("expires_at", sa.case((mine, ins.expires_at), else_=t.c.expires_at)),
+        ])
+
+    def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
+               archived_at: datetime, run_id: int | None) -> int:
+        if not records or not self.fast_enabled or conn.dialect.driver != "pymysql":
+            return super().upsert(conn, table_name, records, archived_at, run_id)
+        dbapi_conn = conn.connection.dbapi_connection
+        bs = not (dbapi_conn.server_status & _NO_BACKSLASH_ESCAPES)
+        tail = f",{_datetime_literal(archived_at)},{'NULL' if run_id is None else int(run_id)})"
+        head = f"({_literal(table_name, bs)},"
+        if getattr(conn.dialect, "_requires_alias_for_on_duplicate_key", False):
+            insert = "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) VALUES "
+            update = (" AS new ON DUPLICATE KEY UPDATE payload = new.payload, row_date = new.row_date, "
+                      "archived_at = new.archived_at, run_id = new.run_id")
+        else:
+            insert = "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) VALUES "
+            update = (" ON DUPLICATE KEY UPDATE payload = VALUES(payload), row_date = VALUES(row_date), "
+                      "archived_at = VALUES(archived_at), run_id = VALUES(run_id)")
+        values: list[str] = []
+        size = 0
+        for r in records:
+            v = (head + _literal(r["source_pk"], bs) + "," + _literal(r["payload"], bs) + ","
+                 + _datetime_literal(r["row_date"]) + tail)
+            values.append(v)
+            size += len(v) + 1
+            if size >= self.max_statement_bytes:
+                execute_literal(conn, insert + ",".join(values) + update)
+                values, size = [], 0
+        if values:
+            execute_literal(conn, insert + ",".join(values) + update)
+        return len(records)

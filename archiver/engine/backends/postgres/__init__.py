@@ -1,0 +1,48 @@
+"""PostgreSQL backend: row locks, server-built payloads, COPY in both directions, advisory locks.
+
+Reads alone: :mod:`.source` (batch SELECT … FOR UPDATE with payloads built by
+the server, streamed; array DELETE; COPY out), :mod:`.archive` (COPY into
+``archived_rows``, staged upsert, purge by ctid), :mod:`.copy_pipe` (PostgreSQL →
+PostgreSQL batches COPY to COPY), :mod:`.copy` (COPY on psycopg2),
+:mod:`.errors` (SQLSTATEs in plain words).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+import sqlalchemy as sa
+
+from ...pipeline import Slot
+from ...plan import TablePlan
+from ..base import ArchiveOps, Backend, Mover, SourceOps
+from . import errors
+from .archive import PostgresArchiveOps
+from .copy_pipe import CopyPipe
+from .capabilities import CAPABILITIES
+from .source import PostgresSourceOps
+
+
+class PostgresBackend(Backend):
+    name = "postgresql"
+    capabilities = CAPABILITIES
+    source_ops = PostgresSourceOps
+    archive_ops = PostgresArchiveOps
+    drivers = ("psycopg2",)
+
+    def explain(self, exc: BaseException) -> str | None:
+        return errors.reason(exc)
+
+    def open_copy_pipe(self, sops: SourceOps, aops: ArchiveOps, plan: TablePlan, slots: list[Slot],
+                       aconn: sa.Connection, *, now: datetime, run_id: int | None,
+                       checkpoint: Callable[[str], None]) -> Mover | None:
+        if not (isinstance(sops, PostgresSourceOps) and isinstance(aops, PostgresArchiveOps)):
+            return None
+        if not CopyPipe.usable(sops, aops, plan, aconn, now):
+            return None
+        return CopyPipe(sops, aops, plan, slots, aconn, now=now, run_id=run_id, hook=checkpoint)
+
+
+BACKEND = PostgresBackend()
+
+__all__ = ["BACKEND", "CAPABILITIES", "PostgresArchiveOps", "PostgresBackend", "PostgresSourceOps"]
