@@ -10,7 +10,7 @@ from flask import Flask
 from config import ConfigError, load_config, validate_config
 
 from .engine.connections import configure_sqlite
-from .extensions import db, jwt, openapi
+from .extensions import db, jwt
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from .api.openapi import openapi  # HTTP-only: imported here, not at module level
     db.init_app(app)
     jwt.init_app(app)
     openapi.init_app(app)

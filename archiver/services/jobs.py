@@ -21,12 +21,12 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..engine.archive import BatchProgress, archive_table, count_archivable, db_side
-from ..engine.errors import DatabaseError, EngineError, describe_error
+from ..engine.errors import EngineError, describe_error
 from ..engine.criteria import CriteriaError
 from ..engine.lease import TableLease
 from ..engine.policy import PolicySpec, utcnow
 from ..engine.purge import purge_table
-from ..errors import ApiError
+from ..errors import NotFound
 from ..extensions import db
 from ..models import ArchivePolicy, RunKind, RunStatus
 from . import runs
@@ -38,7 +38,7 @@ LOCKED_MESSAGE = "locked by another runner"
 STOPPED_MESSAGE = "stopped on request before the end; committed batches stay committed"
 
 
-class UnknownPolicy(LookupError):
+class UnknownPolicy(NotFound):
     """No policy (or no enabled policy) for the requested table."""
 
 
@@ -276,22 +276,17 @@ def _finish(outcome: TableOutcome, t0: float) -> TableOutcome:
 def preview(table_name: str, *, now: datetime | None = None) -> dict[str, Any]:
     """What an archive run of ``table_name`` would move now (moves nothing).
 
-    Raises ApiError: 404 without a policy, 400 when the policy no longer fits
-    the source table, 503 when the source database fails.
+    Raises NotFound without a policy; the engine's errors go through as they
+    are (the policy no longer fits the source table, the source database fails).
     """
     policy = db.session.execute(
         sa.select(ArchivePolicy).where(ArchivePolicy.table_name == table_name)).scalar_one_or_none()
     if policy is None:
-        raise ApiError.not_found(f"No policy for table {table_name}")
+        raise NotFound(f"No policy for table {table_name}")
     spec = policy_spec(policy)
     enabled = policy.enabled
     db.session.rollback()
-    try:
-        count, cutoff = count_archivable(source_engine(), spec, now=now or utcnow())
-    except DatabaseError as exc:
-        raise ApiError.unavailable("Source database error", {"reason": str(exc)}) from None
-    except (EngineError, CriteriaError) as exc:
-        raise ApiError.bad_request(describe_error(exc), code="policy_not_applicable") from None
+    count, cutoff = count_archivable(source_engine(), spec, now=now or utcnow())
     return {"table_name": spec.table_name, "would_archive": count, "cutoff": cutoff,
             "date_column": spec.date_column, "archive_after_days": spec.archive_after_days,
             "custom_criteria": spec.custom_criteria, "batch_size": spec.batch_size, "enabled": enabled}
