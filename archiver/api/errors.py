@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..engine.criteria import CriteriaError
 from ..engine.errors import (ColumnNotFound, DatabaseError, EngineError, LeaseLost, NoPrimaryKey, TableNotFound,
-                             UnsupportedDateColumn, describe_error)
+                             UnsupportedDateColumn)
 from ..engine.restore import RestoreError
 from ..errors import (BadRequest, Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited, TooLarge,
                       Unauthenticated, Unavailable)
@@ -41,14 +41,14 @@ def _own_text(err: BaseException) -> tuple[str, Any]:
     return err.message, err.details  # type: ignore[attr-defined]
 
 
-def _engine_text(err: BaseException) -> tuple[str, Any]:
-    """Engine and criteria messages are safe by contract (see engine/errors.py)."""
-    return describe_error(err), None
-
-
 def _safe_str(err: BaseException) -> tuple[str, Any]:
-    """Errors whose text is safe to show as it is (RestoreError)."""
+    """Engine and restore errors: their text is safe to show by contract (see engine/errors.py)."""
     return str(err)[:500], None
+
+
+def _criteria_text(err: BaseException) -> tuple[str, Any]:
+    """CriteriaError messages are safe by contract (see engine/criteria.py)."""
+    return f"invalid custom_criteria: {str(err)[:300]}", None
 
 
 def _database_text(err: BaseException) -> tuple[str, Any]:
@@ -83,7 +83,7 @@ class Answer:
     headers: Callable[[BaseException], Headers] = _no_headers
 
 
-_NOT_APPLICABLE = Answer(400, "policy_not_applicable", _engine_text)
+_NOT_APPLICABLE = Answer(400, "policy_not_applicable", _safe_str)
 
 #: Error type -> answer. The most specific class in an error's MRO wins. A domain
 #: error's own ``code``, when set, refines the code given here.
@@ -105,8 +105,8 @@ ERROR_MAP: dict[type[BaseException], Answer] = {
     ColumnNotFound: _NOT_APPLICABLE,
     NoPrimaryKey: _NOT_APPLICABLE,
     UnsupportedDateColumn: _NOT_APPLICABLE,
-    CriteriaError: _NOT_APPLICABLE,
-    LeaseLost: Answer(409, "conflict", _engine_text),
+    CriteriaError: Answer(400, "policy_not_applicable", _criteria_text),
+    LeaseLost: Answer(409, "conflict", _safe_str),
     RestoreError: Answer(409, "conflict", _safe_str),
     EngineError: Answer(500, "internal_error", _internal_text),  # an engine invariant broke: log, say nothing
 }
