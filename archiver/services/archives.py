@@ -305,7 +305,7 @@ def restore(table_name: str, selection: RestoreSelection, username: str) -> dict
     db.session.rollback()  # no open snapshot on the archive DB while we write to it (SQLite)
     reflect_source_table(source_engine(), table_name)
     lease = TableLease(archive_engine(), table_name, kind=RunKind.ARCHIVE.value,
-                       ttl_seconds=int(current_app.config.get("LEASE_TTL_SECONDS", 600)))
+                       ttl_seconds=current_app.config["LEASE_TTL_SECONDS"])
     if not lease.acquire():
         raise Conflict("An archive run is in progress for this table; try again when it has finished")
     try:

@@ -21,7 +21,7 @@ _dummy_hashes: dict[int, str] = {}
 
 
 def _dummy_hash() -> str:
-    rounds = int(current_app.config.get("BCRYPT_ROUNDS", 12))
+    rounds = current_app.config["BCRYPT_ROUNDS"]
     if rounds not in _dummy_hashes:
         _dummy_hashes[rounds] = hash_password(secrets.token_urlsafe(24), rounds)
     return _dummy_hashes[rounds]

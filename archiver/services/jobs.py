@@ -136,7 +136,7 @@ def fault_checkpoint() -> Callable[[str], None] | None:
 
 def _lease(table_name: str, kind: str) -> TableLease:
     return TableLease(archive_engine(), table_name, kind=kind,
-                      ttl_seconds=int(current_app.config.get("LEASE_TTL_SECONDS", 600)))
+                      ttl_seconds=current_app.config["LEASE_TTL_SECONDS"])
 
 
 def _never() -> bool:
@@ -211,7 +211,7 @@ def _run_table(kind: str, spec: PolicySpec, *, trigger: str, dry_run: bool, shou
             result = archive_table(source_engine(), archive_engine(), spec, now=now, run_id=outcome.run_id,
                                    dry_run=dry_run, should_stop=should_stop, on_batch=track, lease=lease,
                                    checkpoint=fault_checkpoint(),
-                                   in_server=bool(current_app.config.get("IN_SERVER_MOVES", True)))
+                                   in_server=current_app.config["IN_SERVER_MOVES"])
             outcome.cutoff = result.cutoff
             if dry_run:
                 outcome.rows = outcome.rows_read = result.would_archive or 0

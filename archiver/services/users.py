@@ -76,7 +76,7 @@ def require_valid_role(role: str) -> None:
 def make_password_hash(password: str) -> str:
     """bcrypt hash at the configured cost (``BCRYPT_ROUNDS``); validates bounds first."""
     require_valid_password(password)
-    return hash_password(password, int(current_app.config.get("BCRYPT_ROUNDS", 12)))
+    return hash_password(password, current_app.config["BCRYPT_ROUNDS"])
 
 
 # --- queries ----------------------------------------------------------------
