@@ -7,10 +7,10 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from config import ConfigError, load_config, validate_config
+from config import ConfigError, load_config, read_instance_file, validate_config
 
 from .engine.connections import configure_engine
-from .extensions import db, jwt, openapi
+from .extensions import db, jwt
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +28,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
-    overrides = dict(test_config or {})
+    """Settings from the environment, instance/config.py and ``test_config`` (highest first:
+    test_config, instance/config.py, environment), all parsed and validated alike (config/)."""
     try:
-        env = None
-        if "ARCHIVER_ENV" in overrides:
-            import os
-            env = {**os.environ, "ARCHIVER_ENV": overrides["ARCHIVER_ENV"]}
-        cfg = load_config(app.instance_path, env)
-        if "ARCHIVE_DATABASE_URL" in overrides:
-            overrides["SQLALCHEMY_DATABASE_URI"] = overrides.pop("ARCHIVE_DATABASE_URL")
-        cfg.update(overrides)
+        cfg = load_config(app.instance_path, instance=read_instance_file(app.instance_path),
+                          overrides=test_config)
         validate_config(cfg)
     except ConfigError as exc:
         print(f"archiver: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     app.config.from_mapping(cfg)
-    app.config.from_pyfile("config.py", silent=True)  # instance/config.py local overrides
     app.config["SQLALCHEMY_BINDS"] = {"source": app.config["SOURCE_DATABASE_URL"]}
     app.config.setdefault("API_SPEC_OPTIONS", {
         "security": [{"bearerAuth": []}],
@@ -52,6 +46,7 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from .api.openapi import openapi  # HTTP-only: imported here, not at module level
     db.init_app(app)
     jwt.init_app(app)
     openapi.init_app(app)

@@ -1,97 +1,90 @@
-"""The one domain exception, and the JSON error envelope every response uses.
+"""Domain errors: what went wrong, in the service's own terms, with no HTTP in sight.
 
-Every error leaves the service as
-``{"error": {"code": str, "message": str, "details": object|null}}``.
-Nothing from a stack trace, SQL or a library message is ever put in it.
+Services, the CLI and the scheduler raise and catch these. Each carries a
+``message`` that is safe to show to the caller (no SQL, stack or connection
+text), optional ``details`` (for :class:`InvalidInput`, ``{"field": ["msg"]}``)
+and optional ``code``, a stable machine-readable reason that refines the
+kind (``invalid_credentials``, ``invalid_cursor``, ...). How each kind is
+answered over HTTP is decided in one table, in ``archiver/api/errors.py``.
 """
 from __future__ import annotations
 
-from typing import Any
-
-import marshmallow as ma
+from typing import Any, ClassVar
 
 
-class ApiError(Exception):
-    """A failure with an HTTP status, a stable code and a safe message."""
+class DomainError(Exception):
+    """A failure the caller can be told about: a safe message, optional details and code."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+    default_message: ClassVar[str] = "The request cannot be carried out"
+
+    def __init__(self, message: str | None = None, details: Any = None, *, code: str | None = None) -> None:
+        self.message = message or self.default_message
         self.details = details
-        self.headers = headers or {}
-
-    # Named constructors -------------------------------------------------
-    @classmethod
-    def bad_request(cls, message: str = "Bad request", details: Any = None, code: str = "bad_request") -> "ApiError":
-        return cls(400, code, message, details)
-
-    @classmethod
-    def validation(cls, details: Any, message: str = "Invalid input") -> "ApiError":
-        return cls(400, "validation_error", message, details)
-
-    @classmethod
-    def unauthorized(cls, message: str = "Authentication required", code: str = "unauthorized") -> "ApiError":
-        return cls(401, code, message, None, {"WWW-Authenticate": "Bearer"})
-
-    @classmethod
-    def forbidden(cls, message: str = "You are not allowed to do this") -> "ApiError":
-        return cls(403, "forbidden", message)
-
-    @classmethod
-    def not_found(cls, message: str = "Not found") -> "ApiError":
-        return cls(404, "not_found", message)
-
-    @classmethod
-    def conflict(cls, message: str, details: Any = None) -> "ApiError":
-        return cls(409, "conflict", message, details)
-
-    @classmethod
-    def too_large(cls, message: str = "Request body too large") -> "ApiError":
-        return cls(413, "payload_too_large", message)
-
-    @classmethod
-    def rate_limited(cls, message: str = "Too many requests") -> "ApiError":
-        return cls(429, "rate_limited", message)
-
-    @classmethod
-    def unavailable(cls, message: str, details: Any = None) -> "ApiError":
-        return cls(503, "unavailable", message, details)
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message, self.details)
+        self.code = code
+        super().__init__(self.message)
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+class BadRequest(DomainError):
+    """The request cannot be read at all (bad encoding, nesting); ``details`` says where."""
+
+    default_message = "Bad request"
 
 
-# Codes for plain HTTP statuses raised by Flask/Werkzeug routing and parsing.
-HTTP_CODES = {
-    400: ("bad_request", "Bad request"),
-    401: ("unauthorized", "Authentication required"),
-    403: ("forbidden", "You are not allowed to do this"),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    409: ("conflict", "Conflict"),
-    413: ("payload_too_large", "Request body too large"),
-    415: ("unsupported_media_type", "Expected a JSON body"),
-    422: ("validation_error", "Invalid input"),
-    429: ("rate_limited", "Too many requests"),
-    500: ("internal_error", "Internal server error"),
-    503: ("unavailable", "Service unavailable"),
-}
+class InvalidInput(DomainError):
+    """Input that breaks a rule; ``details`` maps each bad field to its messages.
+
+    ``InvalidInput(details={"username": ["Username is too long"]})``.
+    """
+
+    default_message = "Invalid input"
 
 
-class ErrorDetailSchema(ma.Schema):
-    code = ma.fields.String(required=True, metadata={"example": "validation_error"})
-    message = ma.fields.String(required=True)
-    details = ma.fields.Raw(allow_none=True)
+class Unauthenticated(DomainError):
+    """The caller is not (or no longer) who they claim; ``code`` says why, e.g. ``invalid_credentials``."""
+
+    default_message = "Authentication required"
 
 
-class ErrorSchema(ma.Schema):
-    """Documents the error envelope in the OpenAPI document."""
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
 
-    error = ma.fields.Nested(ErrorDetailSchema, required=True)
+    default_message = "You are not allowed to do this"
+
+
+class NotFound(DomainError):
+    """The thing asked for does not exist (or the caller may not learn that it does)."""
+
+    default_message = "Not found"
+
+
+class Conflict(DomainError):
+    """The request clashes with the current state (a name taken, a table held by a run)."""
+
+    default_message = "Conflict"
+
+
+class TooLarge(DomainError):
+    """The input is larger than the service accepts."""
+
+    default_message = "Request body too large"
+
+
+class RateLimited(DomainError):
+    """Too many attempts; ``retry_after`` is the number of seconds to wait, when known."""
+
+    default_message = "Too many requests"
+
+    def __init__(self, message: str | None = None, details: Any = None, *, retry_after: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, details, code=code)
+        self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """A database (or another dependency) does not answer; ``details`` may name which."""
+
+    default_message = "Service unavailable"
+
+
+__all__ = ["DomainError", "BadRequest", "InvalidInput", "Unauthenticated", "Forbidden", "NotFound",
+           "Conflict", "TooLarge", "RateLimited", "Unavailable"]

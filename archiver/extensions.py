@@ -1,16 +1,16 @@
-"""Extension singletons, bound to an app by create_app()."""
+"""Extension singletons, bound to an app by create_app().
+
+Only what services and models need (db, jwt, scheduler). The HTTP-only
+pieces (flask-smorest's Api and Blueprint, the error envelope's schema) are
+in ``archiver/api/openapi.py``, so importing a service does not load them.
+"""
 from __future__ import annotations
 
 from flask_apscheduler import APScheduler
 from flask_jwt_extended import JWTManager
-from flask_smorest import Api, Blueprint as _SmorestBlueprint
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
-from webargs.flaskparser import FlaskParser, abort, is_json_request
-from werkzeug.exceptions import HTTPException
-
-from .errors import HTTP_CODES, ErrorSchema, error_body
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -25,53 +25,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class _Parser(FlaskParser):
-    # Bad input is a 400 in this service, not webargs' default 422.
-    DEFAULT_VALIDATION_STATUS = 400
-
-    def _raw_load_json(self, req):
-        # A body sent with a non-JSON content type is a 415, not silently "no body".
-        if req.content_length and not is_json_request(req):
-            abort(415)
-        try:
-            return super()._raw_load_json(req)
-        except RecursionError:  # json.loads gives up on ~1000 nested arrays/objects
-            abort(400, messages={"json": ["JSON nested too deeply."]})
-
-
-class Blueprint(_SmorestBlueprint):
-    """flask-smorest Blueprint whose argument errors are 400s."""
-
-    ARGUMENTS_PARSER = _Parser()
-
-
-class ArchiverApi(Api):
-    """flask-smorest Api that renders HTTP errors in the service's envelope."""
-
-    ERROR_SCHEMA = ErrorSchema
-
-    def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
-        status = error.code or 500
-        code, message = HTTP_CODES.get(status, ("error", error.name))
-        details = None
-        data = getattr(error, "data", None) or {}
-        if status in (400, 422) and ("messages" in data or "errors" in data):
-            code, message = "validation_error", "Invalid input"
-            details = _flatten_webargs(data.get("errors") or data.get("messages"))
-            status = 400
-        return error_body(code, message, details), status, dict(data.get("headers") or {})
-
-
-def _flatten_webargs(messages):
-    """webargs nests errors by location ({"json": {...}}); keep the field map."""
-    if isinstance(messages, dict) and len(messages) == 1:
-        (location, inner), = messages.items()
-        if location in {"json", "query", "form", "headers", "files", "view_args", "path", "querystring"}:
-            return inner
-    return messages
-
-
 db = SQLAlchemy(model_class=Base)
 jwt = JWTManager()
 scheduler = APScheduler()
-openapi = ArchiverApi()

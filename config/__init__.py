@@ -1,24 +1,36 @@
-"""Configuration classes, read from the environment through strict parsers.
+"""Configuration: one table of settings, read strictly from the environment and instance/config.py.
 
-`load_config(env_name, instance_path)` returns a plain dict for `app.config`.
-Each ``ARCHIVER_ENV`` (development | testing | production) has a class; values
-come from environment variables, and ``instance/config.py`` (if present) may
-override them locally.
+Every tunable setting is declared once in :data:`SETTINGS` (name, type,
+default, bounds, per-environment defaults). Values come, highest first, from
+the overrides given to ``create_app`` (tests), ``instance/config.py``, the
+environment, then the default. Environment text is parsed (``"300"``,
+``"true"``); a value in ``instance/config.py`` must already have the type
+(``300``, ``True``); both then go through the same bounds checks, and
+:func:`validate_config` checks the result as a whole. Any failure is a
+:class:`ConfigError`, which ``create_app`` reports in one line before exiting 2.
+
+Fixed settings (Flask, JWT algorithm, OpenAPI) are plain class attributes of
+:class:`BaseConfig`; ``instance/config.py`` may still override those, and any
+other Flask setting, as it is.
 """
 from __future__ import annotations
 
 import os
 import secrets
+import types
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+INSTANCE_FILE = "config.py"
 
 
 class ConfigError(ValueError):
-    """The environment does not describe a runnable service."""
+    """The environment (or instance/config.py) does not describe a runnable service."""
 
 
-# --- strict parsers -------------------------------------------------------
+# --- strict parsers (environment text) --------------------------------------
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -32,35 +44,116 @@ def env_str(name: str, default: str | None = None, env: Mapping[str, str] | None
     return value.strip()
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None,
-            maximum: int | None = None, env: Mapping[str, str] | None = None) -> int:
-    raw = env_str(name, None, env)
-    if raw is None:
-        return default
+def _parse_int(label: str, raw: str) -> int:
     try:
-        value = int(raw)
+        return int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
-    return value
+        raise ConfigError(f"{label} must be an integer, got {raw!r}") from None
 
 
-def env_bool(name: str, default: bool, env: Mapping[str, str] | None = None) -> bool:
-    raw = env_str(name, None, env)
-    if raw is None:
-        return default
+def _parse_bool(label: str, raw: str) -> bool:
     low = raw.lower()
     if low in _TRUE:
         return True
     if low in _FALSE:
         return False
-    raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+    raise ConfigError(f"{label} must be a boolean (true/false), got {raw!r}")
 
 
-# --- config classes -------------------------------------------------------
+_PARSERS: dict[type, Callable[[str, str], Any]] = {int: _parse_int, bool: _parse_bool, str: lambda label, raw: raw}
+_TYPE_NAMES = {int: "an integer", bool: "a boolean (True/False)", str: "a string"}
+
+
+# --- the settings ------------------------------------------------------------
+
+Default = Any  # a value, or a callable taking the instance folder (Path) and returning one
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One tunable setting: its name (environment variable and instance/config.py name) and rules."""
+
+    name: str
+    type: type
+    default: Default = None  # None: no value unless given (validate_config decides if that is fatal)
+    minimum: int | None = None
+    maximum: int | None = None
+    by_env: Mapping[str, Default] = field(default_factory=dict)  # ARCHIVER_ENV -> default there
+    key: str | None = None  # app.config key, when it is not ``name``
+    convert: Callable[[Any], Any] | None = None  # value -> app.config value
+
+    @property
+    def config_key(self) -> str:
+        return self.key or self.name
+
+    def from_text(self, raw: str, where: str = "") -> Any:
+        """Parse environment text (already stripped, non-empty) and check bounds."""
+        return self.check(_PARSERS[self.type](self.name + where, raw), where)
+
+    def from_value(self, value: Any, where: str = "") -> Any:
+        """Check a Python value (instance/config.py, create_app overrides): type, then bounds."""
+        if self.type is str and isinstance(value, str):
+            return self.check(value.strip(), where)
+        if type(value) is not self.type:  # noqa: E721 - exact: True is not an integer here
+            raise ConfigError(f"{self.name}{where} must be {_TYPE_NAMES[self.type]}, "
+                              f"got {value!r} ({type(value).__name__})")
+        return self.check(value, where)
+
+    def check(self, value: Any, where: str = "") -> Any:
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{self.name}{where} must be >= {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"{self.name}{where} must be <= {self.maximum}, got {value}")
+        return value
+
+    def default_for(self, env_name: str, instance: Path) -> Any:
+        default = self.by_env.get(env_name, self.default)
+        return default(instance) if callable(default) else default
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random JWT secret generated once and kept in instance/ (development only)."""
+    path = instance / "jwt_secret"
+    if path.exists():
+        value = path.read_text().strip()
+        if len(value) >= 32:
+            return value
+    instance.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+TESTING_JWT_SECRET = "testing-secret-key-that-is-32-bytes-long!"
+
+#: Every tunable setting, once. README's Configuration section documents the same table.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SOURCE_DATABASE_URL", str,
+            by_env={"development": lambda inst: f"sqlite:///{inst / 'source.db'}", "testing": "sqlite://"}),
+    Setting("ARCHIVE_DATABASE_URL", str, key="SQLALCHEMY_DATABASE_URI",
+            by_env={"development": lambda inst: f"sqlite:///{inst / 'archive.db'}", "testing": "sqlite://"}),
+    Setting("JWT_SECRET_KEY", str, by_env={"development": _instance_secret, "testing": TESTING_JWT_SECRET}),
+    Setting("JWT_ACCESS_TOKEN_MINUTES", int, 15, minimum=1, maximum=24 * 60,
+            key="JWT_ACCESS_TOKEN_EXPIRES", convert=lambda minutes: timedelta(minutes=minutes)),
+    Setting("JWT_REFRESH_TOKEN_DAYS", int, 7, minimum=1, maximum=365,
+            key="JWT_REFRESH_TOKEN_EXPIRES", convert=lambda days: timedelta(days=days)),
+    Setting("BCRYPT_ROUNDS", int, 12, minimum=4, maximum=16, by_env={"testing": 4}),
+    Setting("SCHEDULER_ENABLED", bool, True, by_env={"testing": False}),
+    Setting("ARCHIVE_INTERVAL_SECONDS", int, 300, minimum=5),
+    Setting("PURGE_CRON_HOUR", int, 2, minimum=0, maximum=23),
+    Setting("SCHEDULER_MISFIRE_GRACE_SECONDS", int, 60, minimum=1),
+    Setting("LEASE_TTL_SECONDS", int, 600, minimum=10),
+    # MariaDB source and archive on one server: move rows inside the server (engine/in_server.py)
+    Setting("IN_SERVER_MOVES", bool, True),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+#: app.config keys derived from a setting: set the setting instead (so it is validated).
+DERIVED_KEYS = {s.config_key: s.name for s in SETTINGS if s.key}
+
+
+# --- config classes (fixed settings) ------------------------------------------
 
 class BaseConfig:
     ENV_NAME = "base"
@@ -78,12 +171,9 @@ class BaseConfig:
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
     JWT_ERROR_MESSAGE_KEY = "message"
-    # Passwords
-    BCRYPT_ROUNDS = 12
     # Scheduler (Flask-APScheduler); its HTTP API stays off
     SCHEDULER_API_ENABLED = False
     SCHEDULER_TIMEZONE = "UTC"
-    SCHEDULER_ENABLED = True
     # OpenAPI (flask-smorest)
     API_TITLE = "archiver"
     API_VERSION = "v1"
@@ -92,70 +182,25 @@ class BaseConfig:
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "/docs"
     OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
-    # Lease held by one runner per table (seconds)
-    LEASE_TTL_SECONDS = 600
-    # MariaDB source and archive on one server: move rows inside the server (engine/in_server.py)
-    IN_SERVER_MOVES = True
 
     @classmethod
-    def from_env(cls, instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def fixed(cls) -> dict[str, Any]:
         cfg = {k: getattr(cls, k) for k in dir(cls) if k.isupper()}
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = dict(cls.SQLALCHEMY_ENGINE_OPTIONS)
-        access_minutes = env_int("JWT_ACCESS_TOKEN_MINUTES", 15, minimum=1, maximum=24 * 60, env=env)
-        refresh_days = env_int("JWT_REFRESH_TOKEN_DAYS", 7, minimum=1, maximum=365, env=env)
-        cfg["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=access_minutes)
-        cfg["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=refresh_days)
-        cfg["BCRYPT_ROUNDS"] = env_int("BCRYPT_ROUNDS", cls.BCRYPT_ROUNDS, minimum=4, maximum=16, env=env)
-        cfg["ARCHIVE_INTERVAL_SECONDS"] = env_int("ARCHIVE_INTERVAL_SECONDS", 300, minimum=5, env=env)
-        cfg["PURGE_CRON_HOUR"] = env_int("PURGE_CRON_HOUR", 2, minimum=0, maximum=23, env=env)
-        cfg["SCHEDULER_MISFIRE_GRACE_SECONDS"] = env_int("SCHEDULER_MISFIRE_GRACE_SECONDS", 60, minimum=1, env=env)
-        cfg["SCHEDULER_ENABLED"] = env_bool("SCHEDULER_ENABLED", cls.SCHEDULER_ENABLED, env=env)
-        cfg["LEASE_TTL_SECONDS"] = env_int("LEASE_TTL_SECONDS", cls.LEASE_TTL_SECONDS, minimum=10, env=env)
-        cfg["IN_SERVER_MOVES"] = env_bool("IN_SERVER_MOVES", cls.IN_SERVER_MOVES, env=env)
-        cfg["SQLALCHEMY_DATABASE_URI"] = env_str("ARCHIVE_DATABASE_URL", None, env)
-        cfg["SOURCE_DATABASE_URL"] = env_str("SOURCE_DATABASE_URL", None, env)
-        cfg["JWT_SECRET_KEY"] = env_str("JWT_SECRET_KEY", None, env)
-        cfg["ENV_NAME"] = cls.ENV_NAME
         return cfg
 
 
 class DevelopmentConfig(BaseConfig):
     ENV_NAME = "development"
 
-    @classmethod
-    def from_env(cls, instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-        cfg = super().from_env(instance_path, env)
-        inst = Path(instance_path)
-        if not cfg["SQLALCHEMY_DATABASE_URI"]:
-            cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{inst / 'archive.db'}"
-        if not cfg["SOURCE_DATABASE_URL"]:
-            cfg["SOURCE_DATABASE_URL"] = f"sqlite:///{inst / 'source.db'}"
-        if not cfg["JWT_SECRET_KEY"]:
-            cfg["JWT_SECRET_KEY"] = _instance_secret(inst)
-        return cfg
-
 
 class TestingConfig(BaseConfig):
     ENV_NAME = "testing"
     TESTING = True
-    BCRYPT_ROUNDS = 4
-    SCHEDULER_ENABLED = False
-
-    @classmethod
-    def from_env(cls, instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-        cfg = super().from_env(instance_path, env)
-        cfg["SQLALCHEMY_DATABASE_URI"] = cfg["SQLALCHEMY_DATABASE_URI"] or "sqlite://"
-        cfg["SOURCE_DATABASE_URL"] = cfg["SOURCE_DATABASE_URL"] or "sqlite://"
-        cfg["JWT_SECRET_KEY"] = cfg["JWT_SECRET_KEY"] or "testing-secret-key-that-is-32-bytes-long!"
-        return cfg
 
 
 class ProductionConfig(BaseConfig):
     ENV_NAME = "production"
-
-    @classmethod
-    def from_env(cls, instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-        return super().from_env(instance_path, env)
 
 
 CONFIGS: dict[str, type[BaseConfig]] = {
@@ -165,12 +210,81 @@ CONFIGS: dict[str, type[BaseConfig]] = {
 }
 
 
-def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Build the config dict for ``ARCHIVER_ENV`` (default development)."""
-    name = (env_str("ARCHIVER_ENV", "development", env) or "development").lower()
+# --- loading -------------------------------------------------------------------
+
+def read_instance_file(instance_path: str) -> dict[str, Any]:
+    """The upper-case names set by ``instance/config.py`` (empty if there is no such file).
+
+    The file is executed like Flask's ``from_pyfile``; a file that fails to run is a ConfigError.
+    """
+    path = Path(instance_path) / INSTANCE_FILE
+    if not path.is_file():
+        return {}
+    module = types.ModuleType("config")
+    module.__file__ = str(path)
+    try:
+        exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # noqa: S102 - the operator's own file
+    except Exception as exc:  # noqa: BLE001 - any failure in the file is a configuration error
+        raise ConfigError(f"{path} could not be loaded: {type(exc).__name__}: {exc}") from None
+    return {k: v for k, v in vars(module).items() if k.isupper()}
+
+
+def _given(value: Any) -> bool:
+    """None and blank text mean "not set here", in every source."""
+    return value is not None and not (isinstance(value, str) and value.strip() == "")
+
+
+def load_config(instance_path: str, env: Mapping[str, str] | None = None, *,
+                instance: Mapping[str, Any] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the dict for ``app.config``.
+
+    ``env`` defaults to ``os.environ``; ``instance`` is what :func:`read_instance_file`
+    returned; ``overrides`` are create_app's ``test_config``. For each setting the
+    first source that gives it wins: overrides, instance, environment, default.
+    Names not in :data:`SETTINGS` pass from ``instance`` and ``overrides`` into
+    the result as they are (other Flask settings).
+    """
+    env = os.environ if env is None else env
+    layers = [(dict(overrides or {}), " (create_app overrides)"),
+              (dict(instance or {}), f" (instance/{INSTANCE_FILE})")]
+    for values, where in layers:
+        derived = sorted(values.keys() & DERIVED_KEYS.keys())
+        if derived:
+            raise ConfigError(f"{derived[0]}{where}: set {DERIVED_KEYS[derived[0]]} instead")
+
+    name = None
+    for values, where in layers:
+        if _given(values.get("ARCHIVER_ENV")):
+            name = str(values["ARCHIVER_ENV"]).strip().lower()
+            break
+    name = name or (env_str("ARCHIVER_ENV", "development", env) or "development").lower()
     if name not in CONFIGS:
         raise ConfigError(f"ARCHIVER_ENV must be one of {', '.join(CONFIGS)}, got {name!r}")
-    return CONFIGS[name].from_env(instance_path, env)
+
+    cfg = CONFIGS[name].fixed()
+    for values, _ in reversed(layers):  # other Flask settings: overrides beat the instance file
+        cfg.update({k: v for k, v in values.items() if k not in SETTINGS_BY_NAME and k != "ARCHIVER_ENV"})
+    instance_dir = Path(instance_path)
+    for setting in SETTINGS:
+        value = _resolve(setting, layers, env)
+        if value is None:
+            value = setting.default_for(name, instance_dir)
+        if value is not None and setting.convert is not None:
+            value = setting.convert(value)
+        cfg[setting.config_key] = value
+    cfg["ENV_NAME"] = name
+    return cfg
+
+
+def _resolve(setting: Setting, layers: list[tuple[dict[str, Any], str]], env: Mapping[str, str]) -> Any:
+    """The value of the first source that gives one; every source is checked, used or not."""
+    raw = env_str(setting.name, None, env)
+    found = [setting.from_value(values[setting.name], where)
+             for values, where in layers if _given(values.get(setting.name))]
+    if raw is not None:
+        found.append(setting.from_text(raw))
+    return found[0] if found else None
 
 
 def validate_config(cfg: Mapping[str, Any]) -> None:
@@ -184,18 +298,3 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     secret = cfg.get("JWT_SECRET_KEY") or ""
     if cfg.get("ENV_NAME") != "development" and len(secret.encode()) < 32:
         raise ConfigError("JWT_SECRET_KEY must be set and at least 32 bytes long")
-
-
-def _instance_secret(instance: Path) -> str:
-    """A random JWT secret generated once and kept in instance/ (development only)."""
-    path = instance / "jwt_secret"
-    if path.exists():
-        value = path.read_text().strip()
-        if len(value) >= 32:
-            return value
-    instance.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    return value

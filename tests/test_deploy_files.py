@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config import load_config, validate_config
+from config import SETTINGS, load_config, validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "scripts" / "docker-entrypoint.sh"
@@ -20,15 +20,8 @@ _INTERPOLATION = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
 def config_env_names() -> set[str]:
-    """Every environment variable config/__init__.py reads through env_str/env_int/env_bool."""
-    tree = ast.parse((ROOT / "config" / "__init__.py").read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in {"env_str", "env_int", "env_bool"} and node.args
-                and isinstance(node.args[0], ast.Constant)):
-            names.add(node.args[0].value)
-    return names
+    """Every environment variable config/ reads: ARCHIVER_ENV and the settings table."""
+    return {"ARCHIVER_ENV"} | {s.name for s in SETTINGS}
 
 
 def entrypoint_env_names() -> set[str]:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ..extensions import openapi
 from . import archives, auth, config, runs, system, users
 from .converters import IdConverter
 from .errors import register_error_handlers
 from .input_guard import register_input_guard
+from .openapi import openapi
 
 BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.blp)
 

@@ -13,8 +13,8 @@ from flask import Response, stream_with_context
 from flask_jwt_extended import current_user
 
 from ..engine.restore import ArchiveFilters
-from ..extensions import Blueprint
 from ..services import archives
+from .openapi import Blueprint
 from .schemas.archives import (ArchiveExportQuerySchema, ArchiveFiltersSchema, ArchiveListQuerySchema,
                                ArchivedRowPageSchema, ArchivedRowSchema, ArchiveTableListSchema, NoQuerySchema,
                                RestoreBodySchema, RestoreResultSchema)

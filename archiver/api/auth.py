@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from flask_jwt_extended import current_user, get_jwt_identity, jwt_required
 
-from ..errors import ErrorSchema
-from ..extensions import Blueprint
 from ..services import auth as auth_service
+from .openapi import Blueprint, ErrorSchema
 from .schemas.auth import AccessTokenSchema, LoginSchema, SignupSchema, TokenPairSchema
 from .schemas.users import UserSchema
 from .security import login_required

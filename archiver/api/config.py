@@ -6,9 +6,8 @@ from typing import Any, Callable
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 
-from ..errors import ErrorSchema
-from ..extensions import Blueprint
 from ..services import policies as policy_service
+from .openapi import Blueprint, ErrorSchema
 from .schemas.policies import PolicyInSchema, PolicySchema
 from .docs import error_responses
 from .security import admin_required, login_required, require_table_access

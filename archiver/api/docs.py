@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from ..errors import ErrorSchema
-from ..extensions import Blueprint
+from .openapi import Blueprint, ErrorSchema
 
 DEFAULT_ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid input; `details` names the bad fields",

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from ..errors import ApiError
+from ..errors import BadRequest
 
 _MAX_DEPTH = 64
 
@@ -49,9 +49,9 @@ def register_input_guard(app: Flask) -> None:
             try:
                 body = request.get_json(silent=True)
             except RecursionError:  # json.loads gives up on ~1000 nested arrays/objects
-                raise ApiError.bad_request("Request body is nested too deeply", {"location": "body"}) from None
+                raise BadRequest("Request body is nested too deeply", {"location": "body"}) from None
             if _find_bad(body):
                 where = "body"
         if where:
-            raise ApiError.bad_request(f"Request {where} contains characters that are not allowed "
+            raise BadRequest(f"Request {where} contains characters that are not allowed "
                                        "(NUL or invalid Unicode)", {"location": where})

@@ -5,9 +5,9 @@ from typing import Any
 
 from marshmallow import RAISE
 
-from ..errors import ApiError, ErrorSchema
-from ..extensions import Blueprint
+from ..errors import NotFound
 from ..services import runs as run_service
+from .openapi import Blueprint, ErrorSchema
 from .schemas.runs import RunListArgsSchema, RunPageSchema, RunSchema
 from .security import admin_required
 
@@ -38,5 +38,5 @@ def get_run(run_id: int):
     """One run by id."""
     run = run_service.get_run(run_id)
     if run is None:
-        raise ApiError.not_found("No run with this id")
+        raise NotFound("No run with this id")
     return run

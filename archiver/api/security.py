@@ -6,7 +6,7 @@ from typing import Any, Callable, TypeVar
 
 from flask_jwt_extended import get_current_user, get_jwt, get_jwt_identity, jwt_required
 
-from ..errors import ApiError
+from ..errors import Forbidden
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,7 +43,7 @@ def can_read_table(table_name: str) -> bool:
 def require_table_access(table_name: str) -> None:
     """403 unless the caller is admin or holds ``table_name``'s permission."""
     if not can_read_table(table_name):
-        raise ApiError.forbidden("You do not have access to this table")
+        raise Forbidden("You do not have access to this table")
 
 
 def admin_required(fn: F) -> F:
@@ -53,7 +53,7 @@ def admin_required(fn: F) -> F:
     @jwt_required()
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not is_admin():
-            raise ApiError.forbidden("Admin role required")
+            raise Forbidden("Admin role required")
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

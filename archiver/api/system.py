@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 
-from ..errors import ApiError
-from ..extensions import Blueprint
+from ..errors import Unavailable
 from ..services import database, scheduler_info
+from .openapi import Blueprint
 from .schemas.system import (HealthSchema, ReadySchema, SchedulerStatusSchema, TestJobRequestSchema,
                              TestJobScheduledSchema, TestRunsSchema)
 from .docs import error_responses
@@ -52,7 +52,7 @@ def ready():
         except Exception:  # noqa: BLE001 - any failure means not ready; no detail leaks
             failed.append(name)
     if failed:
-        raise ApiError.unavailable(f"Database unreachable: {', '.join(failed)}", {"failed": failed})
+        raise Unavailable(f"Database unreachable: {', '.join(failed)}", {"failed": failed})
     return {"status": "ready", "databases": {"archive": "ok", "source": "ok"}}
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from ..extensions import Blueprint
 from ..services import users as user_service
+from .openapi import Blueprint
 from .schemas.users import (PermissionsSchema, UserCreateSchema, UserListQuerySchema, UserPageSchema,
                             UserPatchSchema, UserSchema)
 from .docs import error_responses

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from ..errors import DomainError
 from ..services import demo
 
 
@@ -15,7 +16,10 @@ def seed_demo_command() -> None:
     Safe to run again: existing tables with rows, users and policies are kept.
     Passwords are generated and printed once, when the user is created.
     """
-    result = demo.seed_demo()
+    try:
+        result = demo.seed_demo()
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo("Source tables (rows spread over the past %d days):" % demo.SPREAD_DAYS)
     for t in result.tables:
         if t.note:

@@ -19,6 +19,7 @@ from flask.cli import with_appcontext
 
 from ..engine.archive import BatchProgress
 from ..engine.failures import describe_error
+from ..errors import DomainError
 from ..services import jobs as job_service
 
 EXIT_FAILED = 1
@@ -103,8 +104,11 @@ def _run(kind: str, table: str | None, dry_run: bool, progress: bool | None) -> 
         runner = job_service.run_archive if kind == "archive" else job_service.run_purge
         report = runner(table, trigger="cli", dry_run=dry_run, should_stop=stop, on_batch=show)
     except job_service.UnknownPolicy as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {exc.message}", err=True)
         raise SystemExit(EXIT_USAGE) from None
+    except DomainError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        raise SystemExit(EXIT_FAILED) from None
     except Exception as exc:  # noqa: BLE001 - e.g. the archive database is down: say so briefly
         click.echo(f"error: {describe_error(exc, 'archive')}", err=True)
         raise SystemExit(EXIT_FAILED) from None

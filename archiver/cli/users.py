@@ -7,7 +7,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import ApiError
+from ..errors import DomainError
 from ..services import users as user_service
 
 
@@ -35,7 +35,8 @@ def _read_password() -> str:
     return line.rstrip("\r\n")
 
 
-def _problem_text(err: ApiError) -> str:
+def _problem_text(err: DomainError) -> str:
+    """The field messages of an InvalidInput (or the error's own message), on one line."""
     details = err.details if isinstance(err.details, dict) else {}
     messages = [m for msgs in details.values() for m in (msgs if isinstance(msgs, list) else [msgs])]
     return "; ".join(str(m) for m in messages) or err.message
@@ -63,8 +64,8 @@ def create_admin_command(username: str) -> None:
     try:
         user, created = user_service.create_or_reset_admin(username, password)
     except user_service.AdminBootstrapError as exc:
-        raise click.ClickException(str(exc)) from None
-    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    except DomainError as exc:
         raise click.ClickException(_problem_text(exc)) from None
     except SQLAlchemyError:
         raise click.ClickException("The archive database is unreachable or not initialized "

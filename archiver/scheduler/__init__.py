@@ -42,14 +42,14 @@ def _serving_process() -> bool:
 
 def should_start(app: Flask) -> bool:
     """Whether this process should run the jobs for ``app``."""
-    if not app.config.get("SCHEDULER_ENABLED", True):
+    if not app.config["SCHEDULER_ENABLED"]:
         return False
     return _serving_process()
 
 
 def _job_defaults(app: Flask) -> dict:
     return {"coalesce": True, "max_instances": 1,
-            "misfire_grace_time": int(app.config.get("SCHEDULER_MISFIRE_GRACE_SECONDS", 60))}
+            "misfire_grace_time": app.config["SCHEDULER_MISFIRE_GRACE_SECONDS"]}
 
 
 def _reset() -> None:

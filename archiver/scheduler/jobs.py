@@ -24,7 +24,7 @@ def register_jobs(app: Flask) -> None:
     are skipped if more than SCHEDULER_MISFIRE_GRACE_SECONDS late. Safe to call
     again (jobs are replaced, not duplicated).
     """
-    grace = int(app.config.get("SCHEDULER_MISFIRE_GRACE_SECONDS", 60))
+    grace = app.config["SCHEDULER_MISFIRE_GRACE_SECONDS"]
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": grace, "replace_existing": True}
     for job_id in (ARCHIVAL_TICK, PURGE_DAILY):
         try:
@@ -32,9 +32,9 @@ def register_jobs(app: Flask) -> None:
         except JobLookupError:
             pass
     scheduler.add_job(id=ARCHIVAL_TICK, func=archival_tick, name="archive old rows of every enabled policy",
-                      trigger="interval", seconds=int(app.config.get("ARCHIVE_INTERVAL_SECONDS", 300)), **common)
+                      trigger="interval", seconds=app.config["ARCHIVE_INTERVAL_SECONDS"], **common)
     scheduler.add_job(id=PURGE_DAILY, func=purge_daily, name="purge archived rows past their retention",
-                      trigger="cron", hour=int(app.config.get("PURGE_CRON_HOUR", 2)), minute=0, timezone="UTC",
+                      trigger="cron", hour=app.config["PURGE_CRON_HOUR"], minute=0, timezone="UTC",
                       **common)
 
 

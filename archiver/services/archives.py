@@ -24,7 +24,7 @@ from ..engine.lease import TableLease
 from ..engine.restore import (ArchiveFilters, RestoreError, RestoreResult, RestoreSelection,
                               reflect_source_table, restore_rows)
 from ..engine.schema import archived_rows
-from ..errors import ApiError
+from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..models import ArchivePolicy, RunKind, RunStatus
 from . import runs
@@ -101,9 +101,9 @@ def table_is_known(table_name: str) -> bool:
 
 
 def ensure_known(table_name: str) -> None:
-    """404 unless the table has a policy or archived rows."""
+    """NotFound unless the table has a policy or archived rows."""
     if not table_is_known(table_name):
-        raise ApiError.not_found("No archive for this table")
+        raise NotFound("No archive for this table")
 
 
 # --- tables overview ---------------------------------------------------------
@@ -151,7 +151,7 @@ def list_rows_json(table_name: str, filters: ArchiveFilters, *, order: str = "de
                    cursor: str | None = None, must_exist: bool = False) -> bytes:
     """One page of archived rows as JSON bytes: ``{"items": [...], "next_cursor": str|null}``.
 
-    ``must_exist``: an empty first page of an unknown table is a 404 (admins).
+    ``must_exist``: an empty first page of an unknown table is NotFound (admins).
     """
     fp = filters.fingerprint()
     last_id = decode_cursor(cursor, table_name, order, fp) if cursor is not None else None
@@ -173,13 +173,13 @@ def list_rows_json(table_name: str, filters: ArchiveFilters, *, order: str = "de
 
 
 def get_row_json(table_name: str, row_id: int) -> bytes:
-    """One archived row of ``table_name`` as JSON bytes; 404 if absent or of another table."""
+    """One archived row of ``table_name`` as JSON bytes; NotFound if absent or of another table."""
     if row_id < 1 or row_id > MAX_DB_ID:
-        raise ApiError.not_found("Archived row not found")
+        raise NotFound("Archived row not found")
     stmt = sa.select(*_row_columns()).where(_C.table_name == table_name, _C.id == row_id)
     row = db.session.execute(stmt).first()
     if row is None:
-        raise ApiError.not_found("Archived row not found")
+        raise NotFound("Archived row not found")
     return orjson.dumps(_row_item(row))
 
 
@@ -299,18 +299,16 @@ def restore(table_name: str, selection: RestoreSelection, username: str) -> dict
     """Restore the selected archived rows into the source table, recorded as a ``restore`` run.
 
     Holds the table's archive lease throughout, so no archive run moves rows of
-    the table meanwhile (409 if one is running).
+    the table meanwhile (Conflict if one is running). A source table that is
+    gone raises the engine's RestoreError as it is.
     """
     ensure_known(table_name)
     db.session.rollback()  # no open snapshot on the archive DB while we write to it (SQLite)
-    try:
-        reflect_source_table(source_engine(), table_name)
-    except RestoreError as exc:
-        raise ApiError.conflict(str(exc)) from None
+    reflect_source_table(source_engine(), table_name)
     lease = TableLease(archive_engine(), table_name, kind=RunKind.ARCHIVE.value,
-                       ttl_seconds=int(current_app.config.get("LEASE_TTL_SECONDS", 600)))
+                       ttl_seconds=current_app.config["LEASE_TTL_SECONDS"])
     if not lease.acquire():
-        raise ApiError.conflict("An archive run is in progress for this table; try again when it has finished")
+        raise Conflict("An archive run is in progress for this table; try again when it has finished")
     try:
         return _restore_with_lease(table_name, selection, username, lease)
     finally:
@@ -333,7 +331,7 @@ def _restore_with_lease(table_name: str, selection: RestoreSelection, username: 
     except (RestoreError, LeaseLost) as exc:
         db.session.rollback()
         runs.finish_run(run_id, RunStatus.FAILED.value, error=str(exc)[:500])
-        raise ApiError.conflict(f"Restore stopped: {exc}") from None
+        raise Conflict(f"Restore stopped: {exc}") from None
     except Exception as exc:
         log.exception("restore of %s failed (run %s)", table_name, run_id)
         db.session.rollback()

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import current_app
 
-from ..errors import ApiError
+from ..errors import Unauthenticated
 from ..models import Role, User
 from . import users
 from .identity import access_token_for, load_active_user, refresh_token_for
@@ -21,14 +21,14 @@ _dummy_hashes: dict[int, str] = {}
 
 
 def _dummy_hash() -> str:
-    rounds = int(current_app.config.get("BCRYPT_ROUNDS", 12))
+    rounds = current_app.config["BCRYPT_ROUNDS"]
     if rounds not in _dummy_hashes:
         _dummy_hashes[rounds] = hash_password(secrets.token_urlsafe(24), rounds)
     return _dummy_hashes[rounds]
 
 
-def _bad_credentials() -> ApiError:
-    return ApiError.unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
+def _bad_credentials() -> Unauthenticated:
+    return Unauthenticated(INVALID_CREDENTIALS, code="invalid_credentials")
 
 
 def signup(username: str, password: str) -> User:
@@ -37,7 +37,7 @@ def signup(username: str, password: str) -> User:
 
 
 def authenticate(username: str, password: str) -> User:
-    """The active user with these credentials, else one uniform 401.
+    """The active user with these credentials, else one uniform ``Unauthenticated``.
 
     Unknown user, wrong password and deactivated user are indistinguishable
     (same body, and a bcrypt check is done in every case).
@@ -72,5 +72,5 @@ def refresh(user_id: str) -> dict[str, Any]:
     """A new access token for the refresh token's subject, role and grants re-read from the DB."""
     user = load_active_user(user_id)
     if user is None:
-        raise ApiError.unauthorized("User is unknown or deactivated", code="user_inactive")
+        raise Unauthenticated("User is unknown or deactivated", code="user_inactive")
     return access_token_response(user)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
 
-from ..errors import ApiError
+from ..errors import InvalidInput
 
 _SALT = "archiver.archives.cursor.v1"
 MAX_CURSOR_LENGTH = 1024
@@ -26,9 +26,9 @@ def encode_cursor(table_name: str, order: str, filters_hash: str, last_id: int) 
 
 
 def decode_cursor(token: str, table_name: str, order: str, filters_hash: str) -> int:
-    """The last id inside ``token``; 400 if it is forged or was issued for another listing."""
-    invalid = ApiError.bad_request("Invalid cursor", {"cursor": ["Not a cursor issued for this listing"]},
-                                   code="invalid_cursor")
+    """The last id inside ``token``; InvalidInput if it is forged or was issued for another listing."""
+    invalid = InvalidInput("Invalid cursor", {"cursor": ["Not a cursor issued for this listing"]},
+                           code="invalid_cursor")
     if not token or len(token) > MAX_CURSOR_LENGTH:
         raise invalid
     try:

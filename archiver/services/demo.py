@@ -132,7 +132,7 @@ def _ensure_user(username: str, role: str, tables: list[str]) -> UserResult:
         return UserResult(user.username, user.role, user.table_names, None)
     password = secrets.token_urlsafe(12)
     user = User(username=username, role=role, active=True,
-                password_hash=hash_password(password, current_app.config.get("BCRYPT_ROUNDS", 12)))
+                password_hash=hash_password(password, current_app.config["BCRYPT_ROUNDS"]))
     user.permissions = [TablePermission(table_name=t) for t in tables]
     db.session.add(user)
     db.session.commit()

@@ -22,12 +22,12 @@ from flask import current_app
 
 from ..engine.archive import BatchProgress, archive_table, count_archivable
 from ..engine.criteria import CriteriaError
-from ..engine.errors import DatabaseError, EngineError
+from ..engine.errors import EngineError
 from ..engine.failures import db_side, describe_error
 from ..engine.lease import TableLease
 from ..engine.policy import PolicySpec, utcnow
 from ..engine.purge import purge_table
-from ..errors import ApiError
+from ..errors import NotFound
 from ..extensions import db
 from ..models import ArchivePolicy, RunKind, RunStatus
 from . import runs
@@ -39,7 +39,7 @@ LOCKED_MESSAGE = "locked by another runner"
 STOPPED_MESSAGE = "stopped on request before the end; committed batches stay committed"
 
 
-class UnknownPolicy(LookupError):
+class UnknownPolicy(NotFound):
     """No policy (or no enabled policy) for the requested table."""
 
 
@@ -137,7 +137,7 @@ def fault_checkpoint() -> Callable[[str], None] | None:
 
 def _lease(table_name: str, kind: str) -> TableLease:
     return TableLease(archive_engine(), table_name, kind=kind,
-                      ttl_seconds=int(current_app.config.get("LEASE_TTL_SECONDS", 600)))
+                      ttl_seconds=current_app.config["LEASE_TTL_SECONDS"])
 
 
 def _never() -> bool:
@@ -212,7 +212,7 @@ def _run_table(kind: str, spec: PolicySpec, *, trigger: str, dry_run: bool, shou
             result = archive_table(source_engine(), archive_engine(), spec, now=now, run_id=outcome.run_id,
                                    dry_run=dry_run, should_stop=should_stop, on_batch=track, lease=lease,
                                    checkpoint=fault_checkpoint(),
-                                   in_server=bool(current_app.config.get("IN_SERVER_MOVES", True)))
+                                   in_server=current_app.config["IN_SERVER_MOVES"])
             outcome.cutoff = result.cutoff
             if dry_run:
                 outcome.rows = outcome.rows_read = result.would_archive or 0
@@ -277,22 +277,17 @@ def _finish(outcome: TableOutcome, t0: float) -> TableOutcome:
 def preview(table_name: str, *, now: datetime | None = None) -> dict[str, Any]:
     """What an archive run of ``table_name`` would move now (moves nothing).
 
-    Raises ApiError: 404 without a policy, 400 when the policy no longer fits
-    the source table, 503 when the source database fails.
+    Raises NotFound without a policy; the engine's errors go through as they
+    are (the policy no longer fits the source table, the source database fails).
     """
     policy = db.session.execute(
         sa.select(ArchivePolicy).where(ArchivePolicy.table_name == table_name)).scalar_one_or_none()
     if policy is None:
-        raise ApiError.not_found(f"No policy for table {table_name}")
+        raise NotFound(f"No policy for table {table_name}")
     spec = policy_spec(policy)
     enabled = policy.enabled
     db.session.rollback()
-    try:
-        count, cutoff = count_archivable(source_engine(), spec, now=now or utcnow())
-    except DatabaseError as exc:
-        raise ApiError.unavailable("Source database error", {"reason": str(exc)}) from None
-    except (EngineError, CriteriaError) as exc:
-        raise ApiError.bad_request(describe_error(exc), code="policy_not_applicable") from None
+    count, cutoff = count_archivable(source_engine(), spec, now=now or utcnow())
     return {"table_name": spec.table_name, "would_archive": count, "cutoff": cutoff,
             "date_column": spec.date_column, "archive_after_days": spec.archive_after_days,
             "custom_criteria": spec.custom_criteria, "batch_size": spec.batch_size, "enabled": enabled}

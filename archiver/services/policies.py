@@ -4,9 +4,9 @@ A policy is checked against the *live* source database by the engine's one
 policy check (:func:`archiver.engine.check.check_policy`, also run by preview
 and at the start of every run): the table must exist and have a primary key,
 the date column must exist and hold dates the engine compares correctly, and
-``custom_criteria`` must compile for that table.
-Validation returns field errors (``{"field": ["message", ...]}``) so the API
-can answer 400 naming the field, and the CLI can print them.
+``custom_criteria`` must compile for that table. Validation returns field
+errors (``{"field": ["message", ...]}``), raised as ``InvalidInput`` so the
+API can name the field, and the CLI can print them.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..engine.archive import plan_table
 from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH
 from ..engine.errors import DatabaseError, InvalidPolicy
 from ..engine.policy import PolicySpec, utcnow
-from ..errors import ApiError
+from ..errors import Conflict, InvalidInput, NotFound, Unavailable
 from ..extensions import db
 from ..models import ArchivePolicy
 from . import source_db
@@ -113,7 +113,7 @@ def _check_against_source(values: Mapping[str, Any]) -> FieldErrors:
     except InvalidPolicy as exc:
         return exc.problems
     except DatabaseError:
-        raise ApiError.unavailable("Source database unreachable") from None
+        raise Unavailable("Source database unreachable") from None
     return {}
 
 
@@ -132,10 +132,10 @@ def get_policy(table_name: str) -> ArchivePolicy | None:
 
 
 def require_policy(table_name: str) -> ArchivePolicy:
-    """The policy for ``table_name``; 404 if there is none."""
+    """The policy for ``table_name``; NotFound if there is none."""
     policy = get_policy(table_name)
     if policy is None:
-        raise ApiError.not_found(f"No policy for table {table_name}")
+        raise NotFound(f"No policy for table {table_name}")
     return policy
 
 
@@ -147,12 +147,12 @@ def create_or_update(data: Mapping[str, Any], updated_by: str | None) -> tuple[A
     """Validate and store the whole policy for ``data["table_name"]``.
 
     The body replaces the policy: omitted optional fields take their defaults.
-    Returns ``(policy, created)``; raises ``ApiError`` 400 with field errors.
+    Returns ``(policy, created)``; raises ``InvalidInput`` with field errors.
     """
     values = with_defaults(data)
     errors = validate_policy(values)
     if errors:
-        raise ApiError.validation(errors)
+        raise InvalidInput(details=errors)
     for attempt in range(2):
         policy = get_policy(values["table_name"])
         created = policy is None
@@ -168,14 +168,14 @@ def create_or_update(data: Mapping[str, Any], updated_by: str | None) -> tuple[A
             # A concurrent request created the same table's policy: update it instead.
             db.session.rollback()
             if attempt:
-                raise ApiError.conflict("The policy was changed concurrently; try again") from None
+                raise Conflict("The policy was changed concurrently; try again") from None
             continue
         return policy, created
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def delete_policy(table_name: str) -> None:
-    """Remove the policy (archived rows stay); 404 if there is none."""
+    """Remove the policy (archived rows stay); NotFound if there is none."""
     policy = require_policy(table_name)
     db.session.delete(policy)
     db.session.commit()

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from ..errors import NotFound
 from ..extensions import db
 from ..models import ArchiveRun, RunStatus
 from ..models._types import utcnow
@@ -36,7 +37,7 @@ def finish_run(run_id: int, status: str, counts: RunCounts | None = None, error:
     """Close a run with its final status, counts and (safe, short) error text."""
     run = db.session.get(ArchiveRun, run_id)
     if run is None:  # pragma: no cover - the row was committed by start_run
-        raise LookupError(f"run {run_id} not found")
+        raise NotFound(f"run {run_id} not found")
     run.status = status
     run.finished_at = utcnow()
     if counts is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
-from ..errors import ApiError
+from ..errors import Conflict
 from ..extensions import scheduler
 from . import database
 
@@ -56,9 +56,9 @@ def scheduler_status() -> dict[str, Any]:
 
 
 def schedule_test_job(delay_seconds: int = 3) -> dict[str, Any]:
-    """Schedule the one-off test job ``delay_seconds`` from now; 409 if the scheduler is not running."""
+    """Schedule the one-off test job ``delay_seconds`` from now; Conflict if the scheduler is not running."""
     if not scheduler.running:
-        raise ApiError.conflict("The scheduler is not running in this process (is SCHEDULER_ENABLED off?)")
+        raise Conflict("The scheduler is not running in this process (is SCHEDULER_ENABLED off?)")
     now = datetime.now(timezone.utc)
     job_id = f"{TEST_JOB_PREFIX}{uuid.uuid4().hex[:12]}"
     run_at = now + timedelta(seconds=delay_seconds)

@@ -1,7 +1,8 @@
 """User accounts: create, list, change role/active flag, table grants, admin bootstrap.
 
-Every function commits its own transaction and raises ``ApiError`` for input
-the caller can fix (400), unknown users (404) and conflicts (409).
+Every function commits its own transaction and raises domain errors
+(``archiver.errors``): ``InvalidInput`` for input the caller can fix,
+``NotFound`` for unknown users and ``Conflict`` for clashes.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ApiError
+from ..errors import Conflict, InvalidInput, NotFound
 from ..extensions import db
 from ..models import Role, TablePermission, User
 from .passwords import hash_password, password_problem
@@ -47,44 +48,44 @@ def table_name_problem(name: str) -> str | None:
 
 
 def clean_table_names(names: Iterable[str]) -> list[str]:
-    """Validated, de-duplicated, sorted table names (400 naming the bad entries)."""
+    """Validated, de-duplicated, sorted table names (InvalidInput naming the bad entries)."""
     names = list(names)
     problems = {str(i): [p] for i, n in enumerate(names) if (p := table_name_problem(n))}
     if problems:
-        raise ApiError.validation({"permissions": problems})
+        raise InvalidInput(details={"permissions": problems})
     return sorted(set(names))
 
 
 def require_valid_username(username: str) -> None:
     if (problem := username_problem(username)) is not None:
-        raise ApiError.validation({"username": [problem]})
+        raise InvalidInput(details={"username": [problem]})
 
 
 def require_valid_password(password: str) -> None:
     if not isinstance(password, str):
-        raise ApiError.validation({"password": ["Password must be a string"]})
+        raise InvalidInput(details={"password": ["Password must be a string"]})
     if (problem := password_problem(password)) is not None:
-        raise ApiError.validation({"password": [problem]})
+        raise InvalidInput(details={"password": [problem]})
 
 
 def require_valid_role(role: str) -> None:
     if role not in ROLES:
-        raise ApiError.validation({"role": [f"Role must be one of: {', '.join(ROLES)}"]})
+        raise InvalidInput(details={"role": [f"Role must be one of: {', '.join(ROLES)}"]})
 
 
 def make_password_hash(password: str) -> str:
     """bcrypt hash at the configured cost (``BCRYPT_ROUNDS``); validates bounds first."""
     require_valid_password(password)
-    return hash_password(password, int(current_app.config.get("BCRYPT_ROUNDS", 12)))
+    return hash_password(password, current_app.config["BCRYPT_ROUNDS"])
 
 
 # --- queries ----------------------------------------------------------------
 
 def get_user(user_id: int) -> User:
-    """The user with ``user_id`` (active or not); 404 if there is none."""
+    """The user with ``user_id`` (active or not); NotFound if there is none."""
     user = db.session.get(User, user_id)
     if user is None:
-        raise ApiError.not_found("User not found")
+        raise NotFound("User not found")
     return user
 
 
@@ -129,18 +130,18 @@ def _commit_or_conflict(username: str) -> None:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise ApiError.conflict("Username is already taken", {"username": username}) from None
+        raise Conflict("Username is already taken", {"username": username}) from None
 
 
 def create_user(username: str, password: str, role: str = Role.USER.value,
                 permissions: Iterable[str] = ()) -> User:
-    """Create an active user; 400 on bad username/password/role/tables, 409 if the name is taken."""
+    """Create an active user; InvalidInput on bad username/password/role/tables, Conflict if the name is taken."""
     require_valid_username(username)
     require_valid_role(role)
     tables = clean_table_names(permissions)
     password_hash = make_password_hash(password)
     if _username_taken(username):
-        raise ApiError.conflict("Username is already taken", {"username": username})
+        raise Conflict("Username is already taken", {"username": username})
     user = User(username=username, password_hash=password_hash, role=role, active=True)
     user.permissions = [TablePermission(table_name=t) for t in tables]
     db.session.add(user)
@@ -149,16 +150,16 @@ def create_user(username: str, password: str, role: str = Role.USER.value,
 
 
 def update_user(actor_id: int, user_id: int, role: str | None = None, active: bool | None = None) -> User:
-    """Change a user's role and/or active flag; an admin cannot demote or deactivate themself (409)."""
+    """Change a user's role and/or active flag; an admin cannot demote or deactivate themself (Conflict)."""
     user = get_user(user_id)
     if role is not None:
         require_valid_role(role)
         if user.id == actor_id and role != Role.ADMIN.value:
-            raise ApiError.conflict("You cannot remove your own admin role")
+            raise Conflict("You cannot remove your own admin role")
         user.role = role
     if active is not None:
         if user.id == actor_id and not active:
-            raise ApiError.conflict("You cannot deactivate yourself")
+            raise Conflict("You cannot deactivate yourself")
         user.active = active
     db.session.commit()
     return user
@@ -179,14 +180,14 @@ def set_permissions(user_id: int, tables: Iterable[str]) -> User:
     return user
 
 
-class AdminBootstrapError(Exception):
+class AdminBootstrapError(Conflict):
     """create-admin cannot proceed (the name belongs to a non-admin user)."""
 
 
 def create_or_reset_admin(username: str, password: str) -> tuple[User, bool]:
     """Create admin ``username``, or reset (and reactivate) that existing admin's password.
 
-    Returns ``(user, created)``. Raises ``ApiError`` for a bad username or
+    Returns ``(user, created)``. Raises ``InvalidInput`` for a bad username or
     password and ``AdminBootstrapError`` if the name belongs to a non-admin.
     """
     require_valid_username(username)
