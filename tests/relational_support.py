@@ -42,7 +42,8 @@ def assert_each_row_in_one_place(source: sa.Engine, archive: sa.Engine, original
     for table, rows in original.items():
         src, arc = source_rows(source, table), archived(archive, table)
         assert not set(src) & set(arc), f"{table}: rows in both places: {sorted(set(src) & set(arc))}"
-        assert set(src) | set(arc) == set(rows), f"{table}: lost {sorted(set(rows) - set(src) - set(arc))}"
+        assert set(src) | set(arc) == set(rows), \
+            f"{table}: lost {sorted(set(rows) - set(src) - set(arc))}, unknown {sorted((set(src) | set(arc)) - set(rows))}"
         for pk, payload in arc.items():
             assert payload == rows[pk], (table, pk)
 

@@ -297,3 +297,24 @@ def test_preview_follows_a_self_reference_down(engines):
     preview = preview_archive(engines.source, spec("employees"), now=NOW)
     assert preview.would_archive == 1
     assert [(m["table"], m["rows"]) for m in preview.moves_with] == [("employees", 2)]
+
+
+def test_rows_archived_already_are_replaced_roots_and_children_alike(engines):
+    # A batch archived but not deleted (a crash between the two commits) is archived again by the next
+    # run: every row is replaced in place under its own table name, none is doubled or misfiled.
+    md, orders, items, notes = orders_schema()
+    create(engines.source, md)
+    fill_orders(engines.source, orders, items, notes)
+    original = snapshot(engines.source, "orders", "order_items", "item_notes")
+
+    def crash(name: str) -> None:
+        if name == "after_archive_commit":
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        archive_table(engines.source, engines.archive, spec(), now=NOW, checkpoint=crash, pipeline=False)
+    assert len(archived(engines.archive, "orders")) == 3 and len(archived(engines.archive, "order_items")) == 9
+    archive_table(engines.source, engines.archive, spec(), now=NOW)
+    assert_each_row_in_one_place(engines.source, engines.archive, original)
+    assert {r.table_name for r in archived_rows_of(engines.archive, "order_items")} == {"order_items"}
+    assert len(archived(engines.archive, "order_items")) == 24

@@ -193,6 +193,9 @@ class PostgresArchiveOps(ArchiveOps):
                        archived_at: datetime, run_id: int | None) -> int:
         """COPY into the TEMP table, then INSERT … ON CONFLICT DO UPDATE (replaces archived copies)."""
         conn.exec_driver_sql(self._CREATE)
+        # Empty until the commit, not between two uses in one transaction (a batch's roots, then its
+        # children): start from an empty stage every time.
+        conn.exec_driver_sql(f"TRUNCATE {self._STAGE}")
         run_copy(conn, self._COPY_STAGE, CopyReader(iter([records]), "", ""))
         conn.exec_driver_sql(self._MOVE, {"table_name": table_name, "archived_at": archived_at, "run_id": run_id})
         return len(records)
