@@ -62,8 +62,8 @@ class NotADateValue(InvalidPolicy):
 
 
 class LeaseLost(EngineError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"lease on '{name}' was lost to another runner; stopped after the last committed batch")
+    def __init__(self, name: str, why: str = "it was taken over by another runner") -> None:
+        super().__init__(f"lost the table lock on '{name}' ({why}); stopped after the last committed batch")
 
 
 class DatabaseError(EngineError):

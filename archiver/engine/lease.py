@@ -229,11 +229,16 @@ class TableLock:
             raise LeaseLost(self.name)
         if self.advisory and _monotonic() - self._beat_at >= self.heartbeat:
             try:
-                self._update(heartbeat_at=self._dt(self.clock()))
-            except sa.exc.DBAPIError:
+                n = self._update(heartbeat_at=self._dt(self.clock()))
+            except sa.exc.DBAPIError as exc:
                 self.held = False
                 self._lost.set()
-                raise
+                why = f"the archive database connection holding it failed: {self._ops.explain(exc)}"
+                raise LeaseLost(self.name, why) from exc
+            if n != 1:  # our row is gone: someone took the table over (it must have seen us dead)
+                self.held = False
+                self._lost.set()
+                raise LeaseLost(self.name)
             self._beat_at = _monotonic()
 
     renew = renew_if_due

@@ -55,6 +55,9 @@ INTERRUPTED_MESSAGE = "interrupted by a stop signal after a committed batch; com
 CANCELLED_MESSAGE = "cancelled on request after a committed batch; committed batches stay committed"
 NOTHING_TO_MOVE = "nothing to move"
 
+#: ``on_start(table_name, kind, rows_total)``: a table's run starts; rows_total qualified.
+OnStart = Callable[[str, str, int], None]
+
 
 #: Set by :func:`shutdown` (SIGTERM to the serving process): every run of this process stops after
 #: its current batch and ends ``interrupted``; no new run starts.
@@ -231,22 +234,22 @@ def _release(lock: TableLock, kind: str, table_name: str) -> None:
 def run_archive(table: str | None = None, *, trigger: str, dry_run: bool = False,
                 should_stop: Callable[[], bool] | None = None,
                 on_batch: Callable[[BatchProgress], None] | None = None,
-                now: datetime | None = None) -> JobReport:
+                now: datetime | None = None, on_start: OnStart | None = None) -> JobReport:
     """Archive every enabled policy's table (or only ``table``); one run record per table run.
 
     Raises UnknownPolicy when ``table`` has no enabled policy.
     """
     return _run_job(RunKind.ARCHIVE.value, table, trigger=trigger, dry_run=dry_run,
-                    should_stop=should_stop or _never, on_batch=on_batch, now=now)
+                    should_stop=should_stop or _never, on_batch=on_batch, now=now, on_start=on_start)
 
 
 def run_purge(table: str | None = None, *, trigger: str, dry_run: bool = False,
               should_stop: Callable[[], bool] | None = None,
               on_batch: Callable[[BatchProgress], None] | None = None,
-              now: datetime | None = None) -> JobReport:
+              now: datetime | None = None, on_start: OnStart | None = None) -> JobReport:
     """Purge expired archived rows of every enabled policy's table (or only ``table``)."""
     return _run_job(RunKind.PURGE.value, table, trigger=trigger, dry_run=dry_run,
-                    should_stop=should_stop or _never, on_batch=on_batch, now=now)
+                    should_stop=should_stop or _never, on_batch=on_batch, now=now, on_start=on_start)
 
 
 def _stopping(should_stop: Callable[[], bool]) -> bool:
@@ -254,7 +257,8 @@ def _stopping(should_stop: Callable[[], bool]) -> bool:
 
 
 def _run_job(kind: str, table: str | None, *, trigger: str, dry_run: bool, should_stop: Callable[[], bool],
-             on_batch: Callable[[BatchProgress], None] | None, now: datetime | None) -> JobReport:
+             on_batch: Callable[[BatchProgress], None] | None, now: datetime | None,
+             on_start: OnStart | None = None) -> JobReport:
     started = time.perf_counter()
     report = JobReport(kind=kind, dry_run=dry_run)
     scheduled = trigger == "scheduler"
@@ -283,7 +287,7 @@ def _run_job(kind: str, table: str | None, *, trigger: str, dry_run: bool, shoul
             continue
         if scheduled:
             _note_check(kind, spec.table_name, "run started", claim.run_id)
-        outcome = execute(claim, should_stop=should_stop, on_batch=on_batch, now=at)
+        outcome = execute(claim, should_stop=should_stop, on_batch=on_batch, now=at, on_start=on_start)
         report.outcomes.append(outcome)
         if outcome.status in (RunStatus.INTERRUPTED.value, RunStatus.CANCELLED.value) and _stopping(should_stop):
             report.stopped = True
@@ -410,7 +414,8 @@ def active_runs() -> list[int]:
 
 
 def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
-            on_batch: Callable[[BatchProgress], None] | None = None, now: datetime | None = None) -> TableOutcome:
+            on_batch: Callable[[BatchProgress], None] | None = None, now: datetime | None = None,
+            on_start: OnStart | None = None) -> TableOutcome:
     """Run a claimed table to its end, release its lock and close its run record; never raises
     for a table-level failure (the outcome says ``failed`` and why)."""
     kind, spec, dry_run = claim.kind, claim.spec, claim.dry_run
@@ -428,6 +433,8 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
             if not dry_run:
                 outcome.rows_total, _ = count_archivable(source_engine(), spec, now=now)
                 runs.set_rows_total(claim.run_id, outcome.rows_total)
+                if on_start is not None:
+                    on_start(spec.table_name, kind, outcome.rows_total)
             result = archive_table(source_engine(), archive_engine(), spec, now=now, run_id=claim.run_id,
                                    dry_run=dry_run, should_stop=stop, on_batch=progress, lease=lock,
                                    checkpoint=fault_checkpoint(),
@@ -449,6 +456,8 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
                 with db_side("archive"):
                     outcome.rows_total = purge_table(archive_engine(), spec, now=now, dry_run=True).would_purge
                 runs.set_rows_total(claim.run_id, outcome.rows_total or 0)
+                if on_start is not None:
+                    on_start(spec.table_name, kind, outcome.rows_total or 0)
             presult = purge_table(archive_engine(), spec, now=now, dry_run=dry_run, should_stop=stop,
                                   on_batch=progress, lease=lock)
             outcome.cutoff = presult.cutoff
