@@ -21,4 +21,4 @@ elif [ -f "$CREDS" ]; then
   grep "password:" "$CREDS" || true
 fi
 echo "==> archiver on http://$HOST:$PORT  (docs: http://$HOST:$PORT/docs)"
-exec waitress-serve --host "$HOST" --port "$PORT" --threads "${WAITRESS_THREADS:-4}" --call archiver:create_app
+exec waitress-serve --host "$HOST" --port "$PORT" --threads "${WAITRESS_THREADS:-4}" wsgi:app
