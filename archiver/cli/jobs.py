@@ -9,7 +9,8 @@ current batch (committed batches stay committed; the run ends
 Exit status (README "Running it"): 0 every table done (or nothing to do);
 1 a table failed; 2 usage error (unknown or disabled ``--table``); 3 a table
 was held by another run (who holds it is printed) and none failed; 130 stopped
-by SIGTERM/SIGINT. Several apply: the first of 1, 130, 3.
+before the end: by SIGTERM/SIGINT, or a run cancelled through the API. Several
+apply: the first of 1, 130, 3.
 """
 from __future__ import annotations
 
@@ -207,7 +208,7 @@ def _run(kind: str, table: str | None, dry_run: bool, progress: bool | None) -> 
         click.echo(f"error: {_held_message(o)}", err=True)
     if not report.ok:
         raise SystemExit(EXIT_FAILED)
-    if report.stopped or stop():
+    if report.stopped or stop() or any(o.status == "cancelled" for o in report.outcomes):
         raise SystemExit(EXIT_STOPPED)
     if report.held:
         raise SystemExit(EXIT_HELD)

@@ -159,22 +159,28 @@ def _specs(table: str | None) -> list[PolicySpec]:
 
 
 def fault_checkpoint() -> Callable[[str], None] | None:
-    """Test-only crash hook: ``ARCHIVER_FAULT_POINT=<checkpoint>[:<n>]`` SIGKILLs this process
-    the n-th time the engine reaches that checkpoint. Read only when ARCHIVER_ENV is testing."""
+    """Test-only hook, read only when ARCHIVER_ENV is testing: ``ARCHIVER_FAULT_POINT=<checkpoint>[:<n>]``
+    SIGKILLs this process the n-th time the engine reaches that checkpoint;
+    ``<checkpoint>[:<n>]:sleep=<seconds>`` sleeps there instead, from the n-th time on (a slow source)."""
     if current_app.config.get("ENV_NAME") != "testing" or os.environ.get("ARCHIVER_ENV") != "testing":
         return None
     spec = os.environ.get("ARCHIVER_FAULT_POINT", "").strip()
     if not spec:
         return None
-    point, _, nth_text = spec.partition(":")
-    nth = int(nth_text) if nth_text.isdigit() else 1
+    parts = spec.split(":")
+    point = parts[0]
+    nth = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 1
+    sleep = next((float(p[6:]) for p in parts[1:] if p.startswith("sleep=")), None)
     seen = {"n": 0}
 
     def hook(name: str) -> None:
         if name == point:
             seen["n"] += 1
             if seen["n"] >= nth:
-                os.kill(os.getpid(), signal.SIGKILL)
+                if sleep is not None:
+                    time.sleep(sleep)
+                else:
+                    os.kill(os.getpid(), signal.SIGKILL)
 
     return hook
 
