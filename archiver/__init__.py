@@ -10,7 +10,7 @@ from flask import Flask
 from config import ConfigError, load_config, validate_config
 
 from .engine.connections import configure_sqlite
-from .extensions import db, jwt, openapi
+from .extensions import db, jwt, migrate, openapi
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    migrate.init_app(app, db)
     jwt.init_app(app)
     openapi.init_app(app)
     with app.app_context():

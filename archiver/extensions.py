@@ -1,8 +1,11 @@
 """Extension singletons, bound to an app by create_app()."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask_apscheduler import APScheduler
 from flask_jwt_extended import JWTManager
+from flask_migrate import Migrate
 from flask_smorest import Api, Blueprint as _SmorestBlueprint
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -72,6 +75,10 @@ def _flatten_webargs(messages):
 
 
 db = SQLAlchemy(model_class=Base)
+# The archive database's Alembic migrations (`flask --app archiver db …`, init-db). They live in the
+# package, not beside the working directory, so an installed or containerised service finds them
+# wherever it is started.
+migrate = Migrate(directory=str(Path(__file__).resolve().parent / "migrations"))
 jwt = JWTManager()
 scheduler = APScheduler()
 openapi = ArchiverApi()
