@@ -10,7 +10,7 @@ from flask import Flask
 from config import ConfigError, load_config, read_instance_file, validate_config
 
 from .engine.connections import ConnectionSettings, configure_engine
-from .extensions import db, jwt
+from .extensions import db, jwt, migrate
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    migrate.init_app(app, db)
     jwt.init_app(app)
     settings = connection_settings(app.config)
     with app.app_context():
