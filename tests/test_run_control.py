@@ -21,9 +21,11 @@ from archiver.engine.lease import TableLock
 from archiver.extensions import db
 from archiver.models import ArchiveRun
 from archiver.services import database
-from tests.conftest import BACKENDS, JWT_SECRET, Accounts, Databases, make_app, throwaway_databases
+from sqlalchemy.engine import make_url
+
+from tests.conftest import (BACKENDS, JWT_SECRET, MARIADB_DEFAULT_URL, Accounts, Databases, make_app,
+                            throwaway_databases)
 from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
-from tests.mariadb_support import URL as MARIA_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 def _maria_available() -> bool:
     try:
-        engine = sa.create_engine(MARIA_URL.format(user="root", db="test"), poolclass=sa.pool.NullPool,
+        engine = sa.create_engine(MARIADB_DEFAULT_URL, poolclass=sa.pool.NullPool,
                                   connect_args={"connect_timeout": 2})
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
@@ -41,21 +43,21 @@ def _maria_available() -> bool:
         return False
 
 
-RC_BACKENDS = BACKENDS + (["mariadb"] if _maria_available() else [])
+#: The databases fixture's backends, plus the local MariaDB when TEST_MARIADB_URL is not set.
+RC_BACKENDS = BACKENDS + (["mariadb"] if "mariadb" not in BACKENDS and _maria_available() else [])
 
 
 @pytest.fixture(params=RC_BACKENDS)
 def rc(request, tmp_path):
-    """An app on throwaway databases of each backend (MariaDB: two databases of the local server)."""
-    if request.param == "mariadb":
-        admin = sa.create_engine(MARIA_URL.format(user="root", db="test"), isolation_level="AUTOCOMMIT",
-                                 poolclass=sa.pool.NullPool)
+    """An app on throwaway databases of each backend (MariaDB: two databases of one server)."""
+    if request.param == "mariadb" and "mariadb" not in BACKENDS:
+        admin = sa.create_engine(MARIADB_DEFAULT_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
         names = [f"archiver_rc_{os.urandom(5).hex()}" for _ in range(2)]
         with admin.connect() as conn:
             for n in names:
                 conn.exec_driver_sql(f"CREATE DATABASE `{n}` CHARACTER SET utf8mb4")
-        dbs = Databases("mariadb", MARIA_URL.format(user="root", db=names[0]),
-                        MARIA_URL.format(user="root", db=names[1]))
+        urls = [make_url(MARIADB_DEFAULT_URL).set(database=n).render_as_string(hide_password=False) for n in names]
+        dbs = Databases("mariadb", *urls)
         try:
             yield from _app_on(dbs)
         finally:
@@ -82,11 +84,11 @@ def _app_on(dbs: Databases):
                 engine.dispose()
 
 
-def _env(dbs: Databases, **extra: str) -> dict[str, str]:
+def _env(dbs: Databases, **extra: str) -> dict[str, str]:  # noqa: D103
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVER_", "FLASK_", "IN_SERVER_"))}
     env.update({"ARCHIVER_ENV": "testing", "SOURCE_DATABASE_URL": dbs.source_url,
                 "ARCHIVE_DATABASE_URL": dbs.archive_url, "JWT_SECRET_KEY": JWT_SECRET,
-                "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra})
+                "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **extra})
     return env
 
 

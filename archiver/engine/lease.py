@@ -291,6 +291,16 @@ class TableLock:
             if conn is not None:
                 conn.close()
 
+    def drop(self) -> None:
+        """Let the lock go without talking to the archive database (its connection failed): the
+        advisory lock's connection is discarded (the server ends the session, and the lock with
+        it); a lease row is left to go stale, or to be taken over once this process has ended."""
+        self._stop.set()
+        self.held = False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _discard(conn)
+
     def current_holder(self) -> Holder | None:
         """Who the ``table_locks`` row names now (None: nobody)."""
         with self.archive.connect() as conn:

@@ -35,8 +35,8 @@ from flask import Flask, current_app
 
 from ..engine.archive import BatchProgress, archive_table, count_archivable, preview_archive
 from ..engine.criteria import CriteriaError
-from ..engine.errors import EngineError
-from ..engine.failures import db_side, describe_error
+from ..engine.errors import DatabaseError, EngineError
+from ..engine.failures import db_side, describe_error, real_cause
 from ..engine.lease import Holder, TableLock
 from ..engine.policy import PolicySpec, utcnow
 from ..engine.purge import purge_table
@@ -434,6 +434,7 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
     stop = _RunStop(claim.run_id, should_stop or _never, active.cancel)
     progress = _Progress(claim.run_id, kind, on_batch, record=not dry_run)
     lock = claim.lock
+    archive_down = False
     try:
         if kind == RunKind.ARCHIVE.value:
             if not dry_run:
@@ -482,6 +483,9 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
     except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
         side = "archive" if kind == RunKind.PURGE.value else None
         outcome.status, outcome.error = RunStatus.FAILED.value, describe_error(exc, side)
+        cause = real_cause(exc)
+        archive_down = (isinstance(cause, DatabaseError) and cause.side == "archive") or (
+            side == "archive" and isinstance(cause, sa.exc.DBAPIError))
         if isinstance(exc, (EngineError, CriteriaError, sa.exc.DBAPIError)):
             log.warning("%s of %s failed: %s", kind, spec.table_name, outcome.error)
         else:
@@ -493,7 +497,13 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
             outcome.rows_skipped = progress.rows_skipped
         outcome.batches = progress.batches
     finally:
-        if lock is not None and lock.held:
+        if archive_down:
+            # Do not wait on the failed archive's connections again: drop the lock's connection (the
+            # server ends its session) and the pooled ones; the run record gets one fresh try.
+            if lock is not None:
+                lock.drop()
+            archive_engine().dispose()
+        elif lock is not None and lock.held:
             _release(lock, kind, spec.table_name)
         with _active_lock:
             _active.pop(claim.run_id, None)
