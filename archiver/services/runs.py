@@ -72,7 +72,8 @@ def request_cancel(run_id: int, by: str) -> ArchiveRun:
     return run
 
 
-ABANDONED_MESSAGE = "abandoned: its process stopped mid-run (killed or crashed)"
+ABANDONED_MESSAGE = ("abandoned: its process ended without recording the end of the run (killed, crashed, or "
+                     "the archive database unreachable when it finished)")
 
 
 def abandon_dead_runs(table_name: str, current_run_id: int | None, dead: Holder | None) -> list[int]:
