@@ -128,7 +128,7 @@ TIMEOUTS = {"DB_CONNECT_TIMEOUT_SECONDS": "3", "DB_NETWORK_TIMEOUT_SECONDS": "4"
             "DB_LOCK_TIMEOUT_SECONDS": "3", "DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS": "3"}
 #: A fault is noticed within the statement deadline (statement + network timeouts: 9 s here), plus the
 #: clean-up (rollback, one fresh try to write the run record within the connect timeout) and slack.
-BOUND = 5 + 4 + 12
+BOUND = 5 + 4 + 15
 
 
 @pytest.mark.parametrize("side", ["source", "archive"])

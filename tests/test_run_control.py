@@ -181,7 +181,8 @@ def test_two_processes_at_once_one_works_the_other_exits_3_naming_the_holder(rc)
 
 def test_api_answers_409_naming_the_process_that_holds_the_table(rc):
     app, dbs, source_engine, archive_engine = rc
-    original, qualifying = _setup(app, source_engine, n_old=40, batch_size=5)
+    original, qualifying = _setup(app, source_engine, n_old=600, batch_size=5)
+    # Slow enough to still hold the table on a loaded machine; cancelled at the end.
     cli = _archive_now(dbs, "--progress", ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.25")
     try:
         _wait_for_line(cli, ": batch 1:")
@@ -196,10 +197,11 @@ def test_api_answers_409_naming_the_process_that_holds_the_table(rc):
         # Purge of the same table is refused the same way (one lock per table).
         resp = app.test_client().post("/runs", json={"table_name": "orders", "kind": "purge"}, headers=admin)
         assert resp.status_code == 409
+        assert app.test_client().post(f"/runs/{holder['run_id']}/cancel", headers=admin).status_code == 202
     finally:
         out, err = cli.communicate(timeout=300)
-    assert cli.returncode == 0, out + err
-    _finished(source_engine, archive_engine, original, qualifying)
+    assert cli.returncode == 130, out + err
+    assert_no_loss(original, source_rows(source_engine, "orders"), archived(archive_engine, "orders"))
 
 
 # --- 3. live progress and cancel ---------------------------------------------------------------

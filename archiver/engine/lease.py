@@ -234,7 +234,7 @@ class TableLock:
                 self.held = False
                 self._lost.set()
                 why = f"the archive database connection holding it failed: {self._ops.explain(exc)}"
-                raise LeaseLost(self.name, why) from exc
+                raise LeaseLost(self.name, why, side="archive") from exc
             if n != 1:  # our row is gone: someone took the table over (it must have seen us dead)
                 self.held = False
                 self._lost.set()

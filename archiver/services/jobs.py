@@ -35,7 +35,7 @@ from flask import Flask, current_app
 
 from ..engine.archive import BatchProgress, archive_table, count_archivable, preview_archive
 from ..engine.criteria import CriteriaError
-from ..engine.errors import DatabaseError, EngineError
+from ..engine.errors import DatabaseError, EngineError, LeaseLost
 from ..engine.failures import db_side, describe_error, real_cause
 from ..engine.lease import Holder, TableLock
 from ..engine.policy import PolicySpec, utcnow
@@ -484,8 +484,8 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
         side = "archive" if kind == RunKind.PURGE.value else None
         outcome.status, outcome.error = RunStatus.FAILED.value, describe_error(exc, side)
         cause = real_cause(exc)
-        archive_down = (isinstance(cause, DatabaseError) and cause.side == "archive") or (
-            side == "archive" and isinstance(cause, sa.exc.DBAPIError))
+        archive_down = (isinstance(cause, (DatabaseError, LeaseLost)) and getattr(cause, "side", None) == "archive") \
+            or (side == "archive" and isinstance(cause, sa.exc.DBAPIError))
         if isinstance(exc, (EngineError, CriteriaError, sa.exc.DBAPIError)):
             log.warning("%s of %s failed: %s", kind, spec.table_name, outcome.error)
         else:
