@@ -592,3 +592,16 @@ def test_init_db_upgrades_to_a_new_head_keeping_every_row(bare_app, next_revisio
         assert username["type"].length == 80
     again = init_db(bare_app)
     assert f"up to date (revision {NEXT})" in again.output
+
+
+def test_policies_stored_before_adaptive_batches_keep_their_fixed_size(bare_app):
+    build_at(bare_app, "0002")
+    fill(bare_app)
+    with archive(bare_app).connect() as conn:
+        before = dict(conn.execute(sa.text("SELECT table_name, batch_size FROM archive_policies")).all())
+    assert before
+    assert init_db(bare_app).exit_code == 0
+    with archive(bare_app).connect() as conn:
+        after = {t: (size, mode) for t, size, mode in conn.execute(
+            sa.text("SELECT table_name, batch_size, batch_mode FROM archive_policies")).all()}
+    assert after == {t: (size, "fixed") for t, size in before.items()}

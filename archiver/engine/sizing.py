@@ -70,7 +70,7 @@ class BatchSizer:
         self.batches += 1
         if payload_bytes is not None and rows:
             self._row_bytes = payload_bytes / rows
-        if not self.adaptive or rows < self.size:  # a short batch: the table's end, nothing to learn
+        if not self.adaptive or not rows:
             return
         target = self.settings.target_seconds
         if seconds <= 0:

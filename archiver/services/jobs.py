@@ -27,6 +27,7 @@ from ..engine.failures import db_side, describe_error
 from ..engine.lease import TableLease
 from ..engine.policy import PolicySpec, utcnow
 from ..engine.purge import purge_table
+from ..engine.sizing import SizingSettings
 from ..errors import NotFound
 from ..extensions import db
 from ..models import ArchivePolicy, RunKind, RunStatus
@@ -67,6 +68,7 @@ class TableOutcome:
     rows_skipped: int = 0    # rows left in place: a row that stays still references them
     children: dict[str, int] = field(default_factory=dict)  # rows that moved with them, by table
     skipped: dict[str, int] = field(default_factory=dict)   # rows held back, by reference
+    batch_sizes: dict[str, Any] | None = None  # how the batches were sized (engine/sizing.py summary)
 
     @property
     def rows_per_second(self) -> float:
@@ -109,6 +111,13 @@ def _specs(table: str | None) -> list[PolicySpec]:
     specs = [policy_spec(p) for p in policies if p.enabled]
     db.session.rollback()  # end the read transaction before the engine writes (SQLite)
     return specs
+
+
+def sizing_settings() -> SizingSettings:
+    """The adaptive batch bounds of this app (BATCH_TARGET_MS, BATCH_MAX_ROWS, BATCH_MAX_MB)."""
+    cfg = current_app.config
+    return SizingSettings(target_seconds=cfg["BATCH_TARGET_MS"] / 1000, max_rows=cfg["BATCH_MAX_ROWS"],
+                          max_bytes=cfg["BATCH_MAX_MB"] << 20)
 
 
 def fault_checkpoint() -> Callable[[str], None] | None:
@@ -209,8 +218,9 @@ def _run_table(kind: str, spec: PolicySpec, *, trigger: str, dry_run: bool, shou
             result = archive_table(source_engine(), archive_engine(), spec, now=now, run_id=outcome.run_id,
                                    dry_run=dry_run, should_stop=should_stop, on_batch=track, lease=lease,
                                    checkpoint=fault_checkpoint(),
-                                   in_server=current_app.config["IN_SERVER_MOVES"])
+                                   in_server=current_app.config["IN_SERVER_MOVES"], sizing=sizing_settings())
             outcome.cutoff = result.cutoff
+            outcome.batch_sizes = result.extra.get("batch_sizes")
             outcome.children, outcome.skipped = result.children, result.skipped
             if dry_run:
                 outcome.rows = outcome.rows_read = result.would_archive or 0
@@ -224,7 +234,7 @@ def _run_table(kind: str, spec: PolicySpec, *, trigger: str, dry_run: bool, shou
                 outcome.redone = int(result.extra.get("redone", 0))
         else:
             presult = purge_table(archive_engine(), spec, now=now, dry_run=dry_run, should_stop=should_stop,
-                                  on_batch=track, lease=lease)
+                                  on_batch=track, lease=lease, sizing=sizing_settings())
             outcome.cutoff = presult.cutoff
             if dry_run:
                 outcome.rows = outcome.rows_read = presult.would_purge or 0
@@ -262,7 +272,8 @@ def _finish(outcome: TableOutcome, t0: float) -> TableOutcome:
     outcome.seconds = time.perf_counter() - t0
     if outcome.run_id is None:
         return outcome
-    details = {k: v for k, v in (("children", outcome.children), ("skipped", outcome.skipped)) if v}
+    details = {k: v for k, v in (("children", outcome.children), ("skipped", outcome.skipped),
+                                 ("batch_sizes", outcome.batch_sizes)) if v}
     counts = runs.RunCounts(rows_read=outcome.rows_read, rows_written=outcome.rows_written,
                             rows_deleted=outcome.rows_deleted, batches=outcome.batches,
                             rows_skipped=outcome.rows_skipped, details=details or None)

@@ -565,10 +565,10 @@ class Mover:
     """Moves a run's batches by a backend's own protocol (in-server moves, COPY pipes)."""
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
-            committed: Callable[[int, int], None]) -> None:
+            committed: Callable[[int, int], None], size: Callable[[], int]) -> None:
         """Move batches until none is left or ``stop_requested()``; ``generic_batch(after)`` moves
         one batch the portable way (for a batch this mover rolled back); ``committed(read, deleted)``
-        is called for each committed batch, in order."""
+        is called for each committed batch, in order; ``size()`` is the next batch's row count."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -115,7 +115,7 @@ class MySQLSourceOps(ServerJsonSourceOps):
         estimate = conn.execute(sa.select(t.c.TABLE_ROWS).where(
             t.c.TABLE_SCHEMA == sa.func.database(), t.c.TABLE_NAME == plan.table.name)).scalar()
         conn.rollback()
-        return int(estimate or 0) >= max(self.min_pipeline_rows, 2 * plan.spec.batch_size)
+        return int(estimate or 0) >= max(self.min_pipeline_rows, 2 * (plan.spec.batch_size or 0))
 
     def prepare_overlapped(self, conn: sa.Connection) -> None:
         # READ COMMITTED: no gap locks, so the source's own writers wait for nothing but the
