@@ -10,35 +10,38 @@ from flask import Flask
 from config import ConfigError, load_config, read_instance_file, validate_config
 
 from .engine.connections import ConnectionSettings, configure_engine
-from .extensions import db, jwt, migrate
+from .extensions import db, jwt
 
 log = logging.getLogger(__name__)
 
 
 #: ``flask --app archiver <command>`` commands that serve no HTTP and run no scheduler: for them the
 #: app is built without the API (OpenAPI schemas, blueprints) and the scheduler, which they never
-#: use; the commands start in a fraction of the time (``archive-now`` on an empty table: see
-#: tests/test_startup.py).
+#: use, so they start in a fraction of the time (tests/test_startup.py).
 HEADLESS_COMMANDS = frozenset({"archive-now", "purge-now", "init-db", "create-admin", "seed-demo", "db"})
+#: Of those, the ones that need the migrations (Flask-Migrate, Alembic).
+MIGRATING_COMMANDS = frozenset({"init-db", "db"})
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory. ``test_config`` overrides settings (tests)."""
     app = Flask(__name__, instance_relative_config=True)
+    command = cli_command()
+    headless = command in HEADLESS_COMMANDS
     register_config(app, test_config)
-    register_extensions(app)
-    if not headless_command():
+    register_extensions(app, migrations=not headless or command in MIGRATING_COMMANDS)
+    if not headless:
         register_api(app)
         register_errors(app)
         register_blueprints(app)
     register_cli(app)
-    if not headless_command():
+    if not headless:
         register_scheduler(app)
     return app
 
 
-def headless_command() -> bool:
-    """True when the Flask CLI builds the app to run one of :data:`HEADLESS_COMMANDS`.
+def cli_command() -> str | None:
+    """The ``flask`` command the Flask CLI builds the app for (None outside the CLI).
 
     The ``flask`` group builds the app before it resolves an app-defined command, so the
     command is read from its arguments: the first word that is not one of the group's own
@@ -49,18 +52,16 @@ def headless_command() -> bool:
 
     ctx = click.get_current_context(silent=True)
     if ctx is None:
-        return False
-    if ctx.info_name in HEADLESS_COMMANDS:
-        return True
+        return None
     if not isinstance(ctx.command, FlaskGroup):
-        return False
+        return ctx.info_name
     words = iter(sys.argv[1:])
     for word in words:
         if word in ("--app", "-A", "--env-file", "-e"):
             next(words, None)
         elif not word.startswith("-"):
-            return word in HEADLESS_COMMANDS
-    return False
+            return word
+    return None
 
 
 def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
@@ -81,9 +82,11 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     })
 
 
-def register_extensions(app: Flask) -> None:
+def register_extensions(app: Flask, *, migrations: bool = True) -> None:
     db.init_app(app)
-    migrate.init_app(app, db)
+    if migrations:  # the `flask db …` commands, and what init-db reads
+        from .extensions import migrate
+        migrate.init_app(app, db)
     jwt.init_app(app)
     settings = connection_settings(app.config)
     with app.app_context():

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from flask_jwt_extended import JWTManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -29,21 +28,32 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-# The archive database's Alembic migrations (`flask --app archiver db …`, init-db). They live in the
-# package, not beside the working directory, so an installed or containerised service finds them
-# wherever it is started.
-migrate = Migrate(directory=str(Path(__file__).resolve().parent / "migrations"))
 jwt = JWTManager()
-_scheduler: Any = None
+#: The archive database's Alembic migrations live in the package, not beside the working directory,
+#: so an installed or containerised service finds them wherever it is started.
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
+_made: dict[str, Any] = {}
+
+
+def _make_migrate() -> Any:
+    from flask_migrate import Migrate
+    return Migrate(directory=MIGRATIONS_DIR)
+
+
+def _make_scheduler() -> Any:
+    from flask_apscheduler import APScheduler
+    return APScheduler()
+
+
+_MAKERS = {"migrate": _make_migrate, "scheduler": _make_scheduler}
 
 
 def __getattr__(name: str) -> Any:
-    """``scheduler``, the Flask-APScheduler singleton, made on first use (commands that never
-    schedule anything do not import APScheduler)."""
-    global _scheduler
-    if name != "scheduler":
+    """``migrate`` (Flask-Migrate: ``flask db …``, init-db) and ``scheduler`` (Flask-APScheduler),
+    each made on first use: commands that neither migrate nor schedule import neither Alembic nor
+    APScheduler."""
+    if name not in _MAKERS:
         raise AttributeError(name)
-    if _scheduler is None:
-        from flask_apscheduler import APScheduler
-        _scheduler = APScheduler()
-    return _scheduler
+    if name not in _made:
+        _made[name] = _MAKERS[name]()
+    return _made[name]

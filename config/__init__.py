@@ -161,6 +161,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHUTDOWN_TIMEOUT_SECONDS", int, 30, minimum=1, maximum=3600),
     # MariaDB source and archive on one server: move rows inside the server (engine/in_server.py)
     Setting("IN_SERVER_MOVES", bool, True),
+    # Adaptive batches (engine/sizing.py): the time a batch aims at (its rows stay locked that long),
+    # the largest batch in rows, and in megabytes of payload held in memory.
+    Setting("BATCH_TARGET_MS", int, 1000, minimum=50, maximum=60_000),
+    Setting("BATCH_MAX_ROWS", int, 50_000, minimum=100, maximum=1_000_000),
+    Setting("BATCH_MAX_MB", int, 32, minimum=1, maximum=1024),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 #: app.config keys derived from a setting: set the setting instead (so it is validated).

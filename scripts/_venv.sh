@@ -18,5 +18,8 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/$REQ" -nt "$STAMP" ] || [ "$ROOT/requirements.t
   "$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/$REQ"
   touch "$STAMP"
 fi
+# Byte-compile the project (incremental): start-up reads .pyc files even where
+# PYTHONDONTWRITEBYTECODE is set (as in the container), instead of compiling every module each run.
+"$ROOT/.venv/bin/python" -m compileall -q "$ROOT/archiver" "$ROOT/config" >/dev/null 2>&1 || true
 export PATH="$ROOT/.venv/bin:$PATH"
 cd "$ROOT"

@@ -196,7 +196,7 @@ def fill(app) -> None:
             {"table_name": "orders", "source_pk": pk, "payload": json_value(rows_table.c.payload, payload),
              "row_date": T0 - timedelta(days=90 + i), "archived_at": T0 + timedelta(hours=i), "run_id": run_id}
             for i, (pk, payload) in enumerate(ARCHIVED.items())])
-        if "table_leases" in md.tables:  # until 0003 (replaced by table_locks)
+        if "table_leases" in md.tables:  # until 0004 (replaced by table_locks)
             insert("table_leases", [{"table_name": "orders", "kind": "archive", "holder": "host:123:abc",
                                      "acquired_at": T0, "expires_at": T0 + timedelta(minutes=10)}])
         if "table_locks" in md.tables:
@@ -226,7 +226,7 @@ def dump(app) -> dict[str, dict[tuple, dict[str, Any]]]:
         return out
 
 
-#: Tables a revision drops on purpose (their rows are no data): 0003 replaced the expiring leases
+#: Tables a revision drops on purpose (their rows are no data): 0004 replaced the expiring leases
 #: (a claim of an in-flight run of the old version) by table_locks.
 DROPPED_ON_PURPOSE = {"table_leases"}
 
@@ -604,3 +604,16 @@ def test_init_db_upgrades_to_a_new_head_keeping_every_row(bare_app, next_revisio
         assert username["type"].length == 80
     again = init_db(bare_app)
     assert f"up to date (revision {NEXT})" in again.output
+
+
+def test_policies_stored_before_adaptive_batches_keep_their_fixed_size(bare_app):
+    build_at(bare_app, "0002")
+    fill(bare_app)
+    with archive(bare_app).connect() as conn:
+        before = dict(conn.execute(sa.text("SELECT table_name, batch_size FROM archive_policies")).all())
+    assert before
+    assert init_db(bare_app).exit_code == 0
+    with archive(bare_app).connect() as conn:
+        after = {t: (size, mode) for t, size, mode in conn.execute(
+            sa.text("SELECT table_name, batch_size, batch_mode FROM archive_policies")).all()}
+    assert after == {t: (size, "fixed") for t, size in before.items()}

@@ -44,7 +44,8 @@ def test_create_then_update_keeps_one_row(app, client, admin, source_tables):
     body = resp.get_json()
     assert body["table_name"] == "orders"
     assert body["date_column"] == "created_at"
-    assert body["batch_size"] == 1000 and body["enabled"] is True and body["custom_criteria"] is None
+    assert body["batch_size"] is None and body["batch_mode"] == "adaptive"  # the default: adaptive, no ceiling
+    assert body["enabled"] is True and body["custom_criteria"] is None
     assert body["updated_by"] == "admin"
 
     resp = client.post("/config/", json={**GOOD, "archive_after_days": 7, "batch_size": 250, "enabled": False,
@@ -270,3 +271,18 @@ def test_sqlite_text_dates_are_sampled(app, client, admin, source_engine, ddl_ty
     assert (resp.status_code == 201) is accepted, resp.get_json()
     if not accepted:
         assert "created_at" in resp.get_json()["error"]["details"]["date_column"][0]
+
+
+def test_batch_mode_fixed_needs_a_size_and_a_size_is_a_ceiling_when_adaptive(app, client, admin, source_tables):
+    bad = client.post("/config", json={**GOOD, "batch_mode": "fixed"}, headers=admin)
+    assert bad.status_code == 400 and "batch_size" in bad.get_json()["error"]["details"]
+    assert client.post("/config", json={**GOOD, "batch_mode": "sometimes"}, headers=admin).status_code == 400
+    fixed = client.post("/config", json={**GOOD, "batch_mode": "fixed", "batch_size": 500}, headers=admin)
+    assert fixed.status_code == 201 and (fixed.get_json()["batch_mode"], fixed.get_json()["batch_size"]) == ("fixed", 500)
+    capped = client.post("/config", json={**GOOD, "batch_size": 2000}, headers=admin)
+    assert capped.status_code == 200 and capped.get_json()["batch_mode"] == "adaptive"
+    from archiver.services.policies import policy_spec
+    with app.app_context():
+        (row,) = stored_policies(app)
+        sizer = policy_spec(row).sizer()
+    assert sizer.adaptive and sizer.ceiling == 2000 and sizer() == 1000

@@ -4,8 +4,6 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from ..services import database
-
 #: init-db's exit status when it refuses a database it does not recognise (nothing was changed):
 #: retrying cannot help, so scripts/docker-entrypoint.sh stops at once on it.
 EXIT_NOT_RECOGNISED = 3
@@ -19,6 +17,8 @@ def init_db_command() -> None:
     A database made before schema migrations is recognised and stamped, never recreated; one whose
     tables are partly there or unknown is refused with exit status 3, unchanged.
     """
+    from ..services import database  # Alembic: loaded by the commands that migrate only
+
     try:
         result = database.init_db()
     except database.SchemaNotRecognised as exc:

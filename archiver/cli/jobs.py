@@ -157,6 +157,10 @@ def _summary(report: job_service.JobReport) -> None:
         click.echo(line)
         for table, rows in o.children.items():
             click.echo(f"  with {rows} row(s) of {table}")
+        if o.batch_sizes and o.batches:
+            b = o.batch_sizes
+            sizes = f"{b['first']:,}" if b["min"] == b["max"] else f"{b['first']:,} → {b['last']:,} ({b['min']:,}–{b['max']:,})"
+            click.echo(f"  {o.batches} batch(es), {b['mode']} size: {sizes} rows")
         if o.skipped:
             held = "held back" if not o.dry_run else "would be held back"
             total = o.rows_skipped if not o.dry_run else sum(o.skipped.values())

@@ -21,6 +21,7 @@ from .lease import TableLease
 from .objects import count_graph
 from .plan import TablePlan
 from .policy import PolicySpec, as_utc
+from .sizing import SizingSettings
 
 
 def _never() -> bool:
@@ -68,7 +69,8 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
                   lease: TableLease | None = None,
                   checkpoint: Callable[[str], None] | None = None,
                   source_ops: SourceOps | None = None, archive_ops: ArchiveOps | None = None,
-                  in_server: bool = True, pipeline: bool = True) -> ArchiveResult:
+                  in_server: bool = True, pipeline: bool = True,
+                  sizing: SizingSettings = SizingSettings()) -> ArchiveResult:
     """Archive ``spec.table_name`` from ``source`` into ``archive`` for the cutoff at ``now``.
 
     Batches are taken in primary-key order (keyset) until none is left or
@@ -79,7 +81,8 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     enough table (``result.extra["pipelined"]``), and with ``in_server`` too
     (default), a MariaDB source and archive on one server move those batches
     inside the server (``result.extra["in_server"]``). A batch a pipeline had to
-    roll back and move alone counts in ``result.extra["redone"]``. There,
+    roll back and move alone counts in ``result.extra["redone"]``. Batches are sized by
+    ``spec.sizer(sizing)`` (:mod:`.sizing`; ``result.extra["batch_sizes"]`` says how). There,
     ``on_batch`` and ``should_stop`` may run while the next batch already holds
     its row locks (they must not wait for source rows), and a stop lets the
     batches in flight finish. Raises EngineError subclasses (safe messages);
@@ -113,8 +116,9 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
             aconn = sconn if shared else archive.connect()
             restore = None if shared else aops.prepare(aconn)
         try:
+            sizer = spec.sizer(sizing)
             run = BatchRun(sops, aops, plan, sconn, aconn, shared, result, now, run_id, hook,
-                           should_stop, on_batch, lease, started)
+                           should_stop, on_batch, lease, started, sizer)
             run.move(archive, in_server=in_server, pipeline=pipeline)
         finally:
             if not shared:
@@ -129,6 +133,7 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
                 source_restore()
         finally:
             sconn.close()
+    result.extra["batch_sizes"] = sizer.summary()
     result.seconds = time.perf_counter() - started
     return result
 

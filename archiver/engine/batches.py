@@ -41,7 +41,7 @@ import sqlalchemy as sa
 
 from .backends import backend_of
 from .backends.base import ArchiveOps, Batch, BatchStream, Mover, SourceOps
-from .errors import DatabaseError, EngineError
+from .errors import DatabaseError, EngineError, LockConflict
 from .objects import ObjectBatch, collect, delete_order
 from .pipeline import REDO, Held, Redo, Slot, delete_and_commit, open_slots, run_batches
 from .plan import TablePlan
@@ -126,6 +126,12 @@ class _Read(Held):
             self.slot.submit(self.stream.close).result()  # its cursor, before the transaction ends
         super().discard()
 
+    def payload_bytes(self) -> int | None:
+        """The batch's payload text (what it held in memory), when it was read whole."""
+        if self.batch is None:
+            return None
+        return sum(len(r["payload"]) for r in self.batch.records if r["payload"] is not None)
+
 
 class Protocol:
     """The three steps of one batch of one run (the SQL is the backends' ops).
@@ -138,9 +144,11 @@ class Protocol:
     """
 
     def __init__(self, sops: SourceOps, aops: ArchiveOps, plan: TablePlan, aconn: sa.Connection, *,
-                 shared: bool, now: datetime, run_id: int | None, hook: Callable[[str], None]) -> None:
+                 shared: bool, now: datetime, run_id: int | None, hook: Callable[[str], None],
+                 size: Callable[[], int]) -> None:
         self.sops, self.aops, self.plan, self.aconn = sops, aops, plan, aconn
         self.shared, self.now, self.run_id, self.hook = shared, now, run_id, hook
+        self.size = size
         self.relational = not plan.graph.trivial
         # A batch with children is read whole first: its descendants are found from all its keys.
         self.streams = sops.streams() and aops.streams and not shared and not self.relational
@@ -148,7 +156,7 @@ class Protocol:
     def read(self, slot: Slot, after: tuple | None) -> _Read | None:
         """Step 1: begin the batch's source transaction and lock its rows (None: nothing left)."""
         trans = slot.conn.begin()
-        limit = self.plan.spec.batch_size
+        limit = self.size()
         try:
             if self.streams:
                 stream = self.sops.stream_batch(slot.conn, self.plan, after, limit)
@@ -160,6 +168,8 @@ class Protocol:
             objects = self.collect(slot.conn, batch) if found and self.relational else None
         except sa.exc.DBAPIError as exc:
             trans.rollback()
+            if self.sops.is_lock_conflict(exc):
+                raise LockConflict("source", self.sops.explain(exc)) from exc
             raise DatabaseError("source", self.sops.explain(exc)) from exc
         except BaseException:
             trans.rollback()
@@ -214,9 +224,9 @@ class Protocol:
             records = [{**record, "root_id": ids[spk[root]], "depth": level} for _key, record, root, level in rows]
             self.aops.upsert(conn, table, records, self.now, self.run_id)
 
-    def delete(self, read: _Read, *, redo: bool = True) -> tuple[int, int] | tuple[int, int, ObjectBatch] | Redo:
+    def delete(self, read: _Read, *, redo: bool = True) -> tuple[int, int, ObjectBatch | None, int | None] | Redo:
         """Step 3: delete the batch's keys (descendants first) and commit the source;
-        (rows read, rows deleted[, objects]) or REDO."""
+        (rows read, rows deleted, objects, payload bytes) or REDO."""
         def delete() -> int:
             conn = read.slot.conn
             if read.objects is not None:
@@ -226,9 +236,7 @@ class Protocol:
         deleted = delete_and_commit(read, delete, self.hook, self.plan.table_name, self.sops, redo=redo)
         if deleted is REDO:
             return REDO
-        if read.objects is None:
-            return len(read.batch), deleted
-        return len(read.batch), deleted, read.objects
+        return len(read.batch), deleted, read.objects, read.payload_bytes()
 
     def delete_children(self, conn: sa.Connection, objects: ObjectBatch) -> None:
         """Delete the descendants deepest first (never leaving it to ON DELETE CASCADE), then make sure
@@ -277,16 +285,22 @@ class BatchRun:
     on_batch: Callable[[BatchProgress], None] | None
     lease: "TableLease | None"
     started: float
+    sizer: BatchSizer
+
+    #: Times one batch is tried again, smaller each time, when the source answers with a lock wait,
+    #: a deadlock or a statement timeout (adaptive sizing; a fixed size fails at once, as it did).
+    CONFLICT_RETRIES = 4
 
     def __post_init__(self) -> None:
         self.protocol = Protocol(self.sops, self.aops, self.plan, self.aconn, shared=self.shared, now=self.now,
-                                 run_id=self.run_id, hook=self.hook)
+                                 run_id=self.run_id, hook=self.hook, size=self.sizer)
         self.inline = Slot(self.sconn, inline=True)
 
     def move(self, archive: sa.Engine, *, in_server: bool, pipeline: bool) -> None:
         """Overlapped (in-server, piped or by the protocol) when the databases allow it, else one
         batch after another."""
         caps = self.sops.capabilities
+        self.sizer.restart_clock()
         try:
             overlap = pipeline and not self.shared and caps.row_locks and self.sops.overlaps(self.plan, self.sconn)
         except sa.exc.DBAPIError as exc:
@@ -312,7 +326,7 @@ class BatchRun:
             if mover is not None:
                 self.result.extra["in_server"] = True
                 try:
-                    mover.run(self.stop_requested, self.redo_batch, self.counted)
+                    mover.run(self.stop_requested, self.redo_batch, self.counted, self.sizer)
                 finally:
                     mover.close()
                 return
@@ -328,11 +342,11 @@ class BatchRun:
             if mover is not None:
                 self.result.extra["piped"] = True
                 try:
-                    mover.run(self.stop_requested, self.redo_batch, self.counted)
+                    mover.run(self.stop_requested, self.redo_batch, self.counted, self.sizer)
                 finally:
                     mover.close()
             else:
-                run_batches(slots, self.protocol.read, self.protocol.hand_on, stop_requested=self.stop_requested,
+                run_batches(slots, self.read_overlapped, self.protocol.hand_on, stop_requested=self.stop_requested,
                             generic_batch=self.redo_batch, committed=self.counted,
                             read_ahead=not self.protocol.streams)
         finally:
@@ -353,28 +367,51 @@ class BatchRun:
     def one_batch(self, after: tuple | None) -> tuple | None:
         """One batch by the protocol on the run's connection; its last key (None: nothing left).
 
-        A lock conflict fails it like any database error (nothing beside it to redo it after).
+        With adaptive sizing, a lock conflict on the source (the batch's rows stay where they
+        were) is tried again with half the rows, up to :attr:`CONFLICT_RETRIES` times; with a
+        fixed size it fails like any database error.
         """
-        read = self.protocol.read(self.inline, after)
-        if read is None:
-            return None
+        retries = self.CONFLICT_RETRIES if self.sizer.adaptive else 0
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            read = None
+            try:
+                read = self.protocol.read(self.inline, after)
+                if read is None:
+                    return None
+                self.protocol.write(read)
+            except BaseException as exc:
+                if read is not None:
+                    read.discard()
+                if last or not isinstance(exc, LockConflict) or exc.side != "source":
+                    raise
+                self.sizer.conflicted()
+                continue
+            outcome = self.protocol.delete(read, redo=not last)
+            if isinstance(outcome, Redo):
+                self.sizer.conflicted()
+                continue
+            self.counted(*outcome)
+            return read.last_key
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def read_overlapped(self, slot: Slot, after: tuple | None) -> _Read | Redo | None:
+        """Step 1 beside another batch: a lock conflict on the source rolls it back, to be redone alone."""
         try:
-            self.protocol.write(read)
-        except BaseException:
-            read.discard()
-            raise
-        outcome = self.protocol.delete(read, redo=False)
-        assert not isinstance(outcome, Redo)
-        self.counted(*outcome)
-        return read.last_key
+            return self.protocol.read(slot, after)
+        except LockConflict:
+            return REDO
 
     def redo_batch(self, after: tuple | None) -> tuple | None:
         """A batch a pipeline rolled back, moved by the protocol alone (counted in extra["redone"])."""
         self.result.extra["redone"] = self.result.extra.get("redone", 0) + 1
+        self.sizer.conflicted()
         return self.one_batch(after)
 
-    def counted(self, n_read: int, n_deleted: int, objects: ObjectBatch | None = None) -> None:
-        """A batch committed: count it, then report it."""
+    def counted(self, n_read: int, n_deleted: int, objects: ObjectBatch | None = None,
+                payload_bytes: int | None = None) -> None:
+        """A batch committed: count it, size the next one, then report it."""
+        self.sizer.committed(n_read + (len(objects.held) if objects is not None else 0), payload_bytes)
         self.result.rows_read += n_read + (len(objects.held) if objects is not None else 0)
         self.result.rows_archived += n_read
         self.result.rows_deleted += n_deleted

@@ -76,3 +76,7 @@ class DatabaseError(EngineError):
     def __init__(self, side: str, reason: str) -> None:
         super().__init__(f"{side} database error: {reason}")
         self.side = side
+
+
+class LockConflict(DatabaseError):
+    """A lock wait, deadlock or statement timeout: the statement (maybe its transaction) was undone."""

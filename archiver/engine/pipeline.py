@@ -152,7 +152,8 @@ def run_batches(slots: list[Slot], read: Callable[[Slot, tuple | None], Held | N
     """Move batches, pipelined, until none is left or ``stop_requested()``.
 
     ``read(slot, after)`` (on the slot's thread) locks the next batch after ``after``
-    (None: nothing left). ``hand_on(held)`` (here) takes the batch on and returns the
+    (None: nothing left; :data:`REDO`: it met a lock conflict and rolled back — the batch is
+    then moved the generic way once nothing else is in flight). ``hand_on(held)`` (here) takes the batch on and returns the
     future of its last step, whose outcome is ``(rows_read, rows_deleted)`` once its
     source transaction committed, or :data:`REDO`. With ``read_ahead`` the next batch is
     read while ``hand_on`` runs; without it (a batch whose last key is known only once
@@ -179,7 +180,10 @@ def run_batches(slots: list[Slot], read: Callable[[Slot, tuple | None], Held | N
         while True:
             if pending is None:
                 pending = slots[turn].submit(read, slots[turn], after)
-            held, pending = pending.result(), None
+            held, pending = pending.result(), None  # the read of the batch after ``after``
+            read_redo = held is REDO
+            if read_redo:
+                held = None
             redo = finished(wait=False)
             stop = False
             if not redo and held is not None:
@@ -200,6 +204,8 @@ def run_batches(slots: list[Slot], read: Callable[[Slot, tuple | None], Held | N
                 held.discard()
                 held = None
             redo += finished(wait=True)  # nothing may run beside the generic path
+            if read_redo:  # after every batch in flight, which it follows
+                redo.append(after)
             if not redo or stop:
                 break
             # Redo the first such batch the generic way and go on after it (the rows of any

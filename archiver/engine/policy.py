@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-DEFAULT_BATCH_SIZE = 1000
+from .sizing import BatchSizer, SizingSettings
+
+#: How a policy sizes its batches: ``adaptive`` (the default; ``batch_size``, when set, is the
+#: ceiling) or ``fixed`` (every batch exactly ``batch_size`` rows).
+BATCH_MODES = ("adaptive", "fixed")
 
 
 @dataclass(frozen=True)
@@ -38,16 +42,27 @@ class PolicySpec:
     archive_after_days: int = 30
     delete_after_days: int = 365
     custom_criteria: str | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = None
     children: tuple[NamedChild, ...] = ()
+    batch_mode: str = "adaptive"
 
     def __post_init__(self) -> None:
         if self.archive_after_days < 0:
             raise ValueError("archive_after_days must be >= 0")
         if self.delete_after_days < 1:
             raise ValueError("delete_after_days must be >= 1")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.batch_mode not in BATCH_MODES:
+            raise ValueError(f"batch_mode must be one of {', '.join(BATCH_MODES)}")
+        if self.batch_mode == "fixed" and self.batch_size is None:
+            raise ValueError("a fixed batch_mode needs a batch_size")
+
+    def sizer(self, settings: SizingSettings = SizingSettings()) -> BatchSizer:
+        """A new batch sizer for one run of this policy."""
+        if self.batch_mode == "fixed":
+            return BatchSizer(fixed=self.batch_size, settings=settings)
+        return BatchSizer(ceiling=self.batch_size, settings=settings)
 
 
 def as_utc(now: datetime) -> datetime:

@@ -14,6 +14,7 @@ from .batches import BatchProgress
 from .failures import db_side
 from .lease import TableLease
 from .policy import PolicySpec, as_utc, purge_cutoff
+from .sizing import BatchSizer, SizingSettings
 
 
 @dataclass
@@ -42,17 +43,18 @@ def _never() -> bool:
 def purge_table(archive: sa.Engine, spec: PolicySpec, *, now: datetime, dry_run: bool = False,
                 batch_size: int | None = None, should_stop: Callable[[], bool] = _never,
                 on_batch: Callable[[BatchProgress], None] | None = None, lease: TableLease | None = None,
-                archive_ops: ArchiveOps | None = None) -> PurgeResult:
+                archive_ops: ArchiveOps | None = None,
+                sizing: SizingSettings = SizingSettings()) -> PurgeResult:
     """Delete ``archived_rows`` of ``spec.table_name`` with ``archived_at < now - delete_after_days``.
 
-    Each batch (at most ``batch_size`` rows, default the policy's) is its own
-    short transaction, so none grows with the archive's size.
+    Each batch is its own short transaction, so none grows with the archive's size;
+    batches are sized like the policy's archive batches (``batch_size`` forces a fixed size).
     """
     started = time.perf_counter()
     ops = archive_ops or archive_ops_for(archive)
     cutoff = purge_cutoff(spec, as_utc(now))
     result = PurgeResult(spec.table_name, cutoff, dry_run=dry_run)
-    limit = batch_size or spec.batch_size
+    sizer = BatchSizer(fixed=batch_size, settings=sizing) if batch_size else spec.sizer(sizing)
     with db_side("archive"), archive.connect() as conn:
         if dry_run:
             result.would_purge = ops.count_expired(conn, spec.table_name, cutoff)
@@ -64,10 +66,12 @@ def purge_table(archive: sa.Engine, spec: PolicySpec, *, now: datetime, dry_run:
                     break
                 if lease is not None:
                     lease.renew_if_due()
+                limit = sizer()
                 with conn.begin():
                     n, below = ops.purge_batch(conn, spec.table_name, cutoff, limit)
                 if n == 0:
                     break
+                sizer.committed(n)
                 result.rows_deleted += n + below
                 result.children_deleted += below
                 result.batches += 1

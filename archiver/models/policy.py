@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -20,7 +20,8 @@ class ArchivePolicy(db.Model):
     archive_after_days: Mapped[int] = mapped_column(Integer, nullable=False)
     delete_after_days: Mapped[int] = mapped_column(Integer, nullable=False)
     custom_criteria: Mapped[str | None] = mapped_column(Text, nullable=True)
-    batch_size: Mapped[int] = mapped_column(Integer, nullable=False, default=1000)
+    # adaptive: batch_size (when set) is the largest batch; fixed: every batch is batch_size rows.
+    batch_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow,
@@ -30,3 +31,5 @@ class ArchivePolicy(db.Model):
     # [{"table", "columns", "references", "parent"?}, ...]; NULL: none. (Columns added by a migration
     # come last: create_all makes the same table the migrations make.)
     children: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    batch_mode: Mapped[str] = mapped_column(String(16), nullable=False, default="adaptive",
+                                            server_default=text("'adaptive'"))

@@ -32,10 +32,11 @@ from alembic.script import ScriptDirectory
 
 from .. import models  # noqa: F401 - registers the ORM tables on db.metadata
 from ..engine import schema as engine_schema
-from ..extensions import db, migrate
+from .. import extensions
+from ..extensions import db
 
-#: Where the migrations live: archiver/migrations/ (see extensions.migrate).
-MIGRATIONS_DIR = migrate.directory
+#: Where the migrations live: archiver/migrations/ (see extensions.MIGRATIONS_DIR).
+MIGRATIONS_DIR = extensions.MIGRATIONS_DIR
 #: The first revision: the schema as ``create_all`` made it before migrations existed.
 BASELINE = "0001"
 
@@ -110,7 +111,7 @@ def migration_context_options() -> dict[str, Any]:
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
     """Flask-Migrate's Alembic config for this app; with ``connection``, env.py runs on it."""
-    config = migrate.get_config()
+    config = extensions.migrate.get_config()
     config.attributes["configure_logger"] = False
     if connection is not None:
         config.attributes["connection"] = connection

@@ -40,6 +40,7 @@ from ..engine.failures import db_side, describe_error, real_cause
 from ..engine.lease import Holder, TableLock
 from ..engine.policy import PolicySpec, utcnow
 from ..engine.purge import purge_table
+from ..engine.sizing import SizingSettings
 from ..errors import NotFound, Unavailable
 from ..extensions import db
 from ..models import ArchivePolicy, ArchiveRun, RunKind, RunStatus, ScheduleCheck
@@ -109,6 +110,7 @@ class TableOutcome:
     rate: float = 0.0              # recent rows per second
     children: dict[str, int] = field(default_factory=dict)  # rows that moved with them, by table
     skipped: dict[str, int] = field(default_factory=dict)   # rows held back, by reference
+    batch_sizes: dict[str, Any] | None = None  # how the batches were sized (engine/sizing.py summary)
 
     @property
     def rows_per_second(self) -> float:
@@ -156,6 +158,13 @@ def _specs(table: str | None) -> list[PolicySpec]:
     specs = [policy_spec(p) for p in policies if p.enabled]
     db.session.rollback()  # end the read transaction before the engine writes (SQLite)
     return specs
+
+
+def sizing_settings() -> SizingSettings:
+    """The adaptive batch bounds of this app (BATCH_TARGET_MS, BATCH_MAX_ROWS, BATCH_MAX_MB)."""
+    cfg = current_app.config
+    return SizingSettings(target_seconds=cfg["BATCH_TARGET_MS"] / 1000, max_rows=cfg["BATCH_MAX_ROWS"],
+                          max_bytes=cfg["BATCH_MAX_MB"] << 20)
 
 
 def fault_checkpoint() -> Callable[[str], None] | None:
@@ -445,8 +454,9 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
             result = archive_table(source_engine(), archive_engine(), spec, now=now, run_id=claim.run_id,
                                    dry_run=dry_run, should_stop=stop, on_batch=progress, lease=lock,
                                    checkpoint=fault_checkpoint(),
-                                   in_server=current_app.config["IN_SERVER_MOVES"])
+                                   in_server=current_app.config["IN_SERVER_MOVES"], sizing=sizing_settings())
             outcome.cutoff = result.cutoff
+            outcome.batch_sizes = result.extra.get("batch_sizes")
             outcome.children, outcome.skipped = result.children, result.skipped
             if dry_run:
                 outcome.rows = outcome.rows_read = result.would_archive or 0
@@ -466,7 +476,7 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
                 if on_start is not None:
                     on_start(spec.table_name, kind, outcome.rows_total or 0)
             presult = purge_table(archive_engine(), spec, now=now, dry_run=dry_run, should_stop=stop,
-                                  on_batch=progress, lease=lock)
+                                  on_batch=progress, lease=lock, sizing=sizing_settings())
             outcome.cutoff = presult.cutoff
             if dry_run:
                 outcome.rows = outcome.rows_read = presult.would_purge or 0
@@ -515,7 +525,8 @@ def _finish(outcome: TableOutcome, t0: float) -> TableOutcome:
     outcome.seconds = time.perf_counter() - t0
     if outcome.run_id is None:
         return outcome
-    details: dict[str, Any] = {k: v for k, v in (("children", outcome.children), ("skipped", outcome.skipped)) if v}
+    details: dict[str, Any] = {k: v for k, v in (("children", outcome.children), ("skipped", outcome.skipped),
+                                                 ("batch_sizes", outcome.batch_sizes)) if v}
     if outcome.holder is not None:
         details["held_by"] = outcome.holder.as_dict()
     rate = outcome.rows / outcome.seconds if outcome.seconds > 0 and outcome.status != RunStatus.SKIPPED.value else None

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from ..engine.archive import plan_table
 from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH
 from ..engine.errors import DatabaseError, InvalidPolicy
-from ..engine.policy import NamedChild, PolicySpec, utcnow
+from ..engine.policy import BATCH_MODES, NamedChild, PolicySpec, utcnow
 from ..errors import Conflict, InvalidInput, NotFound, Unavailable
 from ..extensions import db
 from ..models import ArchivePolicy
@@ -42,9 +42,10 @@ CHILD_FIELDS = ("table", "columns", "references", "parent")
 DEFAULTS: dict[str, Any] = {
     "date_column": "created_at",
     "custom_criteria": None,
-    "batch_size": 1000,
+    "batch_size": None,
     "enabled": True,
     "children": [],
+    "batch_mode": "adaptive",
 }
 REQUIRED = ("table_name", "archive_after_days", "delete_after_days")
 FIELDS = REQUIRED + tuple(DEFAULTS)
@@ -90,6 +91,8 @@ def _check_shape(values: Mapping[str, Any]) -> FieldErrors:
     for field, low, high in (("archive_after_days", ARCHIVE_AFTER_MIN, MAX_DAYS),
                              ("delete_after_days", DELETE_AFTER_MIN, MAX_DAYS),
                              ("batch_size", BATCH_SIZE_MIN, BATCH_SIZE_MAX)):
+        if field == "batch_size" and values.get(field) is None and field not in errors:
+            continue  # none: adaptive batches up to the engine's own ceiling
         value = values.get(field)
         if value is None or field in errors:
             continue
@@ -106,6 +109,11 @@ def _check_shape(values: Mapping[str, Any]) -> FieldErrors:
         add("enabled", "Not a valid boolean.")
     for message in _children_shape(values.get("children")):
         add("children", message)
+    mode = values.get("batch_mode")
+    if mode not in BATCH_MODES:
+        add("batch_mode", f"Must be one of: {', '.join(BATCH_MODES)}.")
+    elif mode == "fixed" and values.get("batch_size") is None:
+        add("batch_size", "A fixed batch_mode needs a batch_size.")
     return errors
 
 
@@ -145,7 +153,8 @@ def to_spec(values: Mapping[str, Any]) -> PolicySpec:
                      for c in values.get("children") or ())
     return PolicySpec(table_name=values["table_name"], date_column=values["date_column"],
                       archive_after_days=values["archive_after_days"], delete_after_days=values["delete_after_days"],
-                      custom_criteria=values["custom_criteria"], batch_size=values["batch_size"], children=children)
+                      custom_criteria=values["custom_criteria"], batch_size=values["batch_size"], children=children,
+                      batch_mode=values["batch_mode"])
 
 
 def policy_spec(policy: ArchivePolicy) -> PolicySpec:

@@ -5,8 +5,9 @@ from datetime import timezone
 
 import marshmallow as ma
 from marshmallow import fields
-from marshmallow.validate import Length, Range
+from marshmallow.validate import Length, OneOf, Range
 
+from ...engine.policy import BATCH_MODES
 from ...services import policies as rules
 
 
@@ -56,8 +57,15 @@ class PolicyInSchema(ma.Schema):
                                     metadata={"description": "Extra SQL boolean filter over the table's columns; "
                                                              "it can only narrow the age filter",
                                               "example": "status = 'closed'"})
-    batch_size = fields.Integer(load_default=rules.DEFAULTS["batch_size"], strict=True,
-                                validate=Range(rules.BATCH_SIZE_MIN, rules.BATCH_SIZE_MAX))
+    batch_size = fields.Integer(load_default=rules.DEFAULTS["batch_size"], strict=True, allow_none=True,
+                                validate=Range(rules.BATCH_SIZE_MIN, rules.BATCH_SIZE_MAX),
+                                metadata={"description": "Rows per batch: the largest batch when batch_mode is "
+                                                         "adaptive (null: the engine's ceiling, BATCH_MAX_ROWS), "
+                                                         "every batch's size when fixed"})
+    batch_mode = fields.String(load_default=rules.DEFAULTS["batch_mode"], validate=OneOf(BATCH_MODES),
+                               metadata={"description": "adaptive (default): batches grow while they commit well "
+                                                        "under BATCH_TARGET_MS and shrink on lock conflicts; "
+                                                        "fixed: every batch is batch_size rows"})
     enabled = fields.Boolean(load_default=rules.DEFAULTS["enabled"])
     children = fields.List(fields.Nested(NamedChildSchema), load_default=list,
                            validate=Length(max=rules.CHILDREN_MAX),
@@ -83,7 +91,8 @@ class PolicySchema(ma.Schema):
     archive_after_days = fields.Integer()
     delete_after_days = fields.Integer()
     custom_criteria = fields.String(allow_none=True)
-    batch_size = fields.Integer()
+    batch_size = fields.Integer(allow_none=True)
+    batch_mode = fields.String()
     enabled = fields.Boolean()
     children = fields.Method("_children", metadata={"description": "Child tables the policy names"})
     created_at = UtcDateTime()

@@ -141,7 +141,8 @@ class PreviewSchema(ma.Schema):
     date_column = fields.String()
     archive_after_days = fields.Integer()
     custom_criteria = fields.String(allow_none=True)
-    batch_size = fields.Integer()
+    batch_size = fields.Integer(allow_none=True)
+    batch_mode = fields.String()
     enabled = fields.Boolean()
     moves_with = fields.List(fields.Nested(MovesWithSchema), metadata={
         "description": "Child tables whose rows would move with the qualifying rows"})

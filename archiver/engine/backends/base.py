@@ -233,6 +233,16 @@ class SourceOps:
         """Whether :meth:`stream_batch` streams (the backend can, and the fast path is on)."""
         return False
 
+    # reflection --------------------------------------------------------------
+    def reflect_table(self, conn: sa.Connection | sa.Engine, name: str) -> sa.Table:
+        """The source table ``name``, reflected with this database's quirks corrected
+        (:meth:`column_reflected`); raises NoSuchTableError."""
+        return sa.Table(name, sa.MetaData(), autoload_with=conn,
+                        listeners=[("column_reflect", self.column_reflected)])
+
+    def column_reflected(self, inspector: Any, table: sa.Table, column: dict[str, Any]) -> None:
+        """Adjust one reflected column's description before the Column is made (none by default)."""
+
     # predicate ---------------------------------------------------------------
     def select_column(self, column: sa.Column) -> Any:
         return column
@@ -584,10 +594,10 @@ class Mover:
     """Moves a run's batches by a backend's own protocol (in-server moves, COPY pipes)."""
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
-            committed: Callable[[int, int], None]) -> None:
+            committed: Callable[[int, int], None], size: Callable[[], int]) -> None:
         """Move batches until none is left or ``stop_requested()``; ``generic_batch(after)`` moves
         one batch the portable way (for a batch this mover rolled back); ``committed(read, deleted)``
-        is called for each committed batch, in order."""
+        is called for each committed batch, in order; ``size()`` is the next batch's row count."""
         raise NotImplementedError
 
     def close(self) -> None:

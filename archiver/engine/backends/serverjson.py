@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import orjson
 import sqlalchemy as sa
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, LockConflict
 from ..plan import TablePlan
 from ..rowcodec import canonical_pk, converter_for, encode_value, orjson_default, to_utc_datetime
 from .base import Batch, BatchStream, SourceOps
@@ -265,7 +265,8 @@ class ServerJsonSourceOps(SourceOps):
                 finally:
                     result.close()
             except sa.exc.DBAPIError as exc:  # read while the archive side runs: name the right side
-                raise DatabaseError("source", self.explain(exc)) from exc
+                error = LockConflict if self.is_lock_conflict(exc) else DatabaseError
+                raise error("source", self.explain(exc)) from exc
 
         return BatchStream(chunks())
 

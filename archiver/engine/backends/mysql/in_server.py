@@ -89,7 +89,6 @@ class InServerMove(Mover):
         self.hook = hook
         self._restore = restore
         pk = plan.pk[0]
-        self._limit = plan.spec.batch_size
         archived_at = now.astimezone(timezone.utc).replace(tzinfo=None)
         self._stmts: dict[str, Any] = {}
         for first in (True, False):
@@ -134,8 +133,9 @@ class InServerMove(Mover):
         return True
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
-            committed: Callable[[int, int], None]) -> None:
+            committed: Callable[[int, int], None], size: Callable[[], int]) -> None:
         """Move batches until none is left or ``stop_requested()`` (see :func:`.pipeline.run_batches`)."""
+        self._size = size
         run_batches(self.slots, self._lock, lambda held: held.slot.submit(self._copy_delete_commit, held),
                     stop_requested=stop_requested, generic_batch=generic_batch, committed=committed)
 
@@ -144,14 +144,17 @@ class InServerMove(Mover):
         self._restore()
 
     # --- one batch (each step on its slot's thread) ------------------------------------
-    def _lock(self, slot: Slot, after: tuple | None) -> _Locked | None:
+    def _lock(self, slot: Slot, after: tuple | None) -> _Locked | Redo | None:
         conn, shape = slot.conn, ("first" if after is None else "next")
-        params = {"n": self._limit} if after is None else {"k0": after[0], "n": self._limit}
+        limit = self._size()
+        params = {"n": limit} if after is None else {"k0": after[0], "n": limit}
         trans = conn.begin()
         try:
             n, last, keys = conn.execute(self._stmts[f"lock_{shape}"], params).one()
         except sa.exc.DBAPIError as exc:
             trans.rollback()
+            if self.sops.is_lock_conflict(exc):  # waited too long on a row: the batch goes alone, smaller
+                return REDO
             raise DatabaseError("source", self.sops.explain(exc)) from exc
         except BaseException:
             trans.rollback()

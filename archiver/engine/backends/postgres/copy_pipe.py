@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from ...errors import DatabaseError, EngineError
+from ...errors import DatabaseError, EngineError, LockConflict
 from ...pipeline import REDO, Held, Redo, Slot, delete_and_commit, run_batches
 from ...plan import TablePlan
 from ..base import Mover
@@ -79,7 +79,8 @@ class CopyPipe(Mover):
         return aops.copies(aconn) and sops.copy_out_statement(plan, None, 1, now, None) is not None
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
-            committed: Callable[[int, int], None]) -> None:
+            committed: Callable[[int, int], None], size: Callable[[], int]) -> None:
+        self._size = size
         run_batches(self.slots, self._read, self._hand_on, stop_requested=stop_requested,
                     generic_batch=generic_batch, committed=committed, read_ahead=False)
 
@@ -96,31 +97,37 @@ class CopyPipe(Mover):
         return _Piped(slot, trans, after, None)
 
     def _hand_on(self, held: _Piped) -> Future:
-        sql, params = self.sops.copy_out_statement(self.plan, held.after, self.plan.spec.batch_size, self.now,
+        sql, params = self.sops.copy_out_statement(self.plan, held.after, self._size(), self.now,
                                                    self.run_id)
         rfd, wfd = os.pipe()
         reader, writer = os.fdopen(rfd, "rb", buffering=1 << 16), os.fdopen(wfd, "wb", buffering=1 << 16)
         sink = _KeySink(writer)
         produced = held.slot.submit(self._produce, held, sql, params, sink, writer)
         try:
-            with self.aconn.begin():
-                try:
-                    try:
-                        copied = self.aops.copy_in(self.aconn, reader)
-                    except sa.exc.DBAPIError as exc:
-                        raise DatabaseError("archive", self.aops.explain(exc)) from exc
-                finally:
-                    while reader.read(1 << 16):  # whatever happened here, let the source COPY end
-                        pass
-                    produced.result()  # the source's error, if any, before anything commits
-                if copied is None or copied == 0:
-                    return held.slot.submit(self._give_up, held)
-                if copied != len(sink.keys):
-                    raise EngineError(f"archive COPY of '{self.plan.table_name}' took {copied} of "
-                                      f"{len(sink.keys)} rows")
-                held.keys, held.n, held.last_key = sink.key_array(), copied, (int(sink.keys[-1]),)
+            return self._copy_through(held, reader, produced, sink)
+        except LockConflict:  # the source waited too long on a row: nothing committed, redo it alone
+            return held.slot.submit(self._give_up, held)
         finally:
             reader.close()
+
+    def _copy_through(self, held: _Piped, reader: Any, produced: Future, sink: _KeySink) -> Future:
+        """COPY the source's lines into the archive and commit it, then DELETE on the batch's slot."""
+        with self.aconn.begin():
+            try:
+                try:
+                    copied = self.aops.copy_in(self.aconn, reader)
+                except sa.exc.DBAPIError as exc:
+                    raise DatabaseError("archive", self.aops.explain(exc)) from exc
+            finally:
+                while reader.read(1 << 16):  # whatever happened here, let the source COPY end
+                    pass
+                produced.result()  # the source's error, if any, before anything commits
+            if copied is None or copied == 0:
+                return held.slot.submit(self._give_up, held)
+            if copied != len(sink.keys):
+                raise EngineError(f"archive COPY of '{self.plan.table_name}' took {copied} of "
+                                  f"{len(sink.keys)} rows")
+            held.keys, held.n, held.last_key = sink.key_array(), copied, (int(sink.keys[-1]),)
         self.hook("after_archive_commit")
         return held.slot.submit(self._delete, held)
 
@@ -128,7 +135,8 @@ class CopyPipe(Mover):
         try:
             self.sops.copy_out(held.slot.conn, sql, params, sink)
         except sa.exc.DBAPIError as exc:
-            raise DatabaseError("source", self.sops.explain(exc)) from exc
+            error = LockConflict if self.sops.is_lock_conflict(exc) else DatabaseError
+            raise error("source", self.sops.explain(exc)) from exc
         finally:
             writer.close()
         self.hook("after_select")  # the batch's rows are read and locked
