@@ -35,13 +35,6 @@ def require(run: cli.Run, key: str):
     backend = run.backend(key)
     if key == "sqlite":
         return backend
-
-
-def unavailable_tool(message: str) -> None:
-    """Skip a test whose external tool is missing — or, under CI=true (.ci/run installs it), fail it."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
     url = run.args.pg_url if key == "pg" else run.args.mariadb_url
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
@@ -55,6 +48,13 @@ def unavailable_tool(message: str) -> None:
     finally:
         engine.dispose()
     return backend
+
+
+def unavailable_tool(message: str) -> None:
+    """Skip a test whose external tool is missing — or, under CI=true (.ci/run installs it), fail it."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture
