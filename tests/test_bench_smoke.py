@@ -164,7 +164,8 @@ def assert_user_view_row(results, key: str) -> None:
     for row in project_rows:
         assert row.note == "", row.note  # ran, exit 0, run record and ground truth agree
         assert row.rows == datasets.EVENTS.expected(N)["events"]
-        assert row.extra["batch_size"] == 1000  # the policy's default: only three fields were posted
+        # the policy's defaults (only three fields were posted): adaptive batches, no ceiling of its own
+        assert row.extra["batch_mode"] == "adaptive" and row.extra["batch_size"] is None
         assert row.extra["run"]["status"] == "succeeded"
         assert row.extra["run"]["rows_deleted"] == row.rows
         assert row.seconds > 0.3  # a whole process: interpreter and app start-up included
