@@ -132,6 +132,7 @@ def user_view(run: Run, b: Backend, ds: Dataset, n: int, extra: dict[str, Any] |
         log(f"{b.key} {ds.name} project: {result.note}")
         return result
     result.extra["batch_size"] = policy.get("batch_size")
+    result.extra["batch_mode"] = policy.get("batch_mode")
     b.before_measure()
     child = project.run_job(settings, "archive", ds.root.name)
     record = project.last_run(pair.archive_url, "archive", ds.root.name)
@@ -145,7 +146,8 @@ def user_view(run: Run, b: Backend, ds: Dataset, n: int, extra: dict[str, Any] |
     result.note = "; ".join(notes)
     result.extra.update(counts=chk.counts, run=record.__dict__ if record else None)
     log(f"{b.key} {ds.name} {label}: {chk.moved:,} rows in "
-        f"{child.seconds:.2f}s (whole process), peak {child.peak_kb / 1024:.0f} MB, batch_size {policy.get('batch_size')}"
+        f"{child.seconds:.2f}s (whole process), peak {child.peak_kb / 1024:.0f} MB, "
+        f"batch_mode {policy.get('batch_mode')}, batch_size {policy.get('batch_size')}"
         + (f" — {result.note}" if result.note else ""))
     return result
 

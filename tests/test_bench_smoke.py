@@ -35,13 +35,6 @@ def require(run: cli.Run, key: str):
     backend = run.backend(key)
     if key == "sqlite":
         return backend
-
-
-def unavailable_tool(message: str) -> None:
-    """Skip a test whose external tool is missing — or, under CI=true (.ci/run installs it), fail it."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
     url = run.args.pg_url if key == "pg" else run.args.mariadb_url
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
@@ -55,6 +48,13 @@ def unavailable_tool(message: str) -> None:
     finally:
         engine.dispose()
     return backend
+
+
+def unavailable_tool(message: str) -> None:
+    """Skip a test whose external tool is missing — or, under CI=true (.ci/run installs it), fail it."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture
@@ -164,7 +164,8 @@ def assert_user_view_row(results, key: str) -> None:
     for row in project_rows:
         assert row.note == "", row.note  # ran, exit 0, run record and ground truth agree
         assert row.rows == datasets.EVENTS.expected(N)["events"]
-        assert row.extra["batch_size"] == 1000  # the policy's default: only three fields were posted
+        # the policy's defaults (only three fields were posted): adaptive batches, no ceiling of its own
+        assert row.extra["batch_mode"] == "adaptive" and row.extra["batch_size"] is None
         assert row.extra["run"]["status"] == "succeeded"
         assert row.extra["run"]["rows_deleted"] == row.rows
         assert row.seconds > 0.3  # a whole process: interpreter and app start-up included

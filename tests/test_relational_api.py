@@ -42,8 +42,9 @@ def test_preview_then_run_then_browse_an_object(app, client, accounts, source_en
         assert report.ok and outcome.rows == 7 and outcome.rows_skipped == 1
         run = db.session.get(ArchiveRun, outcome.run_id)
         assert (run.status, run.rows_deleted, run.rows_skipped) == ("succeeded", 7, 1)
-        assert run.details == {"children": {"order_items": 21, "item_notes": 14},
-                               "skipped": {"invoices(order_id) → orders(id) ON DELETE NO ACTION": 1}}
+        assert run.details["children"] == {"order_items": 21, "item_notes": 14}
+        assert run.details["skipped"] == {"invoices(order_id) → orders(id) ON DELETE NO ACTION": 1}
+        assert run.details["batch_sizes"]["mode"] == "adaptive" and run.details["batch_sizes"]["max"] == 3
     runs = client.get(f"/runs/{outcome.run_id}", headers=admin).get_json()
     assert runs["rows_skipped"] == 1 and runs["details"]["children"]["order_items"] == 21
 

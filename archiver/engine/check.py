@@ -107,12 +107,23 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
     age = ops.age_predicate(table, date_col, cutoff)
     predicate = age if criteria is None else sa.and_(age, criteria)
     names = [c.name for c in table.columns]
-    return TablePlan(
+    plan = TablePlan(
         spec=spec, table=table, pk=pk, date_column=date_col, columns=[ops.select_column(c) for c in table.columns],
         pk_idx=[names.index(c.name) for c in pk], date_idx=names.index(date_col.name),
         cutoff=cutoff, predicate=predicate, encoder=RowEncoder(list(table.columns)),
         graph=graph, members=members, hold_tables=hold_tables,
     )
+    for name, member in members.items():
+        member.plan = plan if name == table.name else _member_plan(member, plan)
+    return plan
+
+
+def _member_plan(member: MemberTable, root: TablePlan) -> TablePlan:
+    """A child table's own plan: what a backend's fast SELECT needs to read its rows (no date, no
+    predicate: its rows are chosen by the rows they reference)."""
+    return TablePlan(spec=root.spec, table=member.table, pk=member.pk, date_column=member.pk[0],
+                     columns=member.columns, pk_idx=member.pk_idx, date_idx=member.pk_idx[0], cutoff=root.cutoff,
+                     predicate=sa.true(), encoder=member.encoder, graph=root.graph, members={}, hold_tables={})
 
 
 def _member(table: sa.Table, ops: SourceOps) -> MemberTable:

@@ -64,6 +64,13 @@ class ObjectGraph:
     holds: list[Reference] = field(default_factory=list)
 
     @property
+    def is_tree(self) -> bool:
+        """Each child table is reached by one relation and nothing references its own table:
+        every row of an object then belongs to exactly one root."""
+        return (not any(e.is_self for e in self.child_edges)
+                and all(len(self.edges_into(m)) == 1 for m in self.members[1:]))
+
+    @property
     def trivial(self) -> bool:
         """Nothing moves with the root and nothing can hold a row back."""
         return not self.child_edges and not self.holds

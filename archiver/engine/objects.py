@@ -19,7 +19,7 @@ lock and is collected here: it is never lost.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -31,12 +31,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import SourceOps
 
 
-@dataclass
 class _Row:
-    key: tuple
-    row: Any | None          # the selected row (None for roots: their record is the batch's)
-    level: int
-    parents: set[tuple[str, tuple]] = field(default_factory=set)  # (table, key) of the rows it references
+    """A collected row: its key, the selected row (None for a root: its record is the batch's),
+    its depth, and the root it belongs to (a tree-shaped object) or the rows it references."""
+
+    __slots__ = ("key", "row", "level", "owner", "parents")
+
+    def __init__(self, key: tuple, row: Any | None, level: int, owner: tuple | None = None) -> None:
+        self.key, self.row, self.level, self.owner = key, row, level, owner
+        self.parents: set[tuple[str, tuple]] = set()
 
 
 @dataclass
@@ -61,16 +64,21 @@ def collect(conn: sa.Connection, sops: "SourceOps", plan: TablePlan, root_keys: 
             root_dates: dict[tuple, Any]) -> ObjectBatch:
     """The objects of these locked root rows (see the module docstring)."""
     graph = plan.graph
-    root = plan.members[graph.root]
+    # A tree (each child table reached by one relation, no self-reference): every row belongs to
+    # the one root above it. Otherwise a row belongs to every root it can be reached from.
+    tree = graph.is_tree
     found: dict[str, dict[tuple, _Row]] = {name: {} for name in graph.members}
-    found[graph.root] = {k: _Row(k, None, 0) for k in root_keys}
+    found[graph.root] = {k: _Row(k, None, 0, owner=k) for k in root_keys}
+    root_pk = tuple(c.name for c in plan.pk)
     root_values = _root_values(conn, sops, plan, root_keys)
+    selects = {table: _member_select(sops, plan, table) for table in graph.members}
 
     def values_of(table: str, key: tuple, columns: tuple[str, ...]) -> tuple:
         r = found[table][key].row
         if r is None:  # a root of the batch: its record has no row, its referenced values were read
-            return root_values[key][columns]
-        return plan.members[table].values(r, columns)
+            return key if columns == root_pk else root_values[key][columns]
+        at = selects[table][1]
+        return tuple(r[at[c]] for c in columns)
 
     # 1. descendants, level by level (a level's rows are the next level's parents)
     frontier = {graph.root: set(root_keys)}
@@ -88,17 +96,31 @@ def collect(conn: sa.Connection, sops: "SourceOps", plan: TablePlan, root_keys: 
                 if None not in v:
                     by_value.setdefault(v, []).append(k)
             member = plan.members[edge.child]
+            above = found[edge.parent]
             cols = [member.table.c[c] for c in edge.columns]
-            for row in sops.select_referencing(conn, member.table, cols, member.columns, by_value, lock=True):
-                key = member.key(row)
-                seen = found[edge.child].get(key)
+            items, at = selects[edge.child]
+            key_at = [at[c.name] for c in member.pk]
+            fk_at = [at[c] for c in edge.columns]
+            here, fresh = found[edge.child], new.setdefault(edge.child, set())
+            for row in sops.select_referencing(conn, member.table, cols, items, by_value, lock=True):
+                key = (row[key_at[0]],) if len(key_at) == 1 else tuple(row[i] for i in key_at)
+                refs = by_value.get((row[fk_at[0]],) if len(fk_at) == 1 else tuple(row[i] for i in fk_at), ())
+                seen = here.get(key)
                 if seen is None:
-                    seen = found[edge.child][key] = _Row(key, row, level)
-                    new.setdefault(edge.child, set()).add(key)
-                seen.parents.update((edge.parent, pk) for pk in by_value.get(member.values(row, edge.columns), ()))
+                    seen = here[key] = _Row(key, row, level)
+                    fresh.add(key)
+                if tree:
+                    seen.owner = above[refs[0]].owner
+                else:
+                    seen.parents.update((edge.parent, pk) for pk in refs)
         frontier = new
 
-    roots_of = _roots(graph.root, found)
+    if tree:
+        def roots_of(node: tuple[str, tuple]) -> set[tuple]:
+            return {found[node[0]][node[1]].owner}
+    else:
+        reached = _roots(graph.root, found)
+        roots_of = reached.__getitem__
 
     # 2. references from rows outside the collected set hold their targets back
     outside: dict[tuple[str, tuple], str] = {}
@@ -126,32 +148,55 @@ def collect(conn: sa.Connection, sops: "SourceOps", plan: TablePlan, root_keys: 
     # 3. the roots that can move: none of their rows referenced by a row that stays
     moving = set(root_keys)
     held: dict[tuple, str] = {}
-    while True:
-        moves = {(t, k) for t, rows in found.items() for k in rows if roots_of[(t, k)] & moving}
-        stuck = [(node, why) for node, why in outside.items() if node in moves]
-        stuck += [(target, why) for src, target, why in inside if target in moves and src not in moves]
+
+    def moves(node: tuple[str, tuple]) -> bool:
+        return not roots_of(node).isdisjoint(moving)
+
+    while outside or inside:
+        stuck = [(node, why) for node, why in outside.items() if moves(node)]
+        stuck += [(target, why) for src, target, why in inside if moves(target) and not moves(src)]
         if not stuck:
             break
         for node, why in stuck:
-            for r in roots_of[node] & moving:
+            for r in roots_of(node) & moving:
                 moving.discard(r)
                 held.setdefault(r, why)
 
     children: dict[str, list[tuple[tuple, dict[str, Any], tuple, int]]] = {}
+    order = {k: i for i, k in enumerate(root_keys)}
     for table in graph.members:
-        member = plan.members[table]
-        out = []
+        going = []
         for key, r in found[table].items():
-            mine = roots_of[(table, key)] & moving
-            if not mine or r.row is None:  # not moving, or a root of this batch itself
+            if r.row is None:  # a root of this batch itself
                 continue
-            owner = min(mine, key=root_keys.index)
-            record = {"source_pk": canonical_pk(key), "payload": member.encoder.dumps(r.row),
-                      "row_date": root_dates.get(owner)}
-            out.append((key, record, owner, r.level))
-        if out:
-            children[table] = out
+            if tree:
+                owner = r.owner
+                if owner not in moving:
+                    continue
+            else:
+                mine = [k for k in roots_of((table, key)) if k in moving]
+                if not mine:
+                    continue
+                owner = min(mine, key=order.__getitem__)
+            going.append((key, r, owner))
+        if going:
+            records = sops.member_records(conn, plan.members[table], [r.row for _k, r, _o in going])
+            for (_key, _r, owner), record in zip(going, records):
+                record["row_date"] = root_dates.get(owner)  # an object is dated by its root
+            children[table] = [(key, record, owner, r.level) for (key, r, owner), record in zip(going, records)]
     return ObjectBatch([k for k in root_keys if k in moving], children, held)
+
+
+def _member_select(sops: "SourceOps", plan: TablePlan, table: str) -> tuple[list[Any], dict[str, int]]:
+    """How rows of an object's table are selected: the backend's list, and where the key and the
+    columns of its relations are in a row."""
+    graph = plan.graph
+    member = plan.members[table]
+    needed = [c.name for c in member.pk]
+    for e in graph.child_edges + graph.holds:
+        for cols in ((e.columns,) if e.child == table else ()) + ((e.parent_columns,) if e.parent == table else ()):
+            needed += [c for c in cols if c not in needed]
+    return sops.member_select(member, needed)
 
 
 def _root_values(conn: sa.Connection, sops: "SourceOps", plan: TablePlan,
@@ -159,8 +204,10 @@ def _root_values(conn: sa.Connection, sops: "SourceOps", plan: TablePlan,
     """For each root key: the values of the column lists other rows reference."""
     graph = plan.graph
     root = plan.members[graph.root]
-    wanted = {e.parent_columns for e in graph.child_edges + graph.holds if e.parent == graph.root}
     pk_names = tuple(c.name for c in root.pk)
+    wanted = {e.parent_columns for e in graph.child_edges + graph.holds if e.parent == graph.root} - {pk_names}
+    if not wanted:  # the relations reference the root's key: the key is the value (see values_of)
+        return {}
     out: dict[tuple, dict[tuple[str, ...], tuple]] = {k: {} for k in keys}
     extra = sorted({c for cols in wanted for c in cols if c not in pk_names})
     rows: dict[tuple, dict[str, Any]] = {k: dict(zip(pk_names, k)) for k in keys}

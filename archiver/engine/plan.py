@@ -25,12 +25,22 @@ class MemberTable:
     def __post_init__(self) -> None:
         self.names = [c.name for c in self.table.columns]
         self.pk_idx = [self.names.index(c.name) for c in self.pk]
+        self._indexes: dict[tuple[str, ...], list[int]] = {}
+        #: The table's own plan (how a backend's fast SELECT reads it): set by the policy check.
+        self.plan: TablePlan | None = None
 
     def key(self, row: Any) -> tuple:
+        if len(self.pk_idx) == 1:
+            return (row[self.pk_idx[0]],)
         return tuple(row[i] for i in self.pk_idx)
 
     def values(self, row: Any, columns: tuple[str, ...]) -> tuple:
-        return tuple(row[self.names.index(c)] for c in columns)
+        idx = self._indexes.get(columns)
+        if idx is None:
+            idx = self._indexes[columns] = [self.names.index(c) for c in columns]
+        if len(idx) == 1:
+            return (row[idx[0]],)
+        return tuple(row[i] for i in idx)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from ..schema import archived_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import Slot
-    from ..plan import TablePlan
+    from ..plan import MemberTable, TablePlan
 
 
 @dataclass(frozen=True)
@@ -360,22 +360,47 @@ class SourceOps:
                 refs.append(Reference(table, tuple(fk["constrained_columns"]), parent, parent_cols, rule))
         return refs
 
+    def one_of(self, column: Any, values: list[Any]) -> tuple[sa.ColumnElement[bool], dict[str, Any]] | None:
+        """``column`` IN ``values`` as one condition whose parameters do not grow with the list (an
+        array, a JSON text, ...), or None: the values then go as bound parameters, in chunks."""
+        return None
+
+    def _keys_in(self, cols: list[Any], values: list[tuple]) -> Iterator[tuple[sa.ColumnElement[bool], dict[str, Any]]]:
+        """Conditions (with their parameters) that together select ``cols`` IN ``values``."""
+        if len(cols) == 1:
+            one = self.one_of(cols[0], [v[0] for v in values])
+            if one is not None:
+                yield one
+                return
+        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
+        cond = target.in_(sa.bindparam("values", expanding=True))
+        step = max(1, self.max_params // len(cols))
+        for i in range(0, len(values), step):
+            chunk = values[i:i + step]
+            yield cond, {"values": [v[0] for v in chunk] if len(cols) == 1 else chunk}
+
+    def member_select(self, member: "MemberTable", needed: Sequence[str]) -> tuple[list[Any], dict[str, int]]:
+        """The select list for rows of an object's table (archived with their root), and where each
+        ``needed`` column's value is in a selected row."""
+        return list(member.columns), {name: i for i, name in enumerate(member.names)}
+
+    def member_records(self, conn: sa.Connection, member: "MemberTable",
+                       rows: Sequence[Any]) -> list[dict[str, Any]]:
+        """Archive records (source_pk, payload) of rows selected with :meth:`member_select`, in order."""
+        dumps = member.encoder.dumps
+        return [{"source_pk": str(k[0]) if len(k) == 1 and type(k[0]) is int else canonical_pk(k),
+                 "payload": dumps(row)} for row in rows for k in (member.key(row),)]
+
     def select_referencing(self, conn: sa.Connection, table: sa.Table, columns: Sequence[sa.Column],
                            items: Sequence[Any], values: Iterable[tuple], *, lock: bool) -> list[Any]:
         """``items`` of the rows of ``table`` whose ``columns`` hold one of ``values`` (row locks with ``lock``)."""
         values = list(values)
         if not values:
             return []
-        cols = [self.key_column(c) for c in columns]
-        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
-        stmt = sa.select(*items).where(target.in_(sa.bindparam("values", expanding=True)))
-        if lock:
-            stmt = stmt.with_for_update()
-        step = max(1, self.max_params // len(cols))
         rows: list[Any] = []
-        for i in range(0, len(values), step):
-            chunk = values[i:i + step]
-            rows += conn.execute(stmt, {"values": [v[0] for v in chunk] if len(cols) == 1 else chunk}).all()
+        for cond, params in self._keys_in([self.key_column(c) for c in columns], values):
+            stmt = sa.select(*items).where(cond)
+            rows += conn.execute(stmt.with_for_update() if lock else stmt, params).all()
         return rows
 
     def count_referencing(self, conn: sa.Connection, plan: "TablePlan", edge: Reference,
@@ -405,15 +430,8 @@ class SourceOps:
 
     def delete_rows(self, conn: sa.Connection, table: sa.Table, pk: Sequence[sa.Column], keys: list[tuple]) -> int:
         """DELETE exactly these primary keys of ``table`` (a member of an object); the rows deleted."""
-        cols = [self.key_column(c) for c in pk]
-        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
-        stmt = sa.delete(table).where(target.in_(sa.bindparam("keys", expanding=True)))
-        step = max(1, self.max_params // len(cols))
-        deleted = 0
-        for i in range(0, len(keys), step):
-            chunk = keys[i:i + step]
-            deleted += conn.execute(stmt, {"keys": [k[0] for k in chunk] if len(cols) == 1 else chunk}).rowcount
-        return deleted
+        return sum(conn.execute(sa.delete(table).where(cond), params).rowcount
+                   for cond, params in self._keys_in([self.key_column(c) for c in pk], keys))
 
 
 # --------------------------------------------------------------------------- archive

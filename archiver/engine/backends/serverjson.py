@@ -192,6 +192,23 @@ class ServerJsonSourceOps(SourceOps):
         plan.extra["fast_layout"] = layout
         return layout
 
+    def member_select(self, member: Any, needed: Sequence[str]) -> tuple[list[Any], dict[str, int]]:
+        # The fast SELECT of the table's own plan (payloads built by the database), then the columns
+        # the object's relations need.
+        if not self.fast_enabled or member.plan is None:
+            return super().member_select(member, needed)
+        items = list(self.layout(member.plan).items)
+        at = {}
+        for name in needed:
+            at[name] = len(items)
+            items.append(member.table.c[name])
+        return items, at
+
+    def member_records(self, conn: sa.Connection, member: Any, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        if not self.fast_enabled or member.plan is None:
+            return super().member_records(conn, member, rows)
+        return self.records(conn, member.plan, rows)[1]
+
     def fast_select(self, plan: TablePlan, after: tuple | None, limit: int) -> tuple[sa.Select, dict[str, Any]]:
         key = "fast_first" if after is None else "fast_next"
         stmt = plan.extra.get(key)

@@ -86,6 +86,14 @@ class PostgresArchiveOps(ArchiveOps):
             set_={c: ex[c] for c in self.REPLACED},
         ).returning(archived_rows.c.id)
 
+    def archived_ids(self, conn: sa.Connection, table_name: str, source_pks: list[str]) -> dict[str, int]:
+        if not self.fast_enabled:
+            return super().archived_ids(conn, table_name, source_pks)
+        c = archived_rows.c  # the keys as one text[] parameter
+        stmt = sa.select(c.source_pk, c.id).where(c.table_name == table_name,
+                                                  c.source_pk == sa.any_(sa.cast(sa.bindparam("pks"), pg.ARRAY(sa.Text))))
+        return dict(conn.execute(stmt, {"pks": source_pks}).all())
+
     def lock_name(self, conn: sa.Connection, table_name: str) -> int:
         # Advisory locks are per database; the key covers the archive schema too (one database may
         # hold several archives, one per schema) and the table, hashed to a signed 64-bit key.
