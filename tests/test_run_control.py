@@ -153,7 +153,8 @@ def test_killed_run_frees_the_table_at_once_and_is_recorded_abandoned(rc):
     if dbs.backend == "sqlite":  # one batch after another: exactly batches 1-3
         assert dead_run.rows_deleted == moved_by_dead == 15 and dead_run.batches == 3
     else:  # overlapped batches: the counters cover every batch committed up to the last report
-        assert 15 <= dead_run.rows_deleted <= moved_by_dead and dead_run.rows_deleted % 5 == 0
+        # (batch 4 is read ahead while batch 3 commits: at least batches 1-2 reported)
+        assert 10 <= dead_run.rows_deleted <= moved_by_dead and dead_run.rows_deleted % 5 == 0
     assert dead_run.rows_total == 40
     assert done.status == "succeeded"
     assert TableLock(archive_engine, "orders").current_holder() is None
@@ -163,8 +164,9 @@ def test_killed_run_frees_the_table_at_once_and_is_recorded_abandoned(rc):
 
 def test_two_processes_at_once_one_works_the_other_exits_3_naming_the_holder(rc):
     app, dbs, source_engine, archive_engine = rc
-    original, qualifying = _setup(app, source_engine, n_old=60, batch_size=5)
-    slow = {"ARCHIVER_FAULT_POINT": "after_batch:1:sleep=0.25"}
+    # ~6 s of work each: long enough to overlap even when one process starts seconds after the other.
+    original, qualifying = _setup(app, source_engine, n_old=300, batch_size=5)
+    slow = {"ARCHIVER_FAULT_POINT": "after_batch:1:sleep=0.1"}
     procs = [_archive_now(dbs, **slow) for _ in range(2)]
     results = [(p.pid, *p.communicate(timeout=300), p.returncode) for p in procs]
     codes = sorted(r[3] for r in results)

@@ -36,6 +36,7 @@ from flask import Flask, current_app
 from ..engine.archive import BatchProgress, archive_table, count_archivable, preview_archive
 from ..engine.criteria import CriteriaError
 from ..engine.errors import DatabaseError, EngineError, LeaseLost
+from ..engine.backends import explain
 from ..engine.failures import db_side, describe_error, real_cause
 from ..engine.lease import Holder, TableLock
 from ..engine.policy import PolicySpec, utcnow
@@ -410,8 +411,10 @@ class _Progress:
         if self.record and self.run_id is not None:
             try:
                 runs.record_progress(self.run_id, self.counts())
-            except Exception:  # noqa: BLE001 - progress is best effort; the batch is committed
-                log.warning("could not write the progress of run %s", self.run_id)
+            except sa.exc.DBAPIError as exc:
+                # The archive does not take the counters: the next batch's archive write would fail
+                # the same way (after as long a wait). Stop here; the committed batches stay.
+                raise DatabaseError("archive", explain(exc)) from exc
         if self.on_batch is not None:
             self.on_batch(p)
 

@@ -44,7 +44,8 @@ def configure_engine(engine: sa.Engine, settings: ConnectionSettings | None = No
     def _on_connect(dialect, conn_rec, cargs, cparams):  # pragma: no cover - every PostgreSQL test
         for key, value in params.items():
             if key == "options":
-                cparams["options"] = " ".join(filter(None, [str(cparams.get("options") or ""), str(value)]))
+                # Ours first: a setting the URL's own options name wins (the last -c counts).
+                cparams["options"] = " ".join(filter(None, [str(value), str(cparams.get("options") or "")]))
             else:
                 cparams.setdefault(key, value)
 
