@@ -47,6 +47,9 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
 
 def register_extensions(app: Flask) -> None:
     from .api.openapi import openapi  # HTTP-only: imported here, not at module level
+    from .services.files import secure_sqlite_file
+    secure_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], own=True)
+    secure_sqlite_file(app.config["SOURCE_DATABASE_URL"], own=False)
     db.init_app(app)
     jwt.init_app(app)
     openapi.init_app(app)

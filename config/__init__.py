@@ -118,7 +118,7 @@ def _instance_secret(instance: Path) -> str:
         value = path.read_text().strip()
         if len(value) >= 32:
             return value
-    instance.mkdir(parents=True, exist_ok=True)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -147,6 +147,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEASE_TTL_SECONDS", int, 600, minimum=10),
     # MariaDB source and archive on one server: move rows inside the server (engine/in_server.py)
     Setting("IN_SERVER_MOVES", bool, True),
+    Setting("TRUSTED_PROXY_HOPS", int, 0, minimum=0, maximum=5),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 #: app.config keys derived from a setting: set the setting instead (so it is validated).
@@ -180,8 +181,8 @@ class BaseConfig:
     OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
-    OPENAPI_SWAGGER_UI_PATH = "/docs"
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+    # /docs is served by api/docs_ui.py from Swagger UI files shipped with flask-swagger-ui (no CDN:
+    # the page's Content-Security-Policy allows only this origin).
 
     @classmethod
     def fixed(cls) -> dict[str, Any]:

@@ -145,11 +145,10 @@ def test_entrypoint_runs_init_db_then_waitress(dockerfile):
     assert ENTRYPOINT.stat().st_mode & 0o111, "entrypoint must be executable"
     assert text.startswith("#!/bin/sh")
     init = text.index("flask --app archiver init-db")
-    serve = text.index("exec waitress-serve")
+    serve = text.index("exec python -m archiver.serve")  # waitress with the body limit (archiver/serve.py)
     assert init < serve
     words = shlex.split(text[serve:].splitlines()[0])
     assert words[words.index("--host") + 1] == "0.0.0.0"
-    assert words[-1] == "wsgi:app"
     assert (ROOT / "wsgi.py").read_text().count("app = create_app()") == 1
 
 
