@@ -47,12 +47,16 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
 
 def register_extensions(app: Flask) -> None:
     from .api.openapi import openapi  # HTTP-only: imported here, not at module level
+    from .api.ratelimit import init_limiter
     from .services.files import secure_sqlite_file
+    from .services.passwords import init_gate
     secure_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], own=True)
     secure_sqlite_file(app.config["SOURCE_DATABASE_URL"], own=False)
+    init_gate(app)
     db.init_app(app)
     jwt.init_app(app)
     openapi.init_app(app)
+    init_limiter(app)
     with app.app_context():
         for engine in db.engines.values():
             configure_engine(engine)

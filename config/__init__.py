@@ -81,6 +81,7 @@ class Setting:
     by_env: Mapping[str, Default] = field(default_factory=dict)  # ARCHIVER_ENV -> default there
     key: str | None = None  # app.config key, when it is not ``name``
     convert: Callable[[Any], Any] | None = None  # value -> app.config value
+    validate: Callable[[Any], str | None] | None = None  # value -> why it is refused, or None
 
     @property
     def config_key(self) -> str:
@@ -104,6 +105,8 @@ class Setting:
             raise ConfigError(f"{self.name}{where} must be >= {self.minimum}, got {value}")
         if self.maximum is not None and value > self.maximum:
             raise ConfigError(f"{self.name}{where} must be <= {self.maximum}, got {value}")
+        if self.validate is not None and (problem := self.validate(value)) is not None:
+            raise ConfigError(f"{self.name}{where} {problem}, got {value!r}")
         return value
 
     def default_for(self, env_name: str, instance: Path) -> Any:
@@ -128,6 +131,29 @@ def _instance_secret(instance: Path) -> str:
 
 TESTING_JWT_SECRET = "testing-secret-key-that-is-32-bytes-long!"
 
+
+def _rate_limits(value: str) -> str | None:
+    """Flask-Limiter rate strings: ``5/minute;20/hour`` (``limits`` parses them)."""
+    from limits import parse_many
+
+    try:
+        parsed = parse_many(value)
+    except ValueError:
+        parsed = []
+    if not parsed:
+        return "must be rate limits such as '5/minute;20/hour'"
+    return None
+
+
+def _limits_storage(value: str) -> str | None:
+    """A storage URI that Flask-Limiter's ``limits`` knows (memory://, redis://, memcached://, ...)."""
+    from limits.storage import SCHEMES
+
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in SCHEMES or scheme.startswith("async+"):
+        return "must be a rate-limit storage URI (memory://, redis://host:6379/0, memcached://host:11211, ...)"
+    return None
+
 #: Every tunable setting, once. README's Configuration section documents the same table.
 SETTINGS: tuple[Setting, ...] = (
     Setting("SOURCE_DATABASE_URL", str,
@@ -147,6 +173,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEASE_TTL_SECONDS", int, 600, minimum=10),
     # MariaDB source and archive on one server: move rows inside the server (engine/in_server.py)
     Setting("IN_SERVER_MOVES", bool, True),
+    # --- security (README "Security") ---
+    Setting("SIGNUP_ENABLED", bool, False, by_env={"development": True}),
+    Setting("RATELIMIT_ENABLED", bool, True),
+    Setting("RATELIMIT_STORAGE_URI", str, "memory://", validate=_limits_storage),
+    Setting("RATELIMIT_KEY_PREFIX", str, "archiver"),
+    Setting("RATELIMIT_LOGIN_PER_USERNAME", str, "5/minute;20/hour", validate=_rate_limits),
+    Setting("RATELIMIT_LOGIN_PER_ADDRESS", str, "30/minute", validate=_rate_limits),
+    Setting("RATELIMIT_SIGNUP_PER_ADDRESS", str, "10/hour", validate=_rate_limits),
+    Setting("PASSWORD_CHECK_CONCURRENCY", int, 2, minimum=1, maximum=64),
+    Setting("AUDIT_RETENTION_DAYS", int, 365, minimum=0, maximum=36500),
     Setting("TRUSTED_PROXY_HOPS", int, 0, minimum=0, maximum=5),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -172,6 +208,11 @@ class BaseConfig:
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
     JWT_ERROR_MESSAGE_KEY = "message"
+    # Flask-Limiter (the limits themselves are SETTINGS): a sliding window, so "5 per minute" means
+    # any 60 seconds; if the shared storage (Redis) is unreachable, limit per process in memory.
+    RATELIMIT_STRATEGY = "moving-window"
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_HEADERS_ENABLED = False  # Retry-After is set by our 429 (api/errors.py)
     # Scheduler (Flask-APScheduler); its HTTP API stays off
     SCHEDULER_API_ENABLED = False
     SCHEDULER_TIMEZONE = "UTC"

