@@ -15,16 +15,53 @@ from .extensions import db, jwt
 log = logging.getLogger(__name__)
 
 
+#: ``flask --app archiver <command>`` commands that serve no HTTP and run no scheduler: for them the
+#: app is built without the API (OpenAPI schemas, blueprints) and the scheduler, which they never
+#: use; the commands start in a fraction of the time (``archive-now`` on an empty table: see
+#: tests/test_startup.py).
+HEADLESS_COMMANDS = frozenset({"archive-now", "purge-now", "init-db", "create-admin", "seed-demo", "db",
+                               "prune-security"})
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory. ``test_config`` overrides settings (tests)."""
     app = Flask(__name__, instance_relative_config=True)
     register_config(app, test_config)
     register_extensions(app)
-    register_errors(app)
-    register_blueprints(app)
+    if not headless_command():
+        register_api(app)
+        register_errors(app)
+        register_blueprints(app)
     register_cli(app)
-    register_scheduler(app)
+    if not headless_command():
+        register_scheduler(app)
     return app
+
+
+def headless_command() -> bool:
+    """True when the Flask CLI builds the app to run one of :data:`HEADLESS_COMMANDS`.
+
+    The ``flask`` group builds the app before it resolves an app-defined command, so the
+    command is read from its arguments: the first word that is not one of the group's own
+    options (``--app``/``-A`` and ``--env-file``/``-e`` take a value).
+    """
+    import click
+    from flask.cli import FlaskGroup
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    if ctx.info_name in HEADLESS_COMMANDS:
+        return True
+    if not isinstance(ctx.command, FlaskGroup):
+        return False
+    words = iter(sys.argv[1:])
+    for word in words:
+        if word in ("--app", "-A", "--env-file", "-e"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word in HEADLESS_COMMANDS
+    return False
 
 
 def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
@@ -46,8 +83,6 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from .api.openapi import openapi  # HTTP-only: imported here, not at module level
-    from .api.ratelimit import init_limiter
     from .services.files import secure_sqlite_file
     from .services.passwords import init_gate
     secure_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], own=True)
@@ -55,11 +90,16 @@ def register_extensions(app: Flask) -> None:
     init_gate(app)
     db.init_app(app)
     jwt.init_app(app)
-    openapi.init_app(app)
-    init_limiter(app)
     with app.app_context():
         for engine in db.engines.values():
             configure_engine(engine)
+
+
+def register_api(app: Flask) -> None:
+    from .api.openapi import openapi  # HTTP-only: imported here, not at module level
+    from .api.ratelimit import init_limiter
+    openapi.init_app(app)
+    init_limiter(app)
 
 
 def register_errors(app: Flask) -> None:

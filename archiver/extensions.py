@@ -6,7 +6,8 @@ in ``archiver/api/openapi.py``, so importing a service does not load them.
 """
 from __future__ import annotations
 
-from flask_apscheduler import APScheduler
+from typing import Any
+
 from flask_jwt_extended import JWTManager
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -27,4 +28,16 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 jwt = JWTManager()
-scheduler = APScheduler()
+_scheduler: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    """``scheduler``, the Flask-APScheduler singleton, made on first use (commands that never
+    schedule anything do not import APScheduler)."""
+    global _scheduler
+    if name != "scheduler":
+        raise AttributeError(name)
+    if _scheduler is None:
+        from flask_apscheduler import APScheduler
+        _scheduler = APScheduler()
+    return _scheduler

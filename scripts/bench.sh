@@ -2,7 +2,7 @@
 # Archival benchmark (see README "Benchmark"): sets up .venv, installs the
 # bench-only tools when missing (percona-toolkit for pt-archiver, wrk for the
 # read benchmark; needs root + apt-get, otherwise those parts are skipped with
-# a note), then runs scripts/bench.py with the given options, e.g.
+# a note), then runs the bench package (python -m bench) with the given options, e.g.
 #   scripts/bench.sh --rows 1000000 --out docs/benchmarks.md
 #   scripts/bench.sh --rows 100000 --backends sqlite --skip-baselines
 # Needs PostgreSQL (BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/postgres)
@@ -26,4 +26,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> ${missing[*]} missing and not root: the pt-archiver / read benchmarks will say n/a" >&2
   fi
 fi
-exec python -m scripts.bench "$@"
+exec python -m bench "$@"

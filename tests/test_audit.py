@@ -204,7 +204,7 @@ def test_every_read_of_archived_rows_is_recorded(app, client, accounts, archive_
 
     assert client.get(f"/archives/orders/{ids[0]}", headers=headers).status_code == 200
     read = only(app, "archive.read")
-    assert read.details == {"row_id": ids[0], "rows": 1} and read.actor_id == uid
+    assert read.details == {"row_id": ids[0], "rows": 1, "object_rows": 0} and read.actor_id == uid
 
     resp = client.get("/archives/orders/export", headers=headers, query_string={"format": "csv"})
     assert resp.status_code == 200
@@ -367,3 +367,4 @@ def test_the_api_offers_no_way_to_change_the_trail(app, client, accounts):
             assert getattr(client, method)(url, headers=headers).status_code in (404, 405)
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/audit")]
     assert {m for r in rules for m in r.methods} - {"HEAD", "OPTIONS"} == {"GET"}
+

@@ -16,7 +16,7 @@ from ..errors import Forbidden
 from ..services import archives
 from .openapi import Blueprint
 from .schemas.archives import (ArchiveExportQuerySchema, ArchiveFiltersSchema, ArchiveListQuerySchema,
-                               ArchivedRowPageSchema, ArchivedRowSchema, ArchiveTableListSchema, NoQuerySchema,
+                               ArchivedRowDetailSchema, ArchivedRowPageSchema, ArchiveTableListSchema, NoQuerySchema,
                                RestoreBodySchema, RestoreResultSchema)
 from .docs import error_responses
 from .security import (admin_required, current_actor, is_admin, login_required, permitted_tables,
@@ -78,12 +78,13 @@ def list_rows(args: dict[str, Any], table_name: str):
 @blp.route("/<string:table_name>/<id:row_id>", methods=["GET"])
 @login_required
 @blp.arguments(NoQuerySchema, location="query", unknown=ma.RAISE)
-@blp.response(200, ArchivedRowSchema)
+@blp.response(200, ArchivedRowDetailSchema)
 @_errors(400, 401, 403, 404)
 def get_row(_args: dict[str, Any], table_name: str, row_id: int):
     """One archived row; 404 if it does not exist or belongs to another table."""
     require_table_access(table_name)
-    return _json(archives.get_row_json(table_name, row_id, actor=current_actor()))
+    return _json(archives.get_row_json(table_name, row_id, None if is_admin() else permitted_tables(),
+                                       actor=current_actor()))
 
 
 @blp.route("/<string:table_name>/export", methods=["GET"])

@@ -1,6 +1,7 @@
 """/config: archive policies, one per source table (admin; a permitted user may read one)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from flask.views import MethodView
@@ -13,6 +14,9 @@ from .security import admin_required, current_actor, is_admin, login_required, r
 
 blp = Blueprint("config", __name__, url_prefix="/config",
                 description="Archive policies: which rows of a source table are archived, and for how long")
+
+#: What a permitted (non-admin) user sees of a policy: all but ``updated_by``.
+_USER_VISIBLE = tuple(name for name in PolicySchema().fields if name != "updated_by")
 
 _ERRORS = {
     400: "Invalid policy; `details` names each bad field",
@@ -68,7 +72,8 @@ class PolicyByTable(MethodView):
         policy = policy_service.require_policy(table_name)
         if is_admin():
             return policy
-        return {name: getattr(policy, name) for name in PolicySchema().fields if name != "updated_by"}
+        # the same policy without who changed it last (the schema leaves out what is missing)
+        return SimpleNamespace(**{name: getattr(policy, name) for name in _USER_VISIBLE})
 
     @blp.response(204, description="Policy removed (archived rows are kept)")
     @_errors(401, 403, 404)

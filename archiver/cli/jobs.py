@@ -89,6 +89,14 @@ def _summary(report: job_service.JobReport) -> None:
         if o.error:
             line += f" - {o.error}"
         click.echo(line)
+        for table, rows in o.children.items():
+            click.echo(f"  with {rows} row(s) of {table}")
+        if o.skipped:
+            held = "held back" if not o.dry_run else "would be held back"
+            total = o.rows_skipped if not o.dry_run else sum(o.skipped.values())
+            click.echo(f"  {total} row(s) {held} (still referenced; tried again next run):")
+            for reference, rows in o.skipped.items():
+                click.echo(f"    {rows} by {reference}")
     rate = report.total_rows / report.seconds if report.seconds > 0 else 0.0
     counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in ("succeeded", "failed", "partial", "skipped")}
     click.echo(f"total: {verb} {report.total_rows} rows in {report.seconds:.2f} s ({rate:,.0f} rows/s); "

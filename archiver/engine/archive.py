@@ -6,6 +6,7 @@ how a run's batches move are in :mod:`.batches`; the policy check in :mod:`.chec
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
@@ -17,6 +18,7 @@ from .batches import CHECKPOINTS, ArchiveResult, BatchProgress, BatchRun
 from .check import check_policy
 from .failures import db_side
 from .lease import TableLease
+from .objects import count_graph
 from .plan import TablePlan
 from .policy import PolicySpec, as_utc
 
@@ -38,6 +40,25 @@ def count_archivable(source: sa.Engine, spec: PolicySpec, *, now: datetime) -> t
     plan = plan_table(source, spec, now, ops)
     with db_side("source"), source.connect() as conn:
         return ops.count(conn, plan), plan.cutoff
+
+
+@dataclass
+class ArchivePreview:
+    """What a run would move now: the rows that qualify, what moves with them, what is held back."""
+
+    would_archive: int
+    cutoff: datetime
+    moves_with: list[dict]
+    held_by: list[dict]
+
+
+def preview_archive(source: sa.Engine, spec: PolicySpec, *, now: datetime) -> ArchivePreview:
+    """Check the policy and count what a run would move now, its child tables included (moves nothing)."""
+    ops = source_ops_for(source)
+    plan = plan_table(source, spec, now, ops)
+    with db_side("source"), source.connect() as conn:
+        graph = count_graph(conn, ops, plan)
+        return ArchivePreview(ops.count(conn, plan), plan.cutoff, graph.moves_with, graph.held_by)
 
 
 def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, now: datetime,
@@ -73,6 +94,9 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     if dry_run:
         with db_side("source"), source.connect() as conn:
             result.would_archive = sops.count(conn, plan)
+            graph = count_graph(conn, sops, plan)
+        result.children = {m["table"]: m["rows"] for m in graph.moves_with}
+        result.skipped = {h["reference"]: h["rows"] for h in graph.held_by}
         result.seconds = time.perf_counter() - started
         return result
 
@@ -109,4 +133,5 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     return result
 
 
-__all__ = ["ArchiveResult", "BatchProgress", "CHECKPOINTS", "archive_table", "count_archivable", "plan_table"]
+__all__ = ["ArchivePreview", "ArchiveResult", "BatchProgress", "CHECKPOINTS", "archive_table", "count_archivable",
+           "plan_table", "preview_archive"]

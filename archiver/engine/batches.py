@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from .backends import backend_of
 from .backends.base import ArchiveOps, Batch, BatchStream, Mover, SourceOps
 from .errors import DatabaseError, EngineError
+from .objects import ObjectBatch, collect, delete_order
 from .pipeline import REDO, Held, Redo, Slot, delete_and_commit, open_slots, run_batches
 from .plan import TablePlan
 
@@ -50,8 +51,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Checkpoint names passed to ``checkpoint`` (tests use them to crash or pause there).
 #: An in-server move (one transaction per batch) passes ``after_archive_insert`` (copied,
-#: not committed) where the portable protocol passes ``after_archive_commit``.
-CHECKPOINTS = ("after_select", "after_archive_commit", "after_archive_insert", "after_source_delete", "after_batch")
+#: not committed) where the portable protocol passes ``after_archive_commit``; a batch with
+#: descendants passes ``after_child_delete`` between their DELETEs and its own rows'.
+CHECKPOINTS = ("after_select", "after_archive_commit", "after_archive_insert", "after_child_delete",
+               "after_source_delete", "after_batch")
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,12 @@ class ArchiveResult:
     ``rows_read`` rows selected and locked, ``rows_archived`` upserted into the
     archive, ``rows_deleted`` deleted from the source. ``stopped`` is True when
     ``should_stop`` ended the run early (committed batches stay committed).
-    For a dry run only ``would_archive`` is set. ``extra``: how the batches
-    moved (``in_server``, ``pipelined``, ``piped``; ``redone``: batches a
-    pipeline rolled back and moved again alone).
+    For a dry run only ``would_archive`` is set. A table with child tables
+    (``TablePlan.graph``) also counts the rows that moved with its rows
+    (``children``: table → rows) and the rows left in place because a row that
+    stays still references them (``rows_skipped``; ``skipped``: reference →
+    rows). ``extra``: how the batches moved (``in_server``, ``pipelined``,
+    ``piped``; ``redone``: batches a pipeline rolled back and moved again alone).
     """
 
     table_name: str
@@ -87,16 +93,29 @@ class ArchiveResult:
     batches: int = 0
     stopped: bool = False
     would_archive: int | None = None
+    rows_skipped: int = 0
+    children: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+
+    def add_objects(self, objects: ObjectBatch) -> None:
+        """Count one committed batch's descendants and held roots."""
+        for table, rows in objects.children.items():
+            self.children[table] = self.children.get(table, 0) + len(rows)
+        self.rows_skipped += len(objects.held)
+        for why in objects.held.values():
+            self.skipped[why] = self.skipped.get(why, 0) + 1
 
 
 @dataclass
 class _Read(Held):
-    """A batch read (``batch``) or being read (``stream``; its batch and last key once written)."""
+    """A batch read (``batch``) or being read (``stream``; its batch and last key once written);
+    ``objects``: its roots' descendants and held roots (tables with children or referrers)."""
 
     batch: Batch | None = None
     stream: BatchStream | None = None
+    objects: ObjectBatch | None = None
 
     def discard(self) -> None:
         if self.stream is not None:
@@ -118,7 +137,9 @@ class Protocol:
                  shared: bool, now: datetime, run_id: int | None, hook: Callable[[str], None]) -> None:
         self.sops, self.aops, self.plan, self.aconn = sops, aops, plan, aconn
         self.shared, self.now, self.run_id, self.hook = shared, now, run_id, hook
-        self.streams = sops.streams() and aops.streams and not shared
+        self.relational = not plan.graph.trivial
+        # A batch with children is read whole first: its descendants are found from all its keys.
+        self.streams = sops.streams() and aops.streams and not shared and not self.relational
 
     def read(self, slot: Slot, after: tuple | None) -> _Read | None:
         """Step 1: begin the batch's source transaction and lock its rows (None: nothing left)."""
@@ -132,6 +153,7 @@ class Protocol:
                 stream = None
                 batch = self.sops.fetch_batch(slot.conn, self.plan, after, limit)
                 found = bool(batch)
+            objects = self.collect(slot.conn, batch) if found and self.relational else None
         except sa.exc.DBAPIError as exc:
             trans.rollback()
             raise DatabaseError("source", self.sops.explain(exc)) from exc
@@ -142,7 +164,17 @@ class Protocol:
             trans.rollback()
             return None
         self.hook("after_select")  # streamed: the first rows are read and locked, the rest as they stream
-        return _Read(slot, trans, after, None if batch is None else batch.last_key, batch, stream)
+        return _Read(slot, trans, after, None if batch is None else batch.last_key, batch, stream, objects)
+
+    def collect(self, conn: sa.Connection, batch: Batch) -> ObjectBatch:
+        """Lock the batch's descendants and leave out the roots a reference holds back."""
+        dates = {k: r["row_date"] for k, r in zip(batch.keys, batch.records)}
+        objects = collect(conn, self.sops, self.plan, batch.keys, dates)
+        if objects.held:  # the walk goes on past them (last_key stays the batch's)
+            moving = set(objects.roots)
+            kept = [(k, r) for k, r in zip(batch.keys, batch.records) if k in moving]
+            batch.keys, batch.records = [k for k, _ in kept], [r for _, r in kept]
+        return objects
 
     def write(self, read: _Read) -> None:
         """Step 2: upsert the batch into the archive and commit it (or, shared, leave it to step 3)."""
@@ -161,15 +193,60 @@ class Protocol:
                         read.last_key = read.batch.last_key
                     else:
                         self.aops.upsert(self.aconn, table, read.batch.records, self.now, self.run_id)
+                        if read.objects is not None and read.objects.children:
+                            self.write_children(self.aconn, read)
         except sa.exc.DBAPIError as exc:
             raise DatabaseError("archive", self.aops.explain(exc)) from exc
         self.hook("after_archive_commit")
 
-    def delete(self, read: _Read, *, redo: bool = True) -> tuple[int, int] | Redo:
-        """Step 3: delete the batch's keys and commit the source; (rows read, rows deleted) or REDO."""
-        deleted = delete_and_commit(read, lambda: self.sops.delete_keys(read.slot.conn, self.plan, read.batch.keys),
-                                    self.hook, self.plan.table_name, self.sops, redo=redo)
-        return deleted if deleted is REDO else (len(read.batch), deleted)
+    def write_children(self, conn: sa.Connection, read: _Read) -> None:
+        """Upsert the batch's descendants under their own table names, each linked to the archived
+        row of the root it moved with (in the roots' archive transaction)."""
+        objects = read.objects
+        assert objects is not None
+        spk = {k: r["source_pk"] for k, r in zip(read.batch.keys, read.batch.records)}
+        ids = self.aops.archived_ids(conn, self.plan.table_name, list(spk.values()))
+        for table, rows in objects.children.items():
+            records = [{**record, "root_id": ids[spk[root]], "depth": level} for _key, record, root, level in rows]
+            self.aops.upsert(conn, table, records, self.now, self.run_id)
+
+    def delete(self, read: _Read, *, redo: bool = True) -> tuple[int, int] | tuple[int, int, ObjectBatch] | Redo:
+        """Step 3: delete the batch's keys (descendants first) and commit the source;
+        (rows read, rows deleted[, objects]) or REDO."""
+        def delete() -> int:
+            conn = read.slot.conn
+            if read.objects is not None:
+                self.delete_children(conn, read.objects)
+            return self.sops.delete_keys(conn, self.plan, read.batch.keys) if read.batch.keys else 0
+
+        deleted = delete_and_commit(read, delete, self.hook, self.plan.table_name, self.sops, redo=redo)
+        if deleted is REDO:
+            return REDO
+        if read.objects is None:
+            return len(read.batch), deleted
+        return len(read.batch), deleted, read.objects
+
+    def delete_children(self, conn: sa.Connection, objects: ObjectBatch) -> None:
+        """Delete the descendants deepest first (never leaving it to ON DELETE CASCADE), then make sure
+        no child row of a moving row is left for the cascade to take with no archived copy."""
+        for table, keys in delete_order(self.plan, objects):
+            member = self.plan.members[table]
+            deleted = self.sops.delete_rows(conn, member.table, member.pk, keys)
+            if deleted != len(keys):
+                raise EngineError(f"'{table}' rows of a batch of '{self.plan.table_name}' changed while locked "
+                                  f"({deleted} of {len(keys)} deleted); batch rolled back")
+        self.hook("after_child_delete")
+        moving = {table: [r[0] for r in rows] for table, rows in objects.children.items()}
+        moving[self.plan.table_name] = moving.get(self.plan.table_name, []) + list(objects.roots)
+        for edge in self.plan.graph.child_edges:
+            parents = moving.get(edge.parent)
+            if not parents:
+                continue
+            exclude = objects.roots if edge.child == self.plan.table_name else ()
+            left = self.sops.count_referencing(conn, self.plan, edge, parents, exclude)
+            if left:
+                raise EngineError(f"{left} row(s) of '{edge.child}' reference a row of '{edge.parent}' about to be "
+                                  f"deleted but were not archived with it; batch rolled back")
 
     def hand_on(self, read: _Read) -> Future:
         """Step 2 here, then step 3 on the batch's slot (overlapped runs; a failure here leaves
@@ -220,7 +297,9 @@ class BatchRun:
         backend = backend_of(self.sconn.engine)
         same_kind = backend is backend_of(archive)
         mover: Mover | None = None
-        if in_server and same_kind and caps.in_server_moves:
+        # A backend's own mover copies the root table's rows only: not for tables with children or referrers.
+        own_movers = not self.protocol.relational
+        if in_server and same_kind and caps.in_server_moves and own_movers:
             try:
                 mover = backend.open_in_server_move(self.sops, self.plan, self.sconn, self.aconn, archive,
                                                     now=self.now, run_id=self.run_id, checkpoint=self.hook)
@@ -239,7 +318,7 @@ class BatchRun:
         except sa.exc.DBAPIError as exc:
             raise DatabaseError("source", self.sops.explain(exc)) from exc
         try:
-            if same_kind and caps.copy and self.protocol.streams:
+            if same_kind and caps.copy and self.protocol.streams and own_movers:
                 mover = backend.open_copy_pipe(self.sops, self.aops, self.plan, slots, self.aconn, now=self.now,
                                                run_id=self.run_id, checkpoint=self.hook)
             if mover is not None:
@@ -290,12 +369,14 @@ class BatchRun:
         self.result.extra["redone"] = self.result.extra.get("redone", 0) + 1
         return self.one_batch(after)
 
-    def counted(self, n_read: int, n_deleted: int) -> None:
+    def counted(self, n_read: int, n_deleted: int, objects: ObjectBatch | None = None) -> None:
         """A batch committed: count it, then report it."""
-        self.result.rows_read += n_read
+        self.result.rows_read += n_read + (len(objects.held) if objects is not None else 0)
         self.result.rows_archived += n_read
         self.result.rows_deleted += n_deleted
         self.result.batches += 1
+        if objects is not None:
+            self.result.add_objects(objects)
         self.hook("after_batch")
         if self.on_batch is not None:
             self.on_batch(BatchProgress(self.plan.table_name, "archive", self.result.batches, n_read,

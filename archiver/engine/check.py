@@ -14,7 +14,11 @@ or raises :class:`InvalidPolicy` listing every problem by policy field:
   days, never as Unix epochs. With no value to sample, the declared type
   decides (a date type or TEXT). Elsewhere a text or numeric column is refused,
   naming the column, its type and a stored value;
-* ``custom_criteria``: it compiles for the table (see :mod:`.criteria`).
+* ``custom_criteria``: it compiles for the table (see :mod:`.criteria`);
+* ``children`` (and ``table_name``): the object graph (:mod:`.graph`) — the
+  tables the policy names as children exist, their columns exist and match the
+  referenced columns' types, every table of the object has a primary key, and
+  no two tables are children of each other (a cycle).
 
 A problem with a single cause raises its own subclass (TableNotFound,
 NoPrimaryKey, ColumnNotFound, UnsupportedDateColumn, NotADateValue); several
@@ -31,8 +35,9 @@ from .backends.base import SourceOps, type_name
 from .criteria import CriteriaError, compile_criteria
 from .errors import (ColumnNotFound, InvalidPolicy, NoPrimaryKey, NotADateValue, TableNotFound,
                      UnsupportedDateColumn)
-from .plan import TablePlan
-from .policy import PolicySpec, archive_cutoff, as_utc
+from .graph import ObjectGraph, build_graph
+from .plan import MemberTable, TablePlan
+from .policy import NamedChild, PolicySpec, archive_cutoff, as_utc
 from .rowcodec import RowEncoder
 
 #: How much of an offending value a message quotes.
@@ -75,6 +80,20 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
         problem = _date_column_problem(conn, table, date_col, pk, criteria, ops)
         if problem is not None:
             problems.append(problem)
+    graph = None
+    members: dict[str, MemberTable] = {}
+    hold_tables: dict[str, sa.Table] = {}
+    named = _named_children_problems(conn, table, spec.children)
+    if named:
+        problems.append(InvalidPolicy({"children": named}))
+    else:
+        try:
+            graph = build_graph(spec.table_name, ops.foreign_keys(conn), spec.children)
+        except InvalidPolicy as exc:
+            problems.append(exc)
+        else:
+            members, hold_tables, member_problems = _reflect_object(conn, table, graph, ops)
+            problems += member_problems
     if len(problems) == 1:
         raise problems[0]
     if problems:
@@ -83,7 +102,7 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
             for field, messages in p.problems.items():
                 merged.setdefault(field, []).extend(messages)
         raise InvalidPolicy(merged, "; ".join(str(p) for p in problems))
-    assert date_col is not None
+    assert date_col is not None and graph is not None
     cutoff = archive_cutoff(spec, as_utc(now))
     age = ops.age_predicate(table, date_col, cutoff)
     predicate = age if criteria is None else sa.and_(age, criteria)
@@ -92,7 +111,74 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
         spec=spec, table=table, pk=pk, date_column=date_col, columns=[ops.select_column(c) for c in table.columns],
         pk_idx=[names.index(c.name) for c in pk], date_idx=names.index(date_col.name),
         cutoff=cutoff, predicate=predicate, encoder=RowEncoder(list(table.columns)),
+        graph=graph, members=members, hold_tables=hold_tables,
     )
+
+
+def _member(table: sa.Table, ops: SourceOps) -> MemberTable:
+    return MemberTable(table.name, table, list(table.primary_key.columns),
+                       [ops.select_column(c) for c in table.columns], RowEncoder(list(table.columns)))
+
+
+def _reflect_object(conn: sa.Connection, root: sa.Table, graph: ObjectGraph,
+                    ops: SourceOps) -> tuple[dict[str, MemberTable], dict[str, sa.Table], list[InvalidPolicy]]:
+    """The object's tables, reflected; a child table without a primary key is a problem."""
+    tables = {root.name: root}
+    for name in {*graph.members, *(h.child for h in graph.holds)} - {root.name}:
+        tables[name] = reflect_source_table(conn, name)
+    problems = []
+    for name in graph.members[1:]:
+        if not list(tables[name].primary_key.columns):
+            problems.append(InvalidPolicy(
+                {"children": [f"Child table {name} has no primary key; its rows cannot be archived safely"]},
+                f"child table '{name}' of '{root.name}' has no primary key; its rows cannot be archived safely"))
+    members = {name: _member(tables[name], ops) for name in graph.members}
+    return members, {h.child: tables[h.child] for h in graph.holds}, problems
+
+
+def _named_children_problems(conn: sa.Connection, root: sa.Table, children: tuple[NamedChild, ...]) -> list[str]:
+    """What is wrong with the child relations a policy names (tables, columns, types)."""
+    problems: list[str] = []
+    names = {root.name: root}
+    insp = sa.inspect(conn)
+    for i, child in enumerate(children, 1):
+        where = f"child {i} ({child.table})"
+        for name in (child.table, child.parent or root.name):
+            if name not in names:
+                if not insp.has_table(name):
+                    problems.append(f"{where}: table {name} not found in the source database")
+                    continue
+                names[name] = sa.Table(name, sa.MetaData(), autoload_with=conn)
+        if child.table not in names or (child.parent or root.name) not in names:
+            continue
+        table, parent = names[child.table], names[child.parent or root.name]
+        if not child.columns or len(child.columns) != len(child.references):
+            problems.append(f"{where}: columns and references must name the same number of columns (at least one)")
+            continue
+        for col, ref in zip(child.columns, child.references):
+            if col not in table.c:
+                problems.append(f"{where}: column {col} not found in table {table.name}")
+            elif ref not in parent.c:
+                problems.append(f"{where}: column {ref} not found in table {parent.name}")
+            elif not _comparable(table.c[col].type, parent.c[ref].type):
+                problems.append(f"{where}: {table.name}.{col} ({type_name(table.c[col].type)}) cannot reference "
+                                f"{parent.name}.{ref} ({type_name(parent.c[ref].type)})")
+    return problems
+
+
+def _comparable(a: sa.types.TypeEngine, b: sa.types.TypeEngine) -> bool:
+    """Whether values of the two column types can be matched as keys (same kind of value)."""
+    for kind in (sa.Integer, sa.String, sa.Numeric, sa.DateTime, sa.Date, sa.Uuid, sa.LargeBinary):
+        if isinstance(a, kind) or isinstance(b, kind):
+            return isinstance(a, kind) and isinstance(b, kind) or _same_python_type(a, b)
+    return _same_python_type(a, b)
+
+
+def _same_python_type(a: sa.types.TypeEngine, b: sa.types.TypeEngine) -> bool:
+    try:
+        return a.python_type is b.python_type
+    except NotImplementedError:
+        return type(a) is type(b)
 
 
 def _date_column_problem(conn: sa.Connection, table: sa.Table, column: sa.Column, pk: list[sa.Column],

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import operator
 import re
+import threading
 import unicodedata
 import uuid
 from datetime import date, datetime, time
@@ -52,10 +53,32 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
 import sqlalchemy as sa
-import sqlglot
 from sqlalchemy.sql.elements import ColumnElement
-from sqlglot import exp
-from sqlglot.errors import ParseError, SqlglotError
+
+# sqlglot is imported on first use (a policy without criteria never loads it: the CLI starts faster);
+# these names are bound by _load_sqlglot() before any code below reads them.
+sqlglot: Any = None
+exp: Any = None
+ParseError: Any = None
+SqlglotError: Any = None
+
+
+_loading = threading.Lock()
+
+
+def _load_sqlglot() -> None:
+    global sqlglot, exp, ParseError, SqlglotError
+    if sqlglot is not None:
+        return
+    with _loading:
+        if sqlglot is not None:
+            return
+        import sqlglot as parser_module
+        from sqlglot import errors, expressions
+
+        exp, ParseError, SqlglotError = expressions, errors.ParseError, errors.SqlglotError
+        _node_tables()
+        sqlglot = parser_module  # last: the other threads wait for the tables above
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 25
@@ -81,6 +104,7 @@ def compile_criteria(text: str | None, table: sa.Table) -> ColumnElement[bool] |
     if not text.strip():
         return None
     _prescan(text)
+    _load_sqlglot()
     tree = _parse(text)
     return _Compiler(table).condition(tree, 0)
 
@@ -227,39 +251,47 @@ def _parse(text: str) -> exp.Expr:
 
 # --------------------------------------------------------------------------- compiler
 
-_COMPARISONS: dict[type, tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] = {
-    # node class -> (operator, operator with the sides swapped)
-    exp.EQ: (operator.eq, operator.eq),
-    exp.NEQ: (operator.ne, operator.ne),
-    exp.LT: (operator.lt, operator.gt),
-    exp.LTE: (operator.le, operator.ge),
-    exp.GT: (operator.gt, operator.lt),
-    exp.GTE: (operator.ge, operator.le),
-}
+_COMPARISONS: dict[type, tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] = {}
+_FORBIDDEN: list[tuple[tuple[type, ...], str]] = []
 
-_FORBIDDEN: list[tuple[tuple[type, ...], str]] = [
-    ((exp.Select, exp.Subquery, exp.Exists, exp.Any, exp.All), "subqueries are not allowed"),
-    ((exp.SetOperation,), "UNION/INTERSECT/EXCEPT are not allowed"),
-    ((exp.Cast,), "casts are not allowed"),
-    ((exp.Placeholder, exp.Parameter, exp.SessionParameter), "placeholders and variables are not allowed"),
-    ((exp.Star,), "'*' is not allowed"),
-    ((exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv, exp.Pow), "arithmetic is not allowed"),
-    ((exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.BitwiseNot, exp.BitwiseLeftShift,
-      exp.BitwiseRightShift), "bitwise operators are not allowed"),
-    ((exp.DPipe,), "the || operator is not allowed"),
-    ((exp.NullSafeEQ, exp.NullSafeNEQ), "IS [NOT] DISTINCT FROM is not allowed"),
-    ((exp.SimilarTo,), "SIMILAR TO is not allowed"),
-    ((exp.Glob,), "GLOB is not allowed"),
-    ((exp.RegexpLike,), "regular expressions are not allowed"),
-    ((exp.Xor,), "XOR is not allowed"),
-    ((exp.Case,), "CASE expressions are not allowed"),
-    ((exp.Interval,), "INTERVAL is not allowed"),
-    ((exp.Collate,), "COLLATE is not allowed"),
-    ((exp.Array,), "arrays are not allowed"),
-    ((exp.Dot,), "only column or table.column names are allowed"),
-    ((exp.National, exp.RawString, exp.HexString, exp.ByteString, exp.BitString, exp.UnicodeString),
-     "only plain 'quoted' string literals are allowed"),
-]
+
+def _node_tables() -> None:
+    """The node tables below, built from sqlglot's classes once it is loaded."""
+    comparisons: dict[type, tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] = {
+        # node class -> (operator, operator with the sides swapped)
+        exp.EQ: (operator.eq, operator.eq),
+        exp.NEQ: (operator.ne, operator.ne),
+        exp.LT: (operator.lt, operator.gt),
+        exp.LTE: (operator.le, operator.ge),
+        exp.GT: (operator.gt, operator.lt),
+        exp.GTE: (operator.ge, operator.le),
+    }
+
+    forbidden: list[tuple[tuple[type, ...], str]] = [
+        ((exp.Select, exp.Subquery, exp.Exists, exp.Any, exp.All), "subqueries are not allowed"),
+        ((exp.SetOperation,), "UNION/INTERSECT/EXCEPT are not allowed"),
+        ((exp.Cast,), "casts are not allowed"),
+        ((exp.Placeholder, exp.Parameter, exp.SessionParameter), "placeholders and variables are not allowed"),
+        ((exp.Star,), "'*' is not allowed"),
+        ((exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv, exp.Pow), "arithmetic is not allowed"),
+        ((exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.BitwiseNot, exp.BitwiseLeftShift,
+          exp.BitwiseRightShift), "bitwise operators are not allowed"),
+        ((exp.DPipe,), "the || operator is not allowed"),
+        ((exp.NullSafeEQ, exp.NullSafeNEQ), "IS [NOT] DISTINCT FROM is not allowed"),
+        ((exp.SimilarTo,), "SIMILAR TO is not allowed"),
+        ((exp.Glob,), "GLOB is not allowed"),
+        ((exp.RegexpLike,), "regular expressions are not allowed"),
+        ((exp.Xor,), "XOR is not allowed"),
+        ((exp.Case,), "CASE expressions are not allowed"),
+        ((exp.Interval,), "INTERVAL is not allowed"),
+        ((exp.Collate,), "COLLATE is not allowed"),
+        ((exp.Array,), "arrays are not allowed"),
+        ((exp.Dot,), "only column or table.column names are allowed"),
+        ((exp.National, exp.RawString, exp.HexString, exp.ByteString, exp.BitString, exp.UnicodeString),
+         "only plain 'quoted' string literals are allowed"),
+    ]
+    _COMPARISONS.update(comparisons)
+    _FORBIDDEN.extend(forbidden)
 
 def _category(column: sa.Column) -> str:
     """What literals a column takes, from its reflected type's Python type ("any" if unknown)."""

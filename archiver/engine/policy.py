@@ -15,6 +15,21 @@ DEFAULT_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
+class NamedChild:
+    """A child table the policy names: ``table(columns)`` references ``parent(references)``.
+
+    Moves like an ``ON DELETE CASCADE`` child (archived with its parent row,
+    deleted before it), whether or not the database declares the relation and
+    whatever its delete rule. ``parent`` defaults to the policy's table.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    references: tuple[str, ...]
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
 class PolicySpec:
     """What to archive from one source table, and how long to keep it."""
 
@@ -24,6 +39,7 @@ class PolicySpec:
     delete_after_days: int = 365
     custom_criteria: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
+    children: tuple[NamedChild, ...] = ()
 
     def __post_init__(self) -> None:
         if self.archive_after_days < 0:

@@ -18,12 +18,17 @@ from .policy import PolicySpec, as_utc, purge_cutoff
 
 @dataclass
 class PurgeResult:
-    """What one purge run of one table did (``would_purge`` only for a dry run)."""
+    """What one purge run of one table did (``would_purge`` only for a dry run).
+
+    ``rows_deleted`` counts every archived row deleted, ``children_deleted``
+    those of them that had moved with a parent row (purged with it).
+    """
 
     table_name: str
     cutoff: datetime
     dry_run: bool = False
     rows_deleted: int = 0
+    children_deleted: int = 0
     batches: int = 0
     stopped: bool = False
     would_purge: int | None = None
@@ -60,13 +65,14 @@ def purge_table(archive: sa.Engine, spec: PolicySpec, *, now: datetime, dry_run:
                 if lease is not None:
                     lease.renew_if_due()
                 with conn.begin():
-                    n = ops.purge_batch(conn, spec.table_name, cutoff, limit)
+                    n, below = ops.purge_batch(conn, spec.table_name, cutoff, limit)
                 if n == 0:
                     break
-                result.rows_deleted += n
+                result.rows_deleted += n + below
+                result.children_deleted += below
                 result.batches += 1
                 if on_batch is not None:
-                    on_batch(BatchProgress(spec.table_name, "purge", result.batches, n, result.rows_deleted,
+                    on_batch(BatchProgress(spec.table_name, "purge", result.batches, n + below, result.rows_deleted,
                                            time.perf_counter() - started))
                 if n < limit:
                     break

@@ -1,8 +1,8 @@
 """Archive-database tables owned by the engine (SQLAlchemy Core)."""
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, JSON, MetaData, String, Table,
-                        UniqueConstraint)
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, JSON, MetaData, SmallInteger, String, Table,
+                        UniqueConstraint, text)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -30,10 +30,18 @@ archived_rows = Table(
     Column("row_date", DateTime(timezone=True), nullable=True),
     Column("archived_at", DateTime(timezone=True), nullable=False),
     Column("run_id", BigInteger, nullable=True),
+    # A row that moved with a parent row (a child table's row): the archived row of the object's
+    # root (the policy table's row it moved with), and how far below it (1 = a direct child).
+    # NULL and 0 for a row archived by its own table's policy.
+    Column("root_id", BigInteger, nullable=True),
+    Column("depth", SmallInteger, nullable=False, server_default=text("0")),
     UniqueConstraint("table_name", "source_pk", name="uq_archived_rows_table_pk"),
     Index("ix_archived_rows_table_archived_at", "table_name", "archived_at"),
     Index("ix_archived_rows_table_id", "table_name", "id"),
     Index("ix_archived_rows_table_row_date", "table_name", "row_date"),
+    # Only rows that moved with a parent have a root (a partial index where the database has them).
+    Index("ix_archived_rows_root_id", "root_id", postgresql_where=text("root_id IS NOT NULL"),
+          sqlite_where=text("root_id IS NOT NULL")),
 )
 
 # One runner per (table, job kind) across processes: a row with a holder and an expiry

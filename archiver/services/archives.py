@@ -196,18 +196,49 @@ def list_rows_json(table_name: str, filters: ArchiveFilters, *, actor: Actor, or
     return body
 
 
-def get_row_json(table_name: str, row_id: int, *, actor: Actor) -> bytes:
-    """One archived row of ``table_name`` as JSON bytes; NotFound if absent or of another table.
-    Audited (table, row id) before it is returned."""
+#: Rows of an object listed with one of its rows (the rest are only counted).
+OBJECT_ROWS_SHOWN = 1000
+
+
+def get_row_json(table_name: str, row_id: int, readable: set[str] | None = None, *,
+                 actor: Actor = audit.SYSTEM) -> bytes:
+    """One archived row of ``table_name`` as JSON bytes, with the rows of its object (the archived
+    rows that moved with it, or with the row it moved with); NotFound if absent or of another table.
+
+    ``readable``: the tables the caller may read (None: all); rows of other tables are only counted.
+    Audited (table, row id, object rows listed) before it is returned.
+    """
     if row_id < 1 or row_id > MAX_DB_ID:
         raise NotFound("Archived row not found")
-    stmt = sa.select(*_row_columns()).where(_C.table_name == table_name, _C.id == row_id)
+    stmt = sa.select(*_row_columns(), _C.root_id, _C.depth).where(_C.table_name == table_name, _C.id == row_id)
     row = db.session.execute(stmt).first()
     if row is None:
         raise NotFound("Archived row not found")
-    body = orjson.dumps(_row_item(row))
-    audit.record_now(audit.ARCHIVE_READ, actor, target=table_name, details={"row_id": row_id, "rows": 1})
+    item = _row_item(row[:5])
+    item["depth"] = row.depth
+    item["object"] = _object_of(row.id, row.root_id, readable)
+    body = orjson.dumps(item)
+    audit.record_now(audit.ARCHIVE_READ, actor, target=table_name,
+                     details={"row_id": row_id, "rows": 1, "object_rows": len(item["object"]["rows"])})
     return body
+
+
+def _object_of(row_id: int, root_id: int | None, readable: set[str] | None) -> dict[str, Any]:
+    """The other archived rows of a row's object: its root (when it moved with one) and the rows
+    that moved with that root, as links (table, id, source key, depth)."""
+    root = root_id if root_id is not None else row_id
+    members = db.session.execute(
+        sa.select(_C.id, _C.table_name, _C.source_pk, _C.depth)
+        .where(sa.or_(_C.id == root, _C.root_id == root), _C.id != row_id)
+        .order_by(_C.depth, _C.table_name, _C.id).limit(OBJECT_ROWS_SHOWN + 1)).all()
+    shown, hidden = [], 0
+    for m in members[:OBJECT_ROWS_SHOWN]:
+        if readable is None or m.table_name in readable:
+            shown.append({"table_name": m.table_name, "id": m.id, "source_pk": m.source_pk, "depth": m.depth})
+        else:
+            hidden += 1
+    return {"root_id": root_id, "rows": shown, "hidden_rows": hidden,
+            "truncated": len(members) > OBJECT_ROWS_SHOWN}
 
 
 # --- export ------------------------------------------------------------------
@@ -445,7 +476,8 @@ def _restore_with_lease(table_name: str, selection: RestoreSelection, username: 
     return {"run_id": run_id, "status": status.value, "restored": result.restored,
             "already_present": result.already_present, "conflict_count": result.conflict_count,
             "conflicts": result.conflicts, "failed_count": result.failed_count, "failed": result.failed,
-            "not_found": result.not_found}
+            "not_found": result.not_found, "children": result.children,
+            "conflict_tables": result.conflict_tables}
 
 
 def _counts(result: RestoreResult) -> runs.RunCounts:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from flask import current_app
 
-from ..engine.archive import BatchProgress, archive_table, count_archivable
+from ..engine.archive import BatchProgress, archive_table, preview_archive
 from ..engine.criteria import CriteriaError
 from ..engine.errors import EngineError
 from ..engine.failures import db_side, describe_error
@@ -31,6 +31,7 @@ from ..errors import NotFound
 from ..extensions import db
 from ..models import ArchivePolicy, RunKind, RunStatus
 from . import runs
+from .policies import policy_spec
 from .source_db import archive_engine, source_engine
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class TableOutcome:
     in_server: bool = False  # moved inside one MariaDB server (engine/in_server.py)
     pipelined: bool = False  # batches overlapped (engine/pipeline.py)
     redone: int = 0          # batches a pipeline rolled back and moved again alone
+    rows_skipped: int = 0    # rows left in place: a row that stays still references them
+    children: dict[str, int] = field(default_factory=dict)  # rows that moved with them, by table
+    skipped: dict[str, int] = field(default_factory=dict)   # rows held back, by reference
 
     @property
     def rows_per_second(self) -> float:
@@ -90,13 +94,6 @@ class JobReport:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def policy_spec(policy: ArchivePolicy) -> PolicySpec:
-    """The engine's immutable view of a policy row."""
-    return PolicySpec(table_name=policy.table_name, date_column=policy.date_column,
-                      archive_after_days=policy.archive_after_days, delete_after_days=policy.delete_after_days,
-                      custom_criteria=policy.custom_criteria, batch_size=policy.batch_size)
 
 
 def _specs(table: str | None) -> list[PolicySpec]:
@@ -214,9 +211,11 @@ def _run_table(kind: str, spec: PolicySpec, *, trigger: str, dry_run: bool, shou
                                    checkpoint=fault_checkpoint(),
                                    in_server=current_app.config["IN_SERVER_MOVES"])
             outcome.cutoff = result.cutoff
+            outcome.children, outcome.skipped = result.children, result.skipped
             if dry_run:
                 outcome.rows = outcome.rows_read = result.would_archive or 0
             else:
+                outcome.rows_skipped = result.rows_skipped
                 outcome.rows = outcome.rows_deleted = result.rows_deleted
                 outcome.rows_read, outcome.rows_written = result.rows_read, result.rows_archived
                 outcome.batches = result.batches
@@ -263,8 +262,10 @@ def _finish(outcome: TableOutcome, t0: float) -> TableOutcome:
     outcome.seconds = time.perf_counter() - t0
     if outcome.run_id is None:
         return outcome
+    details = {k: v for k, v in (("children", outcome.children), ("skipped", outcome.skipped)) if v}
     counts = runs.RunCounts(rows_read=outcome.rows_read, rows_written=outcome.rows_written,
-                            rows_deleted=outcome.rows_deleted, batches=outcome.batches)
+                            rows_deleted=outcome.rows_deleted, batches=outcome.batches,
+                            rows_skipped=outcome.rows_skipped, details=details or None)
     try:
         db.session.rollback()
         runs.finish_run(outcome.run_id, outcome.status, counts, outcome.error)
@@ -275,7 +276,8 @@ def _finish(outcome: TableOutcome, t0: float) -> TableOutcome:
 
 
 def preview(table_name: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """What an archive run of ``table_name`` would move now (moves nothing).
+    """What an archive run of ``table_name`` would move now (moves nothing): the rows that qualify,
+    the rows of child tables that would move with them, and the references that hold rows back.
 
     Raises NotFound without a policy; the engine's errors go through as they
     are (the policy no longer fits the source table, the source database fails).
@@ -287,7 +289,8 @@ def preview(table_name: str, *, now: datetime | None = None) -> dict[str, Any]:
     spec = policy_spec(policy)
     enabled = policy.enabled
     db.session.rollback()
-    count, cutoff = count_archivable(source_engine(), spec, now=now or utcnow())
-    return {"table_name": spec.table_name, "would_archive": count, "cutoff": cutoff,
+    found = preview_archive(source_engine(), spec, now=now or utcnow())
+    return {"table_name": spec.table_name, "would_archive": found.would_archive, "cutoff": found.cutoff,
             "date_column": spec.date_column, "archive_after_days": spec.archive_after_days,
-            "custom_criteria": spec.custom_criteria, "batch_size": spec.batch_size, "enabled": enabled}
+            "custom_criteria": spec.custom_criteria, "batch_size": spec.batch_size, "enabled": enabled,
+            "moves_with": found.moves_with, "held_by": found.held_by}

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from ..engine.archive import plan_table
 from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH
 from ..engine.errors import DatabaseError, InvalidPolicy
-from ..engine.policy import PolicySpec, utcnow
+from ..engine.policy import NamedChild, PolicySpec, utcnow
 from ..errors import Conflict, InvalidInput, NotFound, Unavailable
 from ..extensions import db
 from ..models import ArchivePolicy
@@ -36,12 +36,16 @@ BATCH_SIZE_MAX = 50000
 CRITERIA_MAX_CHARS = CRITERIA_MAX_LENGTH  # one limit: the parser's
 CRITERIA_TOO_LONG = f"custom_criteria is too long (max {CRITERIA_MAX_CHARS} characters)"
 NAME_MAX_CHARS = 255
+CHILDREN_MAX = 20          # child relations a policy may name
+CHILD_COLUMNS_MAX = 16     # columns of one relation
+CHILD_FIELDS = ("table", "columns", "references", "parent")
 
 DEFAULTS: dict[str, Any] = {
     "date_column": "created_at",
     "custom_criteria": None,
     "batch_size": 1000,
     "enabled": True,
+    "children": [],
 }
 REQUIRED = ("table_name", "archive_after_days", "delete_after_days")
 FIELDS = REQUIRED + tuple(DEFAULTS)
@@ -101,16 +105,59 @@ def _check_shape(values: Mapping[str, Any]) -> FieldErrors:
             add("custom_criteria", CRITERIA_TOO_LONG)
     if not isinstance(values.get("enabled"), bool):
         add("enabled", "Not a valid boolean.")
+    for message in _children_shape(values.get("children")):
+        add("children", message)
     return errors
+
+
+def _children_shape(children: Any) -> list[str]:
+    """What is wrong with the shape of ``children`` (a list of relations), before the source is read."""
+    if not isinstance(children, list):
+        return ["Not a valid list."]
+    if len(children) > CHILDREN_MAX:
+        return [f"At most {CHILDREN_MAX} child relations."]
+    problems = []
+
+    def names(value: Any) -> bool:
+        return (isinstance(value, list) and 1 <= len(value) <= CHILD_COLUMNS_MAX
+                and all(isinstance(v, str) and 1 <= len(v) <= NAME_MAX_CHARS for v in value))
+
+    for i, child in enumerate(children, 1):
+        if not isinstance(child, dict):
+            problems.append(f"child {i}: not an object")
+            continue
+        unknown = sorted(set(child) - set(CHILD_FIELDS))
+        if unknown:
+            problems.append(f"child {i}: unknown field(s) {', '.join(map(repr, unknown))}")
+        for key in ("table", "parent"):
+            value = child.get(key)
+            if (key == "table" or value is not None) and not (
+                    isinstance(value, str) and 1 <= len(value) <= NAME_MAX_CHARS):
+                problems.append(f"child {i}: {key} must be a table name")
+        for key in ("columns", "references"):
+            if not names(child.get(key)):
+                problems.append(f"child {i}: {key} must be a list of 1 to {CHILD_COLUMNS_MAX} column names")
+    return problems
+
+
+def to_spec(values: Mapping[str, Any]) -> PolicySpec:
+    """The engine's immutable view of a policy's fields (a stored row's, or a checked request's)."""
+    children = tuple(NamedChild(c["table"], tuple(c["columns"]), tuple(c["references"]), c.get("parent"))
+                     for c in values.get("children") or ())
+    return PolicySpec(table_name=values["table_name"], date_column=values["date_column"],
+                      archive_after_days=values["archive_after_days"], delete_after_days=values["delete_after_days"],
+                      custom_criteria=values["custom_criteria"], batch_size=values["batch_size"], children=children)
+
+
+def policy_spec(policy: ArchivePolicy) -> PolicySpec:
+    """The engine's view of a stored policy."""
+    return to_spec({field: getattr(policy, field) for field in FIELDS})
 
 
 def _check_against_source(values: Mapping[str, Any]) -> FieldErrors:
     """The engine's one policy check (table, key, date column and its values, criteria) on the source."""
-    spec = PolicySpec(table_name=values["table_name"], date_column=values["date_column"],
-                      archive_after_days=values["archive_after_days"], delete_after_days=values["delete_after_days"],
-                      custom_criteria=values["custom_criteria"], batch_size=values["batch_size"])
     try:
-        plan_table(source_db.source_engine(), spec, utcnow())
+        plan_table(source_db.source_engine(), to_spec(values), utcnow())
     except InvalidPolicy as exc:
         return exc.problems
     except DatabaseError:
@@ -174,6 +221,7 @@ def create_or_update(data: Mapping[str, Any], updated_by: str | None = None, *,
             db.session.add(policy)
         for field in FIELDS[1:]:
             setattr(policy, field, values[field])
+        policy.children = values["children"] or None
         policy.updated_by = updated_by
         after = snapshot(policy)
         if before != after:

@@ -19,7 +19,8 @@ class RunCounts:
     rows_deleted: int = 0
     rows_conflict: int = 0
     batches: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    rows_skipped: int = 0
+    details: dict[str, Any] | None = None  # {"children": {table: rows}, "skipped": {reference: rows}}
 
 
 def start_run(kind: str, table_name: str, trigger: str, dry_run: bool = False) -> int:
@@ -46,6 +47,8 @@ def finish_run(run_id: int, status: str, counts: RunCounts | None = None, error:
         run.rows_deleted = counts.rows_deleted
         run.rows_conflict = counts.rows_conflict
         run.batches = counts.batches
+        run.rows_skipped = counts.rows_skipped
+        run.details = counts.details or None
     run.error = (error or None) and error[:2000]
     db.session.commit()
     return run

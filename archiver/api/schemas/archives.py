@@ -137,6 +137,28 @@ class ArchivedRowSchema(ma.Schema):
     payload = fields.Dict(metadata={"description": "The archived row, JSON-encoded per column"})
 
 
+class ObjectRowSchema(ma.Schema):
+    table_name = fields.String()
+    id = fields.Integer()
+    source_pk = fields.String()
+    depth = fields.Integer(metadata={"description": "0 for the row the others moved with, 1 for its children, ..."})
+
+
+class ArchivedObjectSchema(ma.Schema):
+    root_id = fields.Integer(allow_none=True, metadata={"description": "The archived row this one moved with "
+                                                                       "(null: it moved by its own table's policy)"})
+    rows = fields.List(fields.Nested(ObjectRowSchema), metadata={
+        "description": "The other archived rows of its object, in tables the caller may read (first 1000)"})
+    hidden_rows = fields.Integer(metadata={"description": "Rows of the object in tables the caller may not read"})
+    truncated = fields.Boolean()
+
+
+class ArchivedRowDetailSchema(ArchivedRowSchema):
+    depth = fields.Integer()
+    object = fields.Nested(ArchivedObjectSchema, metadata={
+        "description": "The rows archived together with this one (a parent row and its child-table rows)"})
+
+
 class ArchivedRowPageSchema(ma.Schema):
     items = fields.List(fields.Nested(ArchivedRowSchema))
     next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as ?cursor= for the next page; "
@@ -157,3 +179,8 @@ class RestoreResultSchema(ma.Schema):
                                                                    "(first 100); left in the archive"})
     not_found = fields.List(fields.Integer(), metadata={"description": "requested ids not archived for this table "
                                                                     "(or not matching the filters)"})
+    children = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "rows of child tables restored with them (parents first), by table"})
+    conflict_tables = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "rows whose key exists in the source with other values, by table: their whole object "
+                       "stays archived"})

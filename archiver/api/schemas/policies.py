@@ -10,6 +10,25 @@ from marshmallow.validate import Length, Range
 from ...services import policies as rules
 
 
+class NamedChildSchema(ma.Schema):
+    """A child table the policy names: it moves with its parent rows like an ON DELETE CASCADE child."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    table = fields.String(required=True, validate=Length(1, rules.NAME_MAX_CHARS),
+                          metadata={"description": "The child table", "example": "invoice_line"})
+    columns = fields.List(fields.String(validate=Length(1, rules.NAME_MAX_CHARS)), required=True,
+                          validate=Length(1, rules.CHILD_COLUMNS_MAX),
+                          metadata={"description": "Its columns that hold the parent's key", "example": ["invoice_id"]})
+    references = fields.List(fields.String(validate=Length(1, rules.NAME_MAX_CHARS)), required=True,
+                             validate=Length(1, rules.CHILD_COLUMNS_MAX),
+                             metadata={"description": "The parent's columns they match", "example": ["invoice_id"]})
+    parent = fields.String(load_default=None, allow_none=True, validate=Length(1, rules.NAME_MAX_CHARS),
+                           metadata={"description": "The parent table (default: the policy's table; or another "
+                                                    "child, for a grandchild)"})
+
+
 class PolicyInSchema(ma.Schema):
     """The whole policy of one source table; unknown fields are rejected."""
 
@@ -40,6 +59,10 @@ class PolicyInSchema(ma.Schema):
     batch_size = fields.Integer(load_default=rules.DEFAULTS["batch_size"], strict=True,
                                 validate=Range(rules.BATCH_SIZE_MIN, rules.BATCH_SIZE_MAX))
     enabled = fields.Boolean(load_default=rules.DEFAULTS["enabled"])
+    children = fields.List(fields.Nested(NamedChildSchema), load_default=list,
+                           validate=Length(max=rules.CHILDREN_MAX),
+                           metadata={"description": "Child tables to move with each row, beyond those that reference "
+                                                    "it with ON DELETE CASCADE (found by themselves)"})
 
 
 class UtcDateTime(fields.DateTime):
@@ -62,7 +85,11 @@ class PolicySchema(ma.Schema):
     custom_criteria = fields.String(allow_none=True)
     batch_size = fields.Integer()
     enabled = fields.Boolean()
+    children = fields.Method("_children", metadata={"description": "Child tables the policy names"})
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
     updated_by = fields.String(allow_none=True, metadata={"description": "Username of the last change "
                                                                          "(shown to admins only)"})
+
+    def _children(self, policy) -> list:
+        return list(policy.children or [])

@@ -44,6 +44,11 @@ class RunSchema(ma.Schema):
                                                            "deleted"})
     rows_conflict = fields.Integer()
     batches = fields.Integer()
+    rows_skipped = fields.Integer(metadata={"description": "Rows left in the source because a row that stays still "
+                                                           "references them (tried again next run)"})
+    details = fields.Dict(allow_none=True, metadata={"description": "children: rows of child tables that moved "
+                                                                    "with them, by table; skipped: rows held back, "
+                                                                    "by reference"})
     error = fields.String(allow_none=True, metadata={"description": "Short reason when failed or skipped"})
 
     def _duration(self, run) -> float | None:
@@ -58,6 +63,18 @@ class RunPageSchema(ma.Schema):
     limit = fields.Integer()
 
 
+class MovesWithSchema(ma.Schema):
+    table = fields.String()
+    via = fields.List(fields.String(), metadata={"description": "The relations its rows are found by"})
+    rows = fields.Integer()
+
+
+class HeldBySchema(ma.Schema):
+    reference = fields.String(metadata={"example": "invoices(order_id) → orders(id) ON DELETE NO ACTION"})
+    rule = fields.String(metadata={"description": "RESTRICT, NO ACTION, SET NULL or SET DEFAULT"})
+    rows = fields.Integer(metadata={"description": "Rows of the object the reference holds"})
+
+
 class PreviewSchema(ma.Schema):
     """What an archive run would move now (nothing is moved)."""
 
@@ -69,3 +86,7 @@ class PreviewSchema(ma.Schema):
     custom_criteria = fields.String(allow_none=True)
     batch_size = fields.Integer()
     enabled = fields.Boolean()
+    moves_with = fields.List(fields.Nested(MovesWithSchema), metadata={
+        "description": "Child tables whose rows would move with the qualifying rows"})
+    held_by = fields.List(fields.Nested(HeldBySchema), metadata={
+        "description": "References that hold rows back: a referenced row stays, with its whole object"})

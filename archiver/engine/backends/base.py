@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import sqlalchemy as sa
 
 from ..errors import UnsupportedDateColumn
+from ..graph import Reference
 from ..rowcodec import canonical_pk, to_utc_datetime
 from ..schema import archived_rows
 
@@ -311,6 +312,79 @@ class SourceOps:
         stmt = sa.select(sa.func.count()).select_from(plan.table).where(plan.predicate)
         return int(conn.execute(stmt).scalar_one())
 
+    # relations -------------------------------------------------------------
+    def foreign_keys(self, conn: sa.Connection) -> list[Reference]:
+        """Every foreign key of the source's default schema (``ON DELETE`` rule included)."""
+        refs = []
+        pks: dict[str, tuple[str, ...]] = {}
+        insp = sa.inspect(conn)
+        for (_schema, table), fks in insp.get_multi_foreign_keys().items():
+            for fk in fks:
+                parent = fk["referred_table"]
+                parent_cols = tuple(fk["referred_columns"])
+                if not parent_cols:  # REFERENCES parent: its primary key
+                    if parent not in pks:
+                        pks[parent] = tuple(insp.get_pk_constraint(parent)["constrained_columns"])
+                    parent_cols = pks[parent]
+                rule = str((fk.get("options") or {}).get("ondelete") or "NO ACTION").upper()
+                refs.append(Reference(table, tuple(fk["constrained_columns"]), parent, parent_cols, rule))
+        return refs
+
+    def select_referencing(self, conn: sa.Connection, table: sa.Table, columns: Sequence[sa.Column],
+                           items: Sequence[Any], values: Iterable[tuple], *, lock: bool) -> list[Any]:
+        """``items`` of the rows of ``table`` whose ``columns`` hold one of ``values`` (row locks with ``lock``)."""
+        values = list(values)
+        if not values:
+            return []
+        cols = [self.key_column(c) for c in columns]
+        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
+        stmt = sa.select(*items).where(target.in_(sa.bindparam("values", expanding=True)))
+        if lock:
+            stmt = stmt.with_for_update()
+        step = max(1, self.max_params // len(cols))
+        rows: list[Any] = []
+        for i in range(0, len(values), step):
+            chunk = values[i:i + step]
+            rows += conn.execute(stmt, {"values": [v[0] for v in chunk] if len(cols) == 1 else chunk}).all()
+        return rows
+
+    def count_referencing(self, conn: sa.Connection, plan: "TablePlan", edge: Reference,
+                          parent_keys: list[tuple], exclude: Sequence[tuple] = ()) -> int:
+        """Rows of ``edge.child`` (but the ``exclude`` keys) that reference one of these parent rows."""
+        parent, child = plan.members[edge.parent], plan.members[edge.child]
+        pcols = [self.key_column(c) for c in parent.pk]
+        ptarget = pcols[0] if len(pcols) == 1 else sa.tuple_(*pcols)
+        referenced = sa.select(*[parent.table.c[c] for c in edge.parent_columns]).where(
+            ptarget.in_(sa.bindparam("keys", expanding=True)))
+        ccols = [self.key_column(child.table.c[c]) for c in edge.columns]
+        stmt = sa.select(sa.func.count()).select_from(child.table).where(
+            (ccols[0] if len(ccols) == 1 else sa.tuple_(*ccols)).in_(referenced))
+        params: dict[str, Any] = {}
+        if exclude:
+            kcols = [self.key_column(c) for c in child.pk]
+            stmt = stmt.where((kcols[0] if len(kcols) == 1 else sa.tuple_(*kcols)).not_in(
+                sa.bindparam("exclude", expanding=True)))
+            params["exclude"] = [k[0] for k in exclude] if len(kcols) == 1 else list(exclude)
+        total = 0
+        step = max(1, self.max_params // (2 * max(len(pcols), len(child.pk))))
+        for i in range(0, len(parent_keys), step):
+            chunk = parent_keys[i:i + step]
+            params["keys"] = [k[0] for k in chunk] if len(pcols) == 1 else chunk
+            total += int(conn.execute(stmt, params).scalar_one())
+        return total
+
+    def delete_rows(self, conn: sa.Connection, table: sa.Table, pk: Sequence[sa.Column], keys: list[tuple]) -> int:
+        """DELETE exactly these primary keys of ``table`` (a member of an object); the rows deleted."""
+        cols = [self.key_column(c) for c in pk]
+        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
+        stmt = sa.delete(table).where(target.in_(sa.bindparam("keys", expanding=True)))
+        step = max(1, self.max_params // len(cols))
+        deleted = 0
+        for i in range(0, len(keys), step):
+            chunk = keys[i:i + step]
+            deleted += conn.execute(stmt, {"keys": [k[0] for k in chunk] if len(cols) == 1 else chunk}).rowcount
+        return deleted
+
 
 # --------------------------------------------------------------------------- archive
 
@@ -343,10 +417,15 @@ class ArchiveOps:
             "row_date": sa.bindparam("row_date", type_=sa.DateTime(timezone=True)),
             "archived_at": sa.bindparam("archived_at", type_=sa.DateTime(timezone=True)),
             "run_id": sa.bindparam("run_id", type_=sa.BigInteger),
+            "root_id": sa.bindparam("root_id", type_=sa.BigInteger),
+            "depth": sa.bindparam("depth", type_=sa.SmallInteger),
         }
 
+    #: The columns an upsert replaces on an existing copy.
+    REPLACED = ("payload", "row_date", "archived_at", "run_id", "root_id", "depth")
+
     def upsert_statement(self) -> Any:
-        """INSERT … keyed by (table_name, source_pk), replacing an existing copy."""
+        """INSERT … keyed by (table_name, source_pk), replacing an existing copy (:attr:`REPLACED`)."""
         raise NotImplementedError
 
     def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
@@ -357,8 +436,9 @@ class ArchiveOps:
         if self._upsert is None:
             self._upsert = self.upsert_statement()
         archived_at = self.datetime_param(archived_at)
-        params = [{**r, "table_name": table_name, "archived_at": archived_at, "run_id": run_id,
-                   "row_date": self.datetime_param(row_date_datetime(r["row_date"]))} for r in records]
+        params = [{"root_id": None, "depth": 0, **r, "table_name": table_name, "archived_at": archived_at,
+                   "run_id": run_id, "row_date": self.datetime_param(row_date_datetime(r["row_date"]))}
+                  for r in records]
         conn.execute(self._upsert, params)
         return len(records)
 
@@ -376,26 +456,50 @@ class ArchiveOps:
         return value
 
     def expired(self, table_name: str, cutoff: datetime) -> sa.ColumnElement[bool]:
-        """Archived rows of ``table_name`` archived strictly before ``cutoff``."""
-        return sa.and_(archived_rows.c.table_name == table_name,
+        """Rows of ``table_name`` archived strictly before ``cutoff`` by their own table's policy.
+
+        A row that moved with a parent row (``root_id`` set) is not among them: it is
+        purged with its root, never before (:meth:`purge_batch`).
+        """
+        return sa.and_(archived_rows.c.table_name == table_name, archived_rows.c.root_id.is_(None),
                        archived_rows.c.archived_at < self.datetime_param(cutoff))
 
-    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> int:
-        """Delete at most ``limit`` archived rows of ``table_name`` archived before ``cutoff``
-        (their ids read first: MySQL takes no LIMIT in an IN subquery)."""
-        ids = conn.execute(sa.select(archived_rows.c.id).where(self.expired(table_name, cutoff))
-                           .order_by(archived_rows.c.archived_at).limit(limit)).scalars().all()
-        if not ids:
-            return 0
-        return conn.execute(sa.delete(archived_rows).where(
-            archived_rows.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": list(ids)}).rowcount
+    def below_expired(self, ids: Any, cutoff: datetime) -> sa.ColumnElement[bool]:
+        """The rows that moved with these roots (``ids``: a list or a subquery) and were archived with them."""
+        return sa.and_(archived_rows.c.root_id.in_(ids), archived_rows.c.archived_at < self.datetime_param(cutoff))
+
+    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> tuple[int, int]:
+        """Delete at most ``limit`` expired archived rows of ``table_name`` and the rows that moved with
+        them; (roots, descendants) deleted. Their ids are read first: MySQL takes no LIMIT in an IN subquery."""
+        c = archived_rows.c
+        ids = list(conn.execute(sa.select(c.id).where(self.expired(table_name, cutoff))
+                                .order_by(c.archived_at, c.id).limit(limit)).scalars())
+        roots = below = 0
+        for i in range(0, len(ids), 30000):
+            chunk = ids[i:i + 30000]
+            below += conn.execute(sa.delete(archived_rows).where(self.below_expired(chunk, cutoff))).rowcount
+            roots += conn.execute(sa.delete(archived_rows).where(c.id.in_(chunk))).rowcount
+        return roots, below
 
     def purge_batch_in_one_statement(self, conn: sa.Connection, table_name: str, cutoff: datetime,
-                                     limit: int) -> int:
-        """:meth:`purge_batch` as one DELETE … WHERE id IN (SELECT … LIMIT n), where the database takes it."""
-        ids = (sa.select(archived_rows.c.id).where(self.expired(table_name, cutoff))
-               .order_by(archived_rows.c.archived_at).limit(limit).scalar_subquery())
-        return conn.execute(sa.delete(archived_rows).where(archived_rows.c.id.in_(ids))).rowcount
+                                     limit: int) -> tuple[int, int]:
+        """:meth:`purge_batch` as DELETE … WHERE id IN (SELECT … LIMIT n), where the database takes it
+        (the descendants first, by the same subquery, in the same transaction)."""
+        c = archived_rows.c
+        ids = (sa.select(c.id).where(self.expired(table_name, cutoff))
+               .order_by(c.archived_at, c.id).limit(limit).scalar_subquery())
+        below = conn.execute(sa.delete(archived_rows).where(self.below_expired(ids, cutoff))).rowcount
+        return conn.execute(sa.delete(archived_rows).where(c.id.in_(ids))).rowcount, below
+
+    def archived_ids(self, conn: sa.Connection, table_name: str, source_pks: list[str]) -> dict[str, int]:
+        """The ``archived_rows.id`` of these archived rows of ``table_name``, by source_pk."""
+        c = archived_rows.c
+        stmt = sa.select(c.source_pk, c.id).where(c.table_name == table_name,
+                                                  c.source_pk.in_(sa.bindparam("pks", expanding=True)))
+        out: dict[str, int] = {}
+        for i in range(0, len(source_pks), 5000):
+            out.update(conn.execute(stmt, {"pks": source_pks[i:i + 5000]}).all())
+        return out
 
     def count_expired(self, conn: sa.Connection, table_name: str, cutoff: datetime) -> int:
         stmt = sa.select(sa.func.count()).select_from(archived_rows).where(self.expired(table_name, cutoff))

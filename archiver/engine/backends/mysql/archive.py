@@ -57,8 +57,7 @@ class MySQLArchiveOps(ArchiveOps):
     def upsert_statement(self) -> Any:
         insert = mysql_dialect.insert(archived_rows).values(**self.values())
         ins = insert.inserted
-        return insert.on_duplicate_key_update(payload=ins.payload, row_date=ins.row_date,
-                                              archived_at=ins.archived_at, run_id=ins.run_id)
+        return insert.on_duplicate_key_update(**{c: ins[c] for c in self.REPLACED})
 
     def datetime_param(self, value: datetime | None) -> datetime | None:
         return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -82,21 +81,22 @@ class MySQLArchiveOps(ArchiveOps):
             return super().upsert(conn, table_name, records, archived_at, run_id)
         dbapi_conn = conn.connection.dbapi_connection
         bs = not (dbapi_conn.server_status & _NO_BACKSLASH_ESCAPES)
-        tail = f",{_datetime_literal(archived_at)},{'NULL' if run_id is None else int(run_id)})"
+        tail = f",{_datetime_literal(archived_at)},{'NULL' if run_id is None else int(run_id)}"
+        unlinked = tail + ",NULL,0)"  # a row archived by its own table's policy
         head = f"({_literal(table_name, bs)},"
+        insert = ("INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id, "
+                  "root_id, depth) VALUES ")
         if getattr(conn.dialect, "_requires_alias_for_on_duplicate_key", False):
-            insert = "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) VALUES "
-            update = (" AS new ON DUPLICATE KEY UPDATE payload = new.payload, row_date = new.row_date, "
-                      "archived_at = new.archived_at, run_id = new.run_id")
+            update = " AS new ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = new.{c}" for c in self.REPLACED)
         else:
-            insert = "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) VALUES "
-            update = (" ON DUPLICATE KEY UPDATE payload = VALUES(payload), row_date = VALUES(row_date), "
-                      "archived_at = VALUES(archived_at), run_id = VALUES(run_id)")
+            update = " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in self.REPLACED)
         values: list[str] = []
         size = 0
         for r in records:
+            root = r.get("root_id")
             v = (head + _literal(r["source_pk"], bs) + "," + _literal(r["payload"], bs) + ","
-                 + _datetime_literal(r["row_date"]) + tail)
+                 + _datetime_literal(r["row_date"])
+                 + (unlinked if root is None else f"{tail},{int(root)},{int(r.get('depth', 0))})"))
             values.append(v)
             size += len(v) + 1
             if size >= self.max_statement_bytes:

@@ -43,16 +43,21 @@ class PostgresArchiveOps(ArchiveOps):
 
     capabilities = CAPABILITIES
     streams = True
+    #: Lines written by a source server (:mod:`.copy_pipe`): the six columns it renders.
     _COPY = "COPY archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) FROM STDIN"
+    #: Lines written here, from records (with their link to the root row they moved with).
+    _COPY_RECORDS = ("COPY archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id, "
+                     "root_id, depth) FROM STDIN")
     _STAGE = "pg_temp.archiver_stage"
     _CREATE = ("CREATE TEMP TABLE IF NOT EXISTS archiver_stage "
-               "(source_pk text, payload text, row_date timestamptz) ON COMMIT DELETE ROWS")
-    _COPY_STAGE = f"COPY {_STAGE} (source_pk, payload, row_date) FROM STDIN"
-    _MOVE = ("INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) "
-             "SELECT %(table_name)s, source_pk, payload::jsonb, row_date, %(archived_at)s::timestamptz, "
-             f"%(run_id)s::bigint FROM {_STAGE} "
-             "ON CONFLICT (table_name, source_pk) DO UPDATE SET payload = EXCLUDED.payload, "
-             "row_date = EXCLUDED.row_date, archived_at = EXCLUDED.archived_at, run_id = EXCLUDED.run_id")
+               "(source_pk text, payload text, row_date timestamptz, root_id bigint, depth smallint) "
+               "ON COMMIT DELETE ROWS")
+    _COPY_STAGE = f"COPY {_STAGE} (source_pk, payload, row_date, root_id, depth) FROM STDIN"
+    _MOVE = ("INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id, root_id, "
+             "depth) SELECT %(table_name)s, source_pk, payload::jsonb, row_date, %(archived_at)s::timestamptz, "
+             f"%(run_id)s::bigint, root_id, depth FROM {_STAGE} "
+             "ON CONFLICT (table_name, source_pk) DO UPDATE SET "
+             + ", ".join(f"{c} = EXCLUDED.{c}" for c in ArchiveOps.REPLACED))
 
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)
@@ -76,7 +81,7 @@ class PostgresArchiveOps(ArchiveOps):
         # Keys within one batch are distinct, so no row is hit twice by one statement.
         return insert.on_conflict_do_update(
             index_elements=[archived_rows.c.table_name, archived_rows.c.source_pk],
-            set_={"payload": ex.payload, "row_date": ex.row_date, "archived_at": ex.archived_at, "run_id": ex.run_id},
+            set_={c: ex[c] for c in self.REPLACED},
         ).returning(archived_rows.c.id)
 
     def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:
@@ -105,11 +110,11 @@ class PostgresArchiveOps(ArchiveOps):
 
         feed = keep(chunks)
         run = "\\N" if run_id is None else str(int(run_id))
-        suffix = f"\t{copy_datetime(archived_at)}\t{run}\n"
+        suffix = f"\t{copy_datetime(archived_at)}\t{run}"
         reader = CopyReader(feed, copy_text(table_name) + "\t", suffix)
         savepoint = conn.begin_nested()
         try:
-            run_copy(conn, self._COPY, reader)
+            run_copy(conn, self._COPY_RECORDS, reader)
         except sa.exc.DBAPIError as exc:
             if getattr(exc.orig, "pgcode", None) != "23505":  # not "already archived"
                 raise
@@ -137,8 +142,9 @@ class PostgresArchiveOps(ArchiveOps):
         savepoint.commit()
         return copied
 
-    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> int:
-        """Delete up to ``limit`` expired rows by their ctid (a TID scan, no index probes).
+    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` expired rows by their ctid (a TID scan, no index probes), and the rows
+        that moved with them, in one statement; (roots, descendants) deleted.
 
         Which rows: when the expired rows are a large part of ``archived_rows``
         (a bulk purge), the next ones in physical order after the last batch (a
@@ -163,12 +169,15 @@ class PostgresArchiveOps(ArchiveOps):
             pick = sa.select(ctid).select_from(archived_rows).where(expired) \
                 .order_by(archived_rows.c.archived_at).limit(limit)
         deleted = sa.delete(archived_rows).where(ctid == sa.any_(sa.func.array(pick.scalar_subquery())), expired) \
-            .returning(ctid).cte("deleted")
-        count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(sa.column("ctid")).cast(sa.Text))
-                                   .select_from(deleted)).one()
+            .returning(ctid, archived_rows.c.id).cte("deleted")
+        below = sa.delete(archived_rows).where(self.below_expired(sa.select(deleted.c.id), cutoff)) \
+            .returning(archived_rows.c.id).cte("below")
+        count, last, n_below = conn.execute(sa.select(
+            sa.func.count(), sa.func.max(deleted.c.ctid).cast(sa.Text),
+            sa.select(sa.func.count()).select_from(below).scalar_subquery()).select_from(deleted)).one()
         if last is not None:
             state["after"] = last
-        return int(count)
+        return int(count), int(n_below)
 
     def _bulk_purge(self, conn: sa.Connection, expired: sa.ColumnElement[bool]) -> bool:
         """True when the expired rows are at least a fifth of archived_rows (planner estimates)."""
@@ -184,6 +193,9 @@ class PostgresArchiveOps(ArchiveOps):
                        archived_at: datetime, run_id: int | None) -> int:
         """COPY into the TEMP table, then INSERT … ON CONFLICT DO UPDATE (replaces archived copies)."""
         conn.exec_driver_sql(self._CREATE)
-        run_copy(conn, self._COPY_STAGE, CopyReader(iter([records]), "", "\n"))
+        # Empty until the commit, not between two uses in one transaction (a batch's roots, then its
+        # children): start from an empty stage every time.
+        conn.exec_driver_sql(f"TRUNCATE {self._STAGE}")
+        run_copy(conn, self._COPY_STAGE, CopyReader(iter([records]), "", ""))
         conn.exec_driver_sql(self._MOVE, {"table_name": table_name, "archived_at": archived_at, "run_id": run_id})
         return len(records)

@@ -40,8 +40,15 @@ def copy_datetime(value: datetime | str | None) -> str:
     return value.isoformat()
 
 
+def _link(root_id: int | None) -> str:
+    return "\\N" if root_id is None else str(int(root_id))
+
+
 class CopyReader:
-    """File-like COPY text for ``copy_expert``, made from record chunks as psycopg2 reads it."""
+    """File-like COPY text for ``copy_expert``, made from record chunks as psycopg2 reads it.
+
+    Each line: ``prefix``, source_pk, payload, row_date, ``suffix``, root_id, depth.
+    """
 
     def __init__(self, chunks: Iterator[list[dict[str, Any]]], prefix: str, suffix: str) -> None:
         self.chunks, self.prefix, self.suffix = chunks, prefix, suffix
@@ -59,6 +66,6 @@ class CopyReader:
         self.count += len(chunk)
         p, s = self.prefix, self.suffix
         return "".join([f"{p}{copy_text(r['source_pk'])}\t{copy_text(r['payload'])}\t{copy_datetime(r['row_date'])}{s}"
-                        for r in chunk])
+                        f"\t{_link(r.get('root_id'))}\t{r.get('depth', 0)}\n" for r in chunk])
 
     readline = read

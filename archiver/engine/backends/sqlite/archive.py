@@ -14,10 +14,9 @@ from .capabilities import CAPABILITIES
 from .connections import pragmas
 
 _UPSERT_SQL = (
-    "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (table_name, source_pk) DO UPDATE SET "
-    "payload = excluded.payload, row_date = excluded.row_date, archived_at = excluded.archived_at, "
-    "run_id = excluded.run_id")
+    "INSERT INTO archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id, root_id, depth) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (table_name, source_pk) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ArchiveOps.REPLACED))
 
 
 class SQLiteArchiveOps(ArchiveOps):
@@ -40,8 +39,7 @@ class SQLiteArchiveOps(ArchiveOps):
         ex = insert.excluded
         return insert.on_conflict_do_update(
             index_elements=[archived_rows.c.table_name, archived_rows.c.source_pk],
-            set_={"payload": ex.payload, "row_date": ex.row_date, "archived_at": ex.archived_at, "run_id": ex.run_id},
-        )
+            set_={c: ex[c] for c in self.REPLACED})
 
     def datetime_param(self, value: datetime | None) -> datetime | None:
         # SQLAlchemy stores SQLite datetimes as naive text: always write UTC.
@@ -55,11 +53,12 @@ class SQLiteArchiveOps(ArchiveOps):
         at = row_date_text(archived_at)
         conn.exec_driver_sql(_UPSERT_SQL, [
             (table_name, r["source_pk"], r["payload"],
-             rd if (rd := r["row_date"]).__class__ is str else row_date_text(rd), at, run_id)
+             rd if (rd := r["row_date"]).__class__ is str else row_date_text(rd), at, run_id,
+             r.get("root_id"), r.get("depth", 0))
             for r in records])
         return len(records)
 
-    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> int:
+    def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> tuple[int, int]:
         return self.purge_batch_in_one_statement(conn, table_name, cutoff, limit)
 
     def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:

@@ -30,6 +30,7 @@ import orjson
 import sqlalchemy as sa
 
 from ...errors import UnsupportedDateColumn
+from ...graph import Reference
 from ...plan import TablePlan
 from ..base import type_name
 from ..serverjson import Member, ServerJsonSourceOps
@@ -181,6 +182,25 @@ class SQLiteSourceOps(ServerJsonSourceOps):
         text = cutoff.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         return sa.func.datetime(sa.type_coerce(column, sa.String)) < sa.literal(text, sa.String)
 
+    def foreign_keys(self, conn: sa.Connection) -> list[Reference]:
+        # SQLAlchemy's SQLite reflection reads ON DELETE only from table-level FOREIGN KEY
+        # clauses, not from a column's inline REFERENCES; PRAGMA foreign_key_list has both.
+        refs = []
+        for table in sa.inspect(conn).get_table_names():
+            rows = conn.exec_driver_sql(f"PRAGMA foreign_key_list({_quote_ident(table)})").all()
+            by_id: dict[int, list[Any]] = {}
+            for row in rows:  # id, seq, table, from, to, on_update, on_delete, match
+                by_id.setdefault(row[0], []).append(row)
+            for parts in by_id.values():
+                parts.sort(key=lambda r: r[1])
+                parent = parts[0][2]
+                parent_cols = tuple(r[4] for r in parts)
+                if any(c is None for c in parent_cols):  # REFERENCES parent: its primary key
+                    parent_cols = tuple(sa.inspect(conn).get_pk_constraint(parent)["constrained_columns"])
+                refs.append(Reference(table, tuple(r[3] for r in parts), parent, parent_cols,
+                                      str(parts[0][6] or "NO ACTION").upper()))
+        return refs
+
     def date_sample_ok(self, column: sa.Column) -> sa.ColumnElement[bool] | None:
         # Text in an ISO 8601 shape that datetime() reads (what age_predicate compares). A number
         # would be read as a Julian day (a Unix epoch never as itself): not a date here.
@@ -229,6 +249,10 @@ class SQLiteSourceOps(ServerJsonSourceOps):
             stmt = plan.extra["fast_delete"] = sa.delete(plan.table).where(
                 self.key_column(plan.pk[0]).in_(keys_json.scalar_subquery()))
         return conn.execute(stmt, {"keys": orjson.dumps([k[0] for k in keys]).decode()}).rowcount
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _all_int_or_text(keys: list[tuple]) -> bool:

@@ -1,14 +1,14 @@
-"""Read and purge benchmarks on PostgreSQL (used by scripts/bench.py --reads / --purge).
+"""Read and purge benchmarks on PostgreSQL (``--reads`` / ``--purge``).
 
-Reads: N archived ``events`` rows are built server-side (generate_series →
-jsonb payloads) in a bench archive database; the service runs under waitress
-(WAITRESS_THREADS threads, loopback, scheduler off) and ``wrk -t2 -c8 --latency`` hits
-``GET /archives/events?limit=100`` on the first page and on a page 5,000 pages
-deep (its cursor is minted by the app's own cursor service, then checked over
-HTTP before wrk runs).
+Reads: N archived ``events`` rows are built server-side (generate_series → jsonb payloads)
+in a bench archive database; the service runs under waitress (WAITRESS_THREADS threads,
+loopback, scheduler off) and ``wrk -t2 -c8 --latency`` hits ``GET /archives/events?limit=100``
+on the first page and on a page 5,000 pages deep (its cursor is minted by the app's own
+cursor service, then checked over HTTP before wrk runs).
 
-Purge: the same rows, archived 366+ days ago under a policy with
-delete_after_days=365, are purged by ``purge-now`` in a child process.
+Purge: the same rows, archived 366+ days ago under a policy with delete_after_days=365,
+removed by the whole ``flask --app archiver purge-now --table events`` process (start-up
+included, like archive-now); rows left are counted and the run record is read afterwards.
 """
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from scripts import bench_data as data
+from . import ROOT, datasets, project
+from .servers import Postgres, query
 
 if TYPE_CHECKING:  # pragma: no cover
-    from scripts.bench import Bench
+    from .cli import Run
 
 PAGE = 100
 DEEP_PAGES = 5000
@@ -73,7 +74,7 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def parse_wrk(text: str) -> dict[str, float | None]:
-    """req/s, p50/p99 in ms and the non-2xx count from ``wrk --latency`` output."""
+    """req/s, p50/p99 in ms and the non-2xx count from ``wrk --latency`` output (wrk has no JSON)."""
     def latency(pct: str) -> float | None:
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
         return float(m.group(1)) * _UNITS[m.group(2)] if m else None
@@ -84,14 +85,13 @@ def parse_wrk(text: str) -> dict[str, float | None]:
             "non2xx": float(bad.group(1)) if bad else 0.0, "socket_errors": 1.0 if errors else 0.0}
 
 
-def wrk(url: str, token: str, seconds: int) -> tuple[dict[str, float | None], str]:
+def wrk(url: str, token: str, seconds: int) -> dict[str, float | None]:
     done = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}",
                            url], capture_output=True, text=True, timeout=seconds + 60)
-    return parse_wrk(done.stdout), done.stdout
+    return parse_wrk(done.stdout)
 
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
-    from scripts.bench import ROOT
     # stderr goes to a file, not a pipe: nobody reads a pipe while wrk runs, and once it fills
     # (waitress logs "Task queue depth" whenever connections outnumber threads) the server blocks.
     errlog = tempfile.TemporaryFile(mode="w+")
@@ -122,25 +122,26 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def run(b: "Bench", n: int, reads: bool = True, purge: bool = True) -> list[tuple[str, list[str]]]:
+def run(bench: "Run", n: int, reads: bool = True, purge: bool = True) -> list[tuple[str, list[str]]]:
     """The read and/or purge benchmark over ``n`` archived rows; markdown sections."""
-    from scripts.bench import child_problem, log, worker
+    from .cli import log
 
-    pg = b.pg
-    rsrc, rarch = b.db("rsrc"), b.db("rarch")
-    anchor = data.make_anchor()
-    src_url, arch_url = pg.url_for(rsrc), pg.url_for(rarch)
-    env = b.project_env(src_url, arch_url)
+    pg = bench.backend("pg")
+    assert isinstance(pg, Postgres)
+    rsrc, rarch = pg.name("rsrc"), pg.name("rarch")
+    anchor = datasets.make_anchor()
+    settings = project.Settings(pg.url_for(rsrc), pg.url_for(rarch))
     sections: list[tuple[str, list[str]]] = []
     deep_after = max(1, n - DEEP_PAGES * PAGE) if n > DEEP_PAGES * PAGE + PAGE else max(1, n // 2)
     try:
-        pg.create(rsrc)
-        pg.execute(data.PG_EVENTS_DDL, rsrc)
-        pg.create(rarch)
-        setup = b.setup_project(env, "--admin", "bench_admin", "--cursor-after-id", str(deep_after))
-        problem = child_problem(setup)
-        if problem:
-            return [("Reads / purge", [f"not run: {problem}"])]
+        pg.create_db(rsrc)
+        for sql in datasets.EVENTS.ddl("pg"):
+            pg.execute(sql, rsrc)
+        pg.create_db(rarch)
+        try:
+            setup = project.setup(settings, "events", cursor_after_id=deep_after)
+        except Exception as exc:  # noqa: BLE001
+            return [("Reads / purge", [f"not run: set-up failed: {type(exc).__name__}: {exc}"])]
         log(f"archive: building {n:,} archived events rows")
         t0 = time.perf_counter()
         pg.execute(POPULATE_ARCHIVE.format(anchor=anchor.isoformat(sep=" "), n=int(n)), rarch)
@@ -148,39 +149,41 @@ def run(b: "Bench", n: int, reads: bool = True, purge: bool = True) -> list[tupl
         log(f"archive: built in {time.perf_counter() - t0:.1f}s")
         if reads:
             sections.append((f"Archive reads with {n:,} archived rows (GET /archives/events?limit={PAGE}, "
-                             f"waitress {WAITRESS_THREADS} threads, wrk -t2 -c8 -d{b.args.wrk_seconds}s)",
-                             read_bench(b, env, setup.result, n, deep_after)))
+                             f"waitress {WAITRESS_THREADS} threads, wrk -t2 -c8 -d{bench.args.wrk_seconds}s)",
+                             read_bench(bench, settings.env(), setup, n, deep_after)))
         if purge:
-            pg.checkpoint()
-            child = worker("purge", "--table", data.TABLE, env=env)
-            problem = child_problem(child)
-            if problem:
-                lines = [f"not run: {problem}"]
+            pg.before_measure()
+            child = project.run_job(settings, "purge", "events")
+            record = project.last_run(settings.archive_url, "purge", "events")
+            left = int(query(settings.archive_url, "SELECT COUNT(*) FROM archived_rows WHERE table_name = 'events'")[0][0])
+            purged = n - left
+            if child.returncode != 0 or record is None or record.status != "succeeded" or left:
+                lines = [f"failed: exit status {child.returncode}, run "
+                         f"{record.status if record else 'not recorded'}, {left:,} rows left: "
+                         f"{(record.error if record else None) or child.tail()}"]
             else:
-                left = data.count_rows(arch_url, "archived_rows", f"table_name = '{data.TABLE}'")
-                purged = n - left
-                rate = purged / child.result["seconds"] if child.result["seconds"] else 0
-                lines = ["| rows purged | seconds | rows/s | peak MB | left |", "|---:|---:|---:|---:|---:|",
-                         f"| {purged:,} | {child.result['seconds']:.2f} | {rate:,.0f} | {child.peak_kb / 1024:.0f} "
-                         f"| {left:,} |"]
-                log(f"purge: {purged} rows in {child.result['seconds']:.2f}s, {left} left")
-            sections.append((f"Purge of {n:,} archived rows on PostgreSQL (purge-now, delete_after_days="
-                             f"{data.DELETE_AFTER_DAYS})", lines))
+                lines = ["| rows purged | seconds (whole process) | rows/s | peak MB | left | run record rows_deleted |",
+                         "|---:|---:|---:|---:|---:|---:|",
+                         f"| {purged:,} | {child.seconds:.2f} | {purged / child.seconds:,.0f} "
+                         f"| {child.peak_kb / 1024:.0f} | {left:,} | {record.rows_deleted:,} |"]
+            log(f"purge: {purged:,} rows in {child.seconds:.2f}s (whole process), {left:,} left")
+            sections.append((f"Purge of {n:,} archived rows on PostgreSQL (flask purge-now, whole process, "
+                             f"delete_after_days={datasets.DELETE_AFTER_DAYS})", lines))
     finally:
-        if not b.args.keep:
-            pg.drop(rsrc)
-            pg.drop(rarch)
+        if not bench.args.keep:
+            pg.drop_db(rsrc)
+            pg.drop_db(rarch)
     return sections
 
 
-def read_bench(b: "Bench", env: dict[str, str], setup: dict[str, Any], n_rows: int, deep_after: int) -> list[str]:
-    from scripts.bench import log
+def read_bench(bench: "Run", env: dict[str, str], setup: dict[str, Any], n_rows: int, deep_after: int) -> list[str]:
+    from .cli import log
 
     if not shutil.which("wrk"):
         return ["not run: wrk is not installed (apt-get install wrk)"]
-    token = setup.get("token")
+    token = setup["token"]
     port = free_port()
-    base = f"http://127.0.0.1:{port}/archives/{data.TABLE}?limit={PAGE}"
+    base = f"http://127.0.0.1:{port}/archives/events?limit={PAGE}"
     server = start_server(env, port)
     lines = ["| page | req/s | p50 ms | p99 ms | non-2xx | target |", "|---|---:|---:|---:|---:|---|"]
     try:
@@ -199,10 +202,10 @@ def read_bench(b: "Bench", env: dict[str, str], setup: dict[str, Any], n_rows: i
             else:
                 pages.append((f"{(n_rows - deep_after) // PAGE:,} pages deep (id < {deep_after:,})", deep_url))
         else:
-            lines.append(f"| deep page | n/a (no cursor service to mint a cursor) | | | | |")
+            lines.append("| deep page | n/a (no cursor service to mint a cursor) | | | | |")
         wrk(base, token, 3)  # warm-up
         for name, url in pages:
-            stats, raw = wrk(url, token, b.args.wrk_seconds)
+            stats = wrk(url, token, bench.args.wrk_seconds)
             log(f"reads {name}: {stats}")
             ok = (stats["p99"] is not None and stats["p99"] <= 100 and (stats["rps"] or 0) >= 200
                   and not stats["non2xx"])

@@ -1,0 +1,98 @@
+"""A child row inserted by another connection while its parent's batch is in flight is never lost:
+it waits for the batch and then fails on its foreign key (the parent is gone) — or, committed
+before the batch locked its parent, it is archived with it. Two real connections, on the
+databases with row locks (PostgreSQL, MariaDB)."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from archiver.engine import schema
+from archiver.engine.archive import archive_table
+from archiver.engine.connections import make_engine
+from tests.engine_support import NOW, PG_URL, archived, source_rows
+from tests.relational_support import fill_orders, orders_schema, spec
+
+
+@pytest.fixture(params=["postgres", "mariadb"])
+def locking_pair(request, tmp_path):
+    """Source and archive engines on a database with row locks."""
+    if request.param == "postgres":
+        if not PG_URL:
+            pytest.skip("TEST_POSTGRES_URL not set")
+        from tests.conftest import throwaway_databases
+        with throwaway_databases("postgres", tmp_path) as dbs:
+            src, arc = make_engine(dbs.source_url), make_engine(dbs.archive_url)
+            yield src, arc
+            src.dispose()
+            arc.dispose()
+        return
+    admin = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/test", isolation_level="AUTOCOMMIT")
+    names = [f"conc_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    try:
+        with admin.connect() as conn:
+            for n in names:
+                conn.exec_driver_sql(f"CREATE DATABASE {n}")
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"MariaDB not available: {type(exc).__name__}")
+    src = make_engine(f"mysql+pymysql://root@127.0.0.1:3306/{names[0]}?charset=utf8mb4")
+    arc = make_engine(f"mysql+pymysql://root@127.0.0.1:3306/{names[1]}?charset=utf8mb4")
+    try:
+        yield src, arc
+    finally:
+        src.dispose()
+        arc.dispose()
+        with admin.connect() as conn:
+            for n in names:
+                conn.exec_driver_sql(f"DROP DATABASE {n}")
+        admin.dispose()
+
+
+def test_a_child_inserted_during_the_batch_waits_then_fails_on_its_key(locking_pair):
+    source, archive = locking_pair
+    schema.metadata.create_all(archive)
+    md, orders, items, notes = orders_schema()
+    md.create_all(source)
+    fill_orders(source, orders, items, notes, n=3)  # orders 1-3 old: one batch
+    outcome: dict[str, object] = {}
+
+    def insert_a_late_child() -> None:
+        try:
+            with source.begin() as conn:
+                conn.execute(items.insert(), {"id": 999, "order_id": 2, "sku": "late"})
+            outcome["inserted"] = True
+        except sa.exc.IntegrityError as exc:
+            outcome["refused"] = exc
+
+    writer = threading.Thread(target=insert_a_late_child)
+
+    def pause(name: str) -> None:
+        if name == "after_select" and not writer.is_alive() and "started" not in outcome:
+            outcome["started"] = True
+            writer.start()
+            time.sleep(1.0)  # the writer now waits on the batch's lock of order 2
+            outcome["waited"] = writer.is_alive()
+
+    result = archive_table(source, archive, spec(batch_size=10), now=NOW, checkpoint=pause, pipeline=False)
+    writer.join(timeout=60)
+    assert outcome["waited"] is True, "the insert did not wait for the batch's row lock"
+    assert "refused" in outcome and "inserted" not in outcome, outcome
+    assert result.rows_deleted == 3 and result.children == {"order_items": 9, "item_notes": 6}
+    assert source_rows(source, "order_items") == {} and "999" not in archived(archive, "order_items")
+
+
+def test_a_child_committed_before_the_batch_moves_with_its_parent(locking_pair):
+    source, archive = locking_pair
+    schema.metadata.create_all(archive)
+    md, orders, items, notes = orders_schema()
+    md.create_all(source)
+    fill_orders(source, orders, items, notes, n=3)
+    with source.begin() as conn:
+        conn.execute(items.insert(), {"id": 999, "order_id": 2, "sku": "early"})
+    result = archive_table(source, archive, spec(batch_size=10), now=NOW, pipeline=False)
+    assert result.children["order_items"] == 10
+    assert archived(archive, "order_items")["999"]["sku"] == "early"
