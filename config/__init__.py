@@ -183,6 +183,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RATELIMIT_SIGNUP_PER_ADDRESS", str, "10/hour", validate=_rate_limits),
     Setting("PASSWORD_CHECK_CONCURRENCY", int, 2, minimum=1, maximum=64),
     Setting("AUDIT_RETENTION_DAYS", int, 365, minimum=0, maximum=36500),
+    Setting("AUDIT_SYNC_READS", bool, False),
     Setting("TRUSTED_PROXY_HOPS", int, 0, minimum=0, maximum=5),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

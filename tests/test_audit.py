@@ -368,3 +368,30 @@ def test_the_api_offers_no_way_to_change_the_trail(app, client, accounts):
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/audit")]
     assert {m for r in rules for m in r.methods} - {"HEAD", "OPTIONS"} == {"GET"}
 
+
+@pytest.mark.parametrize("sync_reads", [False, True])
+def test_read_records_skip_the_wal_flush_on_postgresql_unless_told(app, client, accounts, archive_engine, databases,
+                                                                   sync_reads):
+    """The audit record of a read commits with synchronous_commit off (PostgreSQL) unless AUDIT_SYNC_READS;
+    a change's record never does."""
+    if databases.backend != "postgres":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    app.config["AUDIT_SYNC_READS"] = sync_reads
+    archive_synthetic(archive_engine, "orders", 2)
+    headers = accounts.admin("root")
+    seen: list[str] = []
+
+    def spy(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    sa.event.listen(archive_engine, "before_cursor_execute", spy)
+    try:
+        assert client.get("/archives/orders", headers=headers).status_code == 200
+        relaxed = [s for s in seen if "synchronous_commit" in s]
+        assert relaxed == ([] if sync_reads else ["SET LOCAL synchronous_commit TO OFF"])
+        seen.clear()
+        assert client.put("/users/1/permissions", headers=headers, json={"permissions": ["x"]}).status_code == 200
+        assert not [s for s in seen if "synchronous_commit" in s]
+    finally:
+        sa.event.remove(archive_engine, "before_cursor_execute", spy)
+    assert len(events(app, "archive.list")) == 1

@@ -192,7 +192,7 @@ def list_rows_json(table_name: str, filters: ArchiveFilters, *, actor: Actor, or
         details["filters"] = filters_details(filters)
     if last_id is not None:
         details["after_id"] = last_id
-    audit.record_now(audit.ARCHIVE_LIST, actor, target=table_name, details=details)
+    audit.record_now(audit.ARCHIVE_LIST, actor, target=table_name, details=details, read=True)
     return body
 
 
@@ -219,7 +219,7 @@ def get_row_json(table_name: str, row_id: int, readable: set[str] | None = None,
     item["object"] = _object_of(row.id, row.root_id, readable)
     body = orjson.dumps(item)
     audit.record_now(audit.ARCHIVE_READ, actor, target=table_name,
-                     details={"row_id": row_id, "rows": 1, "object_rows": len(item["object"]["rows"])})
+                     details={"row_id": row_id, "rows": 1, "object_rows": len(item["object"]["rows"])}, read=True)
     return body
 
 

@@ -108,10 +108,26 @@ def record(action: str, actor: Actor, *, target: str | None = None, details: Map
 
 
 def record_now(action: str, actor: Actor, *, target: str | None = None, details: Mapping[str, Any] | None = None,
-               outcome: str = "success") -> None:
-    """Record one event and commit at once (events that go with no other change)."""
+               outcome: str = "success", read: bool = False) -> None:
+    """Record one event and commit at once (events that go with no other change).
+
+    ``read``: a record of a read of archived data, the one event on the hot read path. Unless
+    ``AUDIT_SYNC_READS``, its commit on PostgreSQL does not wait for the WAL flush
+    (``synchronous_commit = off`` for that transaction only): it is committed and visible at
+    once, but a crash of the database server (not of the service) within a fraction of a second
+    could lose it. That flush is the whole cost of auditing a read (README "Security").
+    """
     record(action, actor, target=target, details=details, outcome=outcome)
+    if read:
+        _relax_commit()
     db.session.commit()
+
+
+def _relax_commit() -> None:
+    if current_app.config["AUDIT_SYNC_READS"]:
+        return
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
 
 
 def record_started(action: str, actor: Actor, *, target: str | None = None,
@@ -121,6 +137,7 @@ def record_started(action: str, actor: Actor, *, target: str | None = None,
     db.session.add(event)
     db.session.flush()  # the id (no RETURNING: MySQL has none)
     event_id = event.id
+    _relax_commit()  # only exports use this: a read
     db.session.commit()
     return event_id
 
