@@ -10,7 +10,7 @@ from flask import Flask
 from config import ConfigError, load_config, read_instance_file, validate_config
 
 from .engine.connections import configure_engine
-from .extensions import db, jwt
+from .extensions import db, jwt, migrate
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def register_extensions(app: Flask) -> None:
     secure_sqlite_file(app.config["SOURCE_DATABASE_URL"], own=False)
     init_gate(app)
     db.init_app(app)
+    migrate.init_app(app, db)
     jwt.init_app(app)
     with app.app_context():
         for engine in db.engines.values():

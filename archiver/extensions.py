@@ -1,14 +1,16 @@
 """Extension singletons, bound to an app by create_app().
 
-Only what services and models need (db, jwt, scheduler). The HTTP-only
+Only what services and models need (db, migrate, jwt, scheduler). The HTTP-only
 pieces (flask-smorest's Api and Blueprint, the error envelope's schema) are
 in ``archiver/api/openapi.py``, so importing a service does not load them.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask_jwt_extended import JWTManager
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -27,6 +29,10 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+# The archive database's Alembic migrations (`flask --app archiver db …`, init-db). They live in the
+# package, not beside the working directory, so an installed or containerised service finds them
+# wherever it is started.
+migrate = Migrate(directory=str(Path(__file__).resolve().parent / "migrations"))
 jwt = JWTManager()
 _scheduler: Any = None
 

@@ -1,4 +1,7 @@
-"""Throwaway databases and users on the local MariaDB server (tests skip when none answers)."""
+"""Throwaway databases and users on a MariaDB server: TEST_MARIADB_URL's, else the local one.
+
+Tests skip when none answers — or fail, under CI=true (see tests/conftest.py).
+"""
 from __future__ import annotations
 
 import uuid
@@ -7,15 +10,15 @@ import pytest
 import sqlalchemy as sa
 
 from archiver.engine.connections import make_engine
-
-URL = "mysql+pymysql://{user}@127.0.0.1:3306/{db}?charset=utf8mb4"
+from tests.conftest import drop_mariadb_databases, mariadb_url, unavailable, url_for_database
 
 
 class Server:
     """Throwaway databases (and users) on the local MariaDB, dropped at the end."""
 
-    def __init__(self, admin: sa.Engine) -> None:
+    def __init__(self, admin: sa.Engine, base_url: str) -> None:
         self.admin = admin
+        self.base_url = base_url
         self.names: list[str] = []
         self.users: list[str] = []
         self.engines: list[sa.Engine] = []
@@ -26,11 +29,11 @@ class Server:
         self.names.append(name)
         return name, self.engine(name)
 
-    @staticmethod
-    def url(db: str, user: str = "root") -> str:
-        return URL.format(user=user, db=db)
+    def url(self, db: str, user: str | None = None) -> str:
+        """The server's URL naming database ``db`` (as ``user``, passwordless, when given)."""
+        return url_for_database(self.base_url, db, user)
 
-    def engine(self, db: str, user: str = "root") -> sa.Engine:
+    def engine(self, db: str, user: str | None = None) -> sa.Engine:
         engine = make_engine(self.url(db, user))
         self.engines.append(engine)
         return engine
@@ -51,8 +54,7 @@ class Server:
     def close(self) -> None:
         for engine in self.engines:
             engine.dispose()
-        for name in self.names:
-            self._sql(f"DROP DATABASE IF EXISTS `{name}`")
+        drop_mariadb_databases(self.admin, self.names)
         for user in self.users:
             self._sql(f"DROP USER IF EXISTS '{user}'@'%'", f"DROP USER IF EXISTS '{user}'@'localhost'")
         self.admin.dispose()
@@ -60,16 +62,14 @@ class Server:
 
 @pytest.fixture
 def server():
-    admin = sa.create_engine(URL.format(user="root", db="test"), isolation_level="AUTOCOMMIT",
-                             poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as conn:
-            if "mariadb" not in str(conn.exec_driver_sql("SELECT VERSION()").scalar()).lower():
-                pytest.skip("in-server moves are MariaDB only")
-    except sa.exc.DBAPIError as exc:
+    base = mariadb_url()
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        version = str(conn.exec_driver_sql("SELECT VERSION()").scalar())
+    if "mariadb" not in version.lower():
         admin.dispose()
-        pytest.skip(f"MariaDB not available: {type(exc).__name__}")
-    srv = Server(admin)
+        unavailable(f"in-server moves are MariaDB only (the server is {version})")
+    srv = Server(admin, base)
     try:
         yield srv
     finally:

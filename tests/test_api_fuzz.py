@@ -12,7 +12,9 @@ tokens with odd subjects, raw bodies with odd media types and deep nesting.
 
 Runs on SQLite with ``FUZZ_EXAMPLES`` (default 40) cases per operation and
 identity, and again on PostgreSQL (when ``TEST_POSTGRES_URL`` is set) with
-``FUZZ_PG_EXAMPLES`` (default 10): a cheap pass for PostgreSQL-only failures.
+``FUZZ_PG_EXAMPLES`` (default 10) and on MariaDB (when ``TEST_MARIADB_URL`` is
+set) with ``FUZZ_MARIADB_EXAMPLES`` (default 10): cheap passes for failures
+only those servers show.
 Raise both for a deeper local run; hypothesis is derandomized, so CI is
 reproducible.
 """
@@ -41,7 +43,8 @@ from archiver.services.users import set_permissions
 from tests.conftest import BACKENDS, JWT_SECRET, Accounts, Databases, make_app, throwaway_databases
 
 EXAMPLES = {"sqlite": int(os.environ.get("FUZZ_EXAMPLES", "40")),
-            "postgres": int(os.environ.get("FUZZ_PG_EXAMPLES", "10"))}
+            "postgres": int(os.environ.get("FUZZ_PG_EXAMPLES", "10")),
+            "mariadb": int(os.environ.get("FUZZ_MARIADB_EXAMPLES", "10"))}
 ADMIN, USER = "fuzz-admin", "fuzz-user"
 USER_TABLES = ("orders",)
 LEAKS = ("Traceback", "sqlalchemy", "psycopg", "sqlite3", "pymysql", "SELECT ", "INSERT ", "UPDATE ",

@@ -16,6 +16,7 @@ from archiver.engine.rowcodec import decode_row, encode_row
 from archiver.services.archives import EXPORT_CHUNK_ROWS
 from tests.archive_helpers import (archive_from_source, archive_synthetic, archived_record, insert_archived,
                                    synthetic_rows)
+from tests.conftest import not_on_mariadb
 
 FILENAME = re.compile(r'^attachment; filename="(?P<t>[A-Za-z0-9_.-]+)-archive-\d{8}T\d{6}Z\.(?P<ext>jsonl|csv)"$')
 
@@ -86,9 +87,10 @@ def test_export_of_unknown_table_is_404_for_admin(client, accounts):
 
 @pytest.fixture
 def mixed(databases, source_engine, archive_engine):
-    """A real source table with tricky values, archived; the (now empty) table gives the CSV header."""
+    """A real source table with tricky values, archived; the (now empty) table gives the CSV header.
+    (``ratio`` is DOUBLE: MariaDB's FLOAT is single precision and has no room for 1e300.)"""
     cols = [sa.Column("id", sa.Integer, primary_key=True, autoincrement=False), sa.Column("name", sa.Text),
-            sa.Column("amount", sa.Numeric(12, 2)), sa.Column("ratio", sa.Float), sa.Column("ok", sa.Boolean),
+            sa.Column("amount", sa.Numeric(12, 2)), sa.Column("ratio", sa.Double), sa.Column("ok", sa.Boolean),
             sa.Column("blob", sa.LargeBinary), sa.Column("day", sa.Date), sa.Column("created_at", sa.DateTime),
             sa.Column("doc", sa.JSON)]
     table = sa.Table("mixed", sa.MetaData(), *cols)
@@ -108,9 +110,13 @@ def mixed(databases, source_engine, archive_engine):
     with source_engine.begin() as conn:
         conn.execute(table.insert(), values)
     ids, original = archive_from_source(source_engine, archive_engine, "mixed", date_column="created_at")
-    return table, ids, original
+    # The columns as the service sees them, by reflection (MariaDB: BOOLEAN is TINYINT(1), JSON is LONGTEXT).
+    return sa.Table("mixed", sa.MetaData(), autoload_with=source_engine), ids, original
 
 
+# MariaDB: see lead's note (a DOUBLE column is archived as a decimal string rounded to 10 places,
+# test_engine_mysql.py::test_mariadb_double_columns_are_archived_exactly).
+@not_on_mariadb
 def test_csv_export_flattens_payload_with_reflected_columns_and_round_trips(client, accounts, mixed):
     table, ids, original = mixed
     admin = accounts.admin()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,25 @@ def test_entrypoint_runs_init_db_then_waitress(dockerfile):
     words = shlex.split(text[serve:].splitlines()[0])
     assert words[words.index("--host") + 1] == "0.0.0.0"
     assert (ROOT / "wsgi.py").read_text().count("app = create_app()") == 1
+
+
+@pytest.mark.parametrize("init_db_status, tries, served", [(0, 1, True), (1, 3, False), (3, 1, False)])
+def test_entrypoint_retries_init_db_unless_it_refused(tmp_path, init_db_status, tries, served):
+    """A database still starting (init-db exits 1) is retried for DB_WAIT_SECONDS; a database init-db
+    refused (exit 3: not recognised, nothing changed) stops the container at once."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for name, status in (("flask", init_db_status), ("waitress-serve", 0), ("sleep", 0)):
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexit {status}\n')
+        stub.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "DB_WAIT_SECONDS": "3"}
+    done = subprocess.run(["/bin/sh", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30)
+    calls = log.read_text().splitlines()
+    assert [c for c in calls if c.startswith("flask")] == ["flask --app archiver init-db"] * tries
+    assert any(c.startswith("waitress-serve") for c in calls) is served
+    assert done.returncode == (0 if served else init_db_status), done.stderr
 
 
 def test_dockerignore_keeps_local_state_out():

@@ -12,6 +12,7 @@ from archiver.engine.archive import archive_table, count_archivable
 from archiver.engine.criteria import CriteriaError, compile_criteria
 from archiver.engine.errors import ColumnNotFound, NoPrimaryKey, TableNotFound
 from archiver.engine.policy import PolicySpec, archive_cutoff
+from tests.mariadb_support import overlap_small_tables  # noqa: F401 - fixture
 from tests.engine_support import (NOW, archived, archived_meta, as_utc, assert_no_loss, engines,  # noqa: F401
                                   make_orders, old_dates, reflect, source_rows)
 
@@ -221,11 +222,12 @@ def test_failure_inside_a_batch_loses_nothing_and_the_next_run_reconciles(engine
 
 
 @pytest.mark.parametrize("pipeline", [False, True])
-def test_rows_updated_while_the_job_runs_are_never_lost(engines, pipeline):
+def test_rows_updated_while_the_job_runs_are_never_lost(engines, pipeline, overlap_small_tables):
     """Another connection updates rows during the run: each row ends up either in the source
     (with its latest values) or archived with exactly its latest committed values.
 
-    Pipelined (PostgreSQL: batches overlap; SQLite never pipelines), the next batch may be
+    Pipelined (PostgreSQL, and MariaDB with this small table allowed to: batches overlap; SQLite
+    never pipelines), the next batch may be
     locked already when a batch is reported, so the later edits run on their own thread and
     land before that batch reads the row (their values are archived) or after it moved it
     (they find no row)."""
@@ -272,7 +274,9 @@ def test_rows_updated_while_the_job_runs_are_never_lost(engines, pipeline):
                 assert edits == {"6": 1, "9": 1}
 
     try:
-        result = archive_table(engines.source, engines.archive, spec, now=NOW, pipeline=pipeline,
+        # in_server=False: on MariaDB the batches overlap through the service like PostgreSQL's (in-server
+        # moves, one transaction per batch, have tests of their own in test_in_server.py).
+        result = archive_table(engines.source, engines.archive, spec, now=NOW, pipeline=pipeline, in_server=False,
                                checkpoint=on_checkpoint, on_batch=on_batch)
         blocked_update["thread"].join(timeout=60)
         for t in threads:

@@ -1,4 +1,5 @@
-"""MySQL/MariaDB as a source (and as an archive): small, skipped when no local server answers."""
+"""MySQL/MariaDB as a source (and as an archive): small; on TEST_MARIADB_URL's server, else the local one
+(skipped when none answers, failed under CI=true)."""
 from __future__ import annotations
 
 import base64
@@ -14,29 +15,24 @@ from archiver.engine.connections import make_engine
 from archiver.engine.lease import TableLease
 from archiver.engine.policy import PolicySpec
 from archiver.engine.purge import purge_table
+from tests.conftest import drop_mariadb_databases, mariadb_url, url_for_database
 from tests.engine_support import NOW, archived, assert_no_loss, source_rows
-
-MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/{db}?charset=utf8mb4"
 
 
 @pytest.fixture
 def mysql_db():
-    """A throwaway database on the local MariaDB/MySQL server (skip when unreachable)."""
+    """A throwaway database on the MariaDB/MySQL server of the tests (see tests/conftest.py)."""
+    base = mariadb_url()
     name = f"archiver_t_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(MYSQL_URL.format(db="test"), poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
-    except Exception as exc:  # noqa: BLE001 - no server, no privileges: nothing to test here
-        admin.dispose()
-        pytest.skip(f"MySQL/MariaDB not available: {type(exc).__name__}")
-    engine = make_engine(MYSQL_URL.format(db=name))
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+    engine = make_engine(url_for_database(base, name))
     try:
         yield engine
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        drop_mariadb_databases(admin, [name])
         admin.dispose()
 
 
@@ -113,3 +109,21 @@ def test_a_varchar_date_column_is_refused_naming_it_and_a_value(mysql_db):
     (message,) = info.value.problems["date_column"]
     assert "'note'" in message and "'note 1'" in message and "VARCHAR(200)" in message
     assert plan_table(mysql_db, PolicySpec("notes"), NOW).date_column.name == "created_at"
+
+
+# MariaDB: see lead's note. SQLAlchemy reflects MySQL/MariaDB DOUBLE (and REAL) with asdecimal=True
+# and a decimal return scale of 10, and the engine encodes what it reads: a DOUBLE is archived as a
+# decimal string rounded to 10 places, so 1.5e-12 becomes "0E-10" and the source row is deleted
+# (FLOAT reflects with asdecimal=False and keeps its value). Strict: passing means it was fixed.
+@pytest.mark.xfail(strict=True, reason="engine: MariaDB DOUBLE archived as a 10-place decimal (lead's note)")
+def test_mariadb_double_columns_are_archived_exactly(mysql_db, tmp_path):
+    archive = make_engine(f"sqlite:///{tmp_path / 'archive.db'}")
+    schema.metadata.create_all(archive)
+    try:
+        with mysql_db.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE measures (id INT PRIMARY KEY, x DOUBLE, created_at DATETIME)")
+            conn.exec_driver_sql("INSERT INTO measures VALUES (1, 1.5e-12, '2020-01-01'), (2, 0.1, '2020-01-01')")
+        archive_table(mysql_db, archive, PolicySpec("measures", archive_after_days=30), now=NOW)
+        assert {pk: row["x"] for pk, row in archived(archive, "measures").items()} == {"1": 1.5e-12, "2": 0.1}
+    finally:
+        archive.dispose()

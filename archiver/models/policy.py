@@ -22,10 +22,11 @@ class ArchivePolicy(db.Model):
     custom_criteria: Mapped[str | None] = mapped_column(Text, nullable=True)
     batch_size: Mapped[int] = mapped_column(Integer, nullable=False, default=1000)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    # Child tables the policy names (moved with their parent rows like ON DELETE CASCADE children):
-    # [{"table", "columns", "references", "parent"?}, ...]; NULL: none.
-    children: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow,
                                                  onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Child tables the policy names (moved with their parent rows like ON DELETE CASCADE children):
+    # [{"table", "columns", "references", "parent"?}, ...]; NULL: none. (Columns added by a migration
+    # come last: create_all makes the same table the migrations make.)
+    children: Mapped[list | None] = mapped_column(JSON, nullable=True)

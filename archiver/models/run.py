@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -49,8 +49,8 @@ class ArchiveRun(db.Model):
     rows_deleted: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     rows_conflict: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     batches: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Rows left in the source because a row that stays still references them (their objects stay).
-    rows_skipped: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    rows_skipped: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
     # {"children": {table: rows}, "skipped": {reference: rows}} for tables with child tables or referrers.
     details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
