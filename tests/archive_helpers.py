@@ -11,6 +11,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from archiver.engine.backends import source_ops_for
+
 from archiver.engine.rowcodec import canonical_pk, encode_row, to_utc_datetime
 from archiver.engine.schema import archived_rows
 
@@ -75,7 +77,7 @@ def archive_from_source(source_engine: sa.Engine, archive_engine: sa.Engine, tab
 
     Returns the new archive ids and the original rows as read from the source.
     """
-    table = sa.Table(table_name, sa.MetaData(), autoload_with=source_engine)
+    table = source_ops_for(source_engine).reflect_table(source_engine, table_name)
     pk = [c.name for c in table.primary_key.columns]
     stmt = sa.select(table)
     if where is not None:
@@ -92,7 +94,7 @@ def archive_from_source(source_engine: sa.Engine, archive_engine: sa.Engine, tab
 
 def source_rows(source_engine: sa.Engine, table_name: str) -> list[dict[str, Any]]:
     """Every row of a source table, in primary-key order."""
-    table = sa.Table(table_name, sa.MetaData(), autoload_with=source_engine)
+    table = source_ops_for(source_engine).reflect_table(source_engine, table_name)
     with source_engine.connect() as conn:
         return [dict(r) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns)).mappings()]
 

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from archiver.engine import schema
+from archiver.engine.backends import source_ops_for
 from archiver.engine.connections import make_engine
 from archiver.engine.rowcodec import RowEncoder, canonical_pk
 from archiver.extensions import db
@@ -66,7 +67,8 @@ def old_dates(n: int, days: int = 100) -> list[datetime]:
 
 
 def reflect(engine: sa.Engine, name: str) -> sa.Table:
-    return sa.Table(name, sa.MetaData(), autoload_with=engine)
+    """``name`` reflected as the engine reflects it (with its backend's corrections)."""
+    return source_ops_for(engine).reflect_table(engine, name)
 
 
 def source_rows(engine: sa.Engine, name: str) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,8 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from archiver.engine.backends import source_ops_for
+
 from archiver.engine.rowcodec import decode_row, encode_row
 from archiver.services.archives import EXPORT_CHUNK_ROWS
 from tests.archive_helpers import (archive_from_source, archive_synthetic, archived_record, insert_archived,
@@ -111,12 +113,9 @@ def mixed(databases, source_engine, archive_engine):
         conn.execute(table.insert(), values)
     ids, original = archive_from_source(source_engine, archive_engine, "mixed", date_column="created_at")
     # The columns as the service sees them, by reflection (MariaDB: BOOLEAN is TINYINT(1), JSON is LONGTEXT).
-    return sa.Table("mixed", sa.MetaData(), autoload_with=source_engine), ids, original
+    return source_ops_for(source_engine).reflect_table(source_engine, "mixed"), ids, original
 
 
-# MariaDB: see lead's note (a DOUBLE column is archived as a decimal string rounded to 10 places,
-# test_engine_mysql.py::test_mariadb_double_columns_are_archived_exactly).
-@not_on_mariadb
 def test_csv_export_flattens_payload_with_reflected_columns_and_round_trips(client, accounts, mixed):
     table, ids, original = mixed
     admin = accounts.admin()

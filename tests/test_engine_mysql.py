@@ -111,11 +111,9 @@ def test_a_varchar_date_column_is_refused_naming_it_and_a_value(mysql_db):
     assert plan_table(mysql_db, PolicySpec("notes"), NOW).date_column.name == "created_at"
 
 
-# MariaDB: see lead's note. SQLAlchemy reflects MySQL/MariaDB DOUBLE (and REAL) with asdecimal=True
-# and a decimal return scale of 10, and the engine encodes what it reads: a DOUBLE is archived as a
-# decimal string rounded to 10 places, so 1.5e-12 becomes "0E-10" and the source row is deleted
-# (FLOAT reflects with asdecimal=False and keeps its value). Strict: passing means it was fixed.
-@pytest.mark.xfail(strict=True, reason="engine: MariaDB DOUBLE archived as a 10-place decimal (lead's note)")
+# SQLAlchemy reflects MySQL/MariaDB DOUBLE (and REAL) with asdecimal=True and a decimal return scale
+# of 10: read that way, a DOUBLE was archived as a decimal string rounded to 10 places (1.5e-12 became
+# "0E-10") and the source row deleted. The MySQL backend reflects them as floats.
 def test_mariadb_double_columns_are_archived_exactly(mysql_db, tmp_path):
     archive = make_engine(f"sqlite:///{tmp_path / 'archive.db'}")
     schema.metadata.create_all(archive)

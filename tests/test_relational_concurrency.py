@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -14,44 +13,24 @@ import sqlalchemy as sa
 from archiver.engine import schema
 from archiver.engine.archive import archive_table
 from archiver.engine.connections import make_engine
-from tests.engine_support import NOW, PG_URL, archived, source_rows
+from tests.engine_support import NOW, archived, source_rows
 from tests.relational_support import fill_orders, orders_schema, spec
 
 
-@pytest.fixture(params=["postgres", "mariadb"])
-def locking_pair(request, tmp_path):
+#: The databases with row locks (SQLite takes one writer at a time: nothing can be inserted mid-batch).
+row_lock_backends = pytest.mark.parametrize("databases", ["postgres", "mariadb"], indirect=True)
+
+
+@pytest.fixture
+def locking_pair(databases):
     """Source and archive engines on a database with row locks."""
-    if request.param == "postgres":
-        if not PG_URL:
-            pytest.skip("TEST_POSTGRES_URL not set")
-        from tests.conftest import throwaway_databases
-        with throwaway_databases("postgres", tmp_path) as dbs:
-            src, arc = make_engine(dbs.source_url), make_engine(dbs.archive_url)
-            yield src, arc
-            src.dispose()
-            arc.dispose()
-        return
-    admin = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/test", isolation_level="AUTOCOMMIT")
-    names = [f"conc_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    try:
-        with admin.connect() as conn:
-            for n in names:
-                conn.exec_driver_sql(f"CREATE DATABASE {n}")
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"MariaDB not available: {type(exc).__name__}")
-    src = make_engine(f"mysql+pymysql://root@127.0.0.1:3306/{names[0]}?charset=utf8mb4")
-    arc = make_engine(f"mysql+pymysql://root@127.0.0.1:3306/{names[1]}?charset=utf8mb4")
-    try:
-        yield src, arc
-    finally:
-        src.dispose()
-        arc.dispose()
-        with admin.connect() as conn:
-            for n in names:
-                conn.exec_driver_sql(f"DROP DATABASE {n}")
-        admin.dispose()
+    src, arc = make_engine(databases.source_url), make_engine(databases.archive_url)
+    yield src, arc
+    src.dispose()
+    arc.dispose()
 
 
+@row_lock_backends
 def test_a_child_inserted_during_the_batch_waits_then_fails_on_its_key(locking_pair):
     source, archive = locking_pair
     schema.metadata.create_all(archive)
@@ -85,6 +64,7 @@ def test_a_child_inserted_during_the_batch_waits_then_fails_on_its_key(locking_p
     assert source_rows(source, "order_items") == {} and "999" not in archived(archive, "order_items")
 
 
+@row_lock_backends
 def test_a_child_committed_before_the_batch_moves_with_its_parent(locking_pair):
     source, archive = locking_pair
     schema.metadata.create_all(archive)

@@ -46,12 +46,12 @@ _NOT_ISO = ("dates are ISO 8601 text such as '2024-05-31' or '2024-05-31 13:45:0
             "Unix epochs are not read as dates")
 
 
-def reflect_source_table(conn: sa.Connection, table_name: str) -> sa.Table:
+def reflect_source_table(conn: sa.Connection, table_name: str, ops: SourceOps) -> sa.Table:
     """The source table named exactly ``table_name`` (raises TableNotFound)."""
     if not sa.inspect(conn).has_table(table_name):
         raise TableNotFound(table_name)
     try:
-        return sa.Table(table_name, sa.MetaData(), autoload_with=conn)
+        return ops.reflect_table(conn, table_name)
     except sa.exc.NoSuchTableError:
         raise TableNotFound(table_name) from None
 
@@ -62,7 +62,7 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
     Raises InvalidPolicy (or one of its subclasses) naming every problem;
     reads a few rows of the table, changes nothing.
     """
-    table = reflect_source_table(conn, spec.table_name)
+    table = reflect_source_table(conn, spec.table_name, ops)
     problems: list[InvalidPolicy] = []
     pk = list(table.primary_key.columns)
     if not pk:
@@ -83,7 +83,7 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
     graph = None
     members: dict[str, MemberTable] = {}
     hold_tables: dict[str, sa.Table] = {}
-    named = _named_children_problems(conn, table, spec.children)
+    named = _named_children_problems(conn, table, spec.children, ops)
     if named:
         problems.append(InvalidPolicy({"children": named}))
     else:
@@ -125,7 +125,7 @@ def _reflect_object(conn: sa.Connection, root: sa.Table, graph: ObjectGraph,
     """The object's tables, reflected; a child table without a primary key is a problem."""
     tables = {root.name: root}
     for name in {*graph.members, *(h.child for h in graph.holds)} - {root.name}:
-        tables[name] = reflect_source_table(conn, name)
+        tables[name] = reflect_source_table(conn, name, ops)
     problems = []
     for name in graph.members[1:]:
         if not list(tables[name].primary_key.columns):
@@ -136,7 +136,8 @@ def _reflect_object(conn: sa.Connection, root: sa.Table, graph: ObjectGraph,
     return members, {h.child: tables[h.child] for h in graph.holds}, problems
 
 
-def _named_children_problems(conn: sa.Connection, root: sa.Table, children: tuple[NamedChild, ...]) -> list[str]:
+def _named_children_problems(conn: sa.Connection, root: sa.Table, children: tuple[NamedChild, ...],
+                             ops: SourceOps) -> list[str]:
     """What is wrong with the child relations a policy names (tables, columns, types)."""
     problems: list[str] = []
     names = {root.name: root}
@@ -148,7 +149,7 @@ def _named_children_problems(conn: sa.Connection, root: sa.Table, children: tupl
                 if not insp.has_table(name):
                     problems.append(f"{where}: table {name} not found in the source database")
                     continue
-                names[name] = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                names[name] = ops.reflect_table(conn, name)
         if child.table not in names or (child.parent or root.name) not in names:
             continue
         table, parent = names[child.table], names[child.parent or root.name]

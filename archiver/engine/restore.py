@@ -155,7 +155,7 @@ def reflect_source_table(source: sa.Engine, table_name: str) -> sa.Table:
     """The reflected source table, or SourceTableMissing / RestoreError."""
     if not sa.inspect(source).has_table(table_name):
         raise SourceTableMissing(f"Source table {table_name!r} does not exist; create it before restoring")
-    table = sa.Table(table_name, sa.MetaData(), autoload_with=source)
+    table = source_ops_for(source).reflect_table(source, table_name)
     if not list(table.primary_key.columns):
         raise RestoreError(f"Source table {table_name!r} has no primary key; rows cannot be restored safely")
     return table

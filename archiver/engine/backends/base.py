@@ -213,6 +213,16 @@ class SourceOps:
         """Whether :meth:`stream_batch` streams (the backend can, and the fast path is on)."""
         return False
 
+    # reflection --------------------------------------------------------------
+    def reflect_table(self, conn: sa.Connection | sa.Engine, name: str) -> sa.Table:
+        """The source table ``name``, reflected with this database's quirks corrected
+        (:meth:`column_reflected`); raises NoSuchTableError."""
+        return sa.Table(name, sa.MetaData(), autoload_with=conn,
+                        listeners=[("column_reflect", self.column_reflected)])
+
+    def column_reflected(self, inspector: Any, table: sa.Table, column: dict[str, Any]) -> None:
+        """Adjust one reflected column's description before the Column is made (none by default)."""
+
     # predicate ---------------------------------------------------------------
     def select_column(self, column: sa.Column) -> Any:
         return column

@@ -78,6 +78,14 @@ class MySQLSourceOps(ServerJsonSourceOps):
     def is_lock_conflict(self, exc: BaseException) -> bool:
         return errors.is_lock_conflict(exc)
 
+    def column_reflected(self, inspector: Any, table: sa.Table, column: dict[str, Any]) -> None:
+        # SQLAlchemy reflects DOUBLE and REAL as asdecimal=True types that read every value as a
+        # Decimal rounded to 10 places (1.5e-12 would be archived as "0E-10"): read them as the
+        # floats the server stores (encoded exactly, as on every other database).
+        ctype = column["type"]
+        if isinstance(ctype, sa.Float) and getattr(ctype, "asdecimal", False):
+            ctype.asdecimal = False
+
     def prepare(self, conn: sa.Connection) -> Callable[[], None] | None:
         # TIMESTAMP columns are converted to/from the session time zone; use UTC.
         conn.exec_driver_sql("SET time_zone = '+00:00'")
