@@ -46,7 +46,7 @@ PRE = "pre-migration"
 #: (from, to) of every upgrade a deployed database can take.
 STEPS = [(PRE, HEAD)] + list(zip(REVISIONS, REVISIONS[1:]))
 
-PASSWORD = "password123"
+PASSWORD = "correct-horse-battery"  # meets the password rules (tests/conftest.py)
 T0 = datetime(2024, 3, 1, 8, 30, 15, tzinfo=timezone.utc)
 
 
