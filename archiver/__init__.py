@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 #: ``flask --app archiver <command>`` commands that serve no HTTP and run no scheduler: for them the
 #: app is built without the API (OpenAPI schemas, blueprints) and the scheduler, which they never
 #: use, so they start in a fraction of the time (tests/test_startup.py).
-HEADLESS_COMMANDS = frozenset({"archive-now", "purge-now", "init-db", "create-admin", "seed-demo", "db"})
+HEADLESS_COMMANDS = frozenset({"archive-now", "purge-now", "init-db", "create-admin", "seed-demo", "db",
+                               "prune-security"})
 #: Of those, the ones that need the migrations (Flask-Migrate, Alembic).
 MIGRATING_COMMANDS = frozenset({"init-db", "db"})
 
@@ -83,6 +84,11 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
 
 
 def register_extensions(app: Flask, *, migrations: bool = True) -> None:
+    from .services.files import secure_sqlite_file
+    from .services.passwords import init_gate
+    secure_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], own=True)
+    secure_sqlite_file(app.config["SOURCE_DATABASE_URL"], own=False)
+    init_gate(app)
     db.init_app(app)
     if migrations:  # the `flask db …` commands, and what init-db reads
         from .extensions import migrate
@@ -105,7 +111,9 @@ def connection_settings(config: Mapping[str, Any]) -> ConnectionSettings:
 
 def register_api(app: Flask) -> None:
     from .api.openapi import openapi  # HTTP-only: imported here, not at module level
+    from .api.ratelimit import init_limiter
     openapi.init_app(app)
+    init_limiter(app)
 
 
 def register_errors(app: Flask) -> None:

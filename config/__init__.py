@@ -81,6 +81,7 @@ class Setting:
     by_env: Mapping[str, Default] = field(default_factory=dict)  # ARCHIVER_ENV -> default there
     key: str | None = None  # app.config key, when it is not ``name``
     convert: Callable[[Any], Any] | None = None  # value -> app.config value
+    validate: Callable[[Any], str | None] | None = None  # value -> why it is refused, or None
 
     @property
     def config_key(self) -> str:
@@ -104,6 +105,8 @@ class Setting:
             raise ConfigError(f"{self.name}{where} must be >= {self.minimum}, got {value}")
         if self.maximum is not None and value > self.maximum:
             raise ConfigError(f"{self.name}{where} must be <= {self.maximum}, got {value}")
+        if self.validate is not None and (problem := self.validate(value)) is not None:
+            raise ConfigError(f"{self.name}{where} {problem}, got {value!r}")
         return value
 
     def default_for(self, env_name: str, instance: Path) -> Any:
@@ -118,7 +121,7 @@ def _instance_secret(instance: Path) -> str:
         value = path.read_text().strip()
         if len(value) >= 32:
             return value
-    instance.mkdir(parents=True, exist_ok=True)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -127,6 +130,29 @@ def _instance_secret(instance: Path) -> str:
 
 
 TESTING_JWT_SECRET = "testing-secret-key-that-is-32-bytes-long!"
+
+
+def _rate_limits(value: str) -> str | None:
+    """Flask-Limiter rate strings: ``5/minute;20/hour`` (``limits`` parses them)."""
+    from limits import parse_many
+
+    try:
+        parsed = parse_many(value)
+    except ValueError:
+        parsed = []
+    if not parsed:
+        return "must be rate limits such as '5/minute;20/hour'"
+    return None
+
+
+def _limits_storage(value: str) -> str | None:
+    """A storage URI that Flask-Limiter's ``limits`` knows (memory://, redis://, memcached://, ...)."""
+    from limits.storage import SCHEMES
+
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in SCHEMES or scheme.startswith("async+"):
+        return "must be a rate-limit storage URI (memory://, redis://host:6379/0, memcached://host:11211, ...)"
+    return None
 
 #: Every tunable setting, once. README's Configuration section documents the same table.
 SETTINGS: tuple[Setting, ...] = (
@@ -166,6 +192,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BATCH_TARGET_MS", int, 1000, minimum=50, maximum=60_000),
     Setting("BATCH_MAX_ROWS", int, 50_000, minimum=100, maximum=1_000_000),
     Setting("BATCH_MAX_MB", int, 32, minimum=1, maximum=1024),
+    # --- security (README "Security") ---
+    Setting("SIGNUP_ENABLED", bool, False, by_env={"development": True}),
+    Setting("RATELIMIT_ENABLED", bool, True),
+    Setting("RATELIMIT_STORAGE_URI", str, "memory://", validate=_limits_storage),
+    Setting("RATELIMIT_KEY_PREFIX", str, "archiver"),
+    Setting("RATELIMIT_LOGIN_PER_USERNAME", str, "5/minute;20/hour", validate=_rate_limits),
+    Setting("RATELIMIT_LOGIN_PER_ADDRESS", str, "30/minute", validate=_rate_limits),
+    Setting("RATELIMIT_SIGNUP_PER_ADDRESS", str, "10/hour", validate=_rate_limits),
+    Setting("PASSWORD_CHECK_CONCURRENCY", int, 2, minimum=1, maximum=64),
+    Setting("AUDIT_RETENTION_DAYS", int, 365, minimum=0, maximum=36500),
+    Setting("AUDIT_SYNC_READS", bool, False),
+    Setting("TRUSTED_PROXY_HOPS", int, 0, minimum=0, maximum=5),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 #: app.config keys derived from a setting: set the setting instead (so it is validated).
@@ -190,6 +228,11 @@ class BaseConfig:
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
     JWT_ERROR_MESSAGE_KEY = "message"
+    # Flask-Limiter (the limits themselves are SETTINGS): a sliding window, so "5 per minute" means
+    # any 60 seconds; if the shared storage (Redis) is unreachable, limit per process in memory.
+    RATELIMIT_STRATEGY = "moving-window"
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_HEADERS_ENABLED = False  # Retry-After is set by our 429 (api/errors.py)
     # Scheduler (Flask-APScheduler); its HTTP API stays off
     SCHEDULER_API_ENABLED = False
     SCHEDULER_TIMEZONE = "UTC"
@@ -199,8 +242,8 @@ class BaseConfig:
     OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
-    OPENAPI_SWAGGER_UI_PATH = "/docs"
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+    # /docs is served by api/docs_ui.py from Swagger UI files shipped with flask-swagger-ui (no CDN:
+    # the page's Content-Security-Policy allows only this origin).
 
     @classmethod
     def fixed(cls) -> dict[str, Any]:

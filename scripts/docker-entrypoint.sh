@@ -33,4 +33,5 @@ case "${SEED_DEMO:-0}" in
   1|true|yes|on) flask --app archiver seed-demo ;;
 esac
 
-exec waitress-serve --host 0.0.0.0 --port "$PORT" --threads "$THREADS" wsgi:app
+# waitress with the app's 1 MiB body limit and JSON errors (archiver/serve.py)
+exec python -m archiver.serve --host 0.0.0.0 --port "$PORT" --threads "$THREADS"

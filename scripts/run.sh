@@ -21,4 +21,5 @@ elif [ -f "$CREDS" ]; then
   grep "password:" "$CREDS" || true
 fi
 echo "==> archiver on http://$HOST:$PORT  (docs: http://$HOST:$PORT/docs)"
-exec waitress-serve --host "$HOST" --port "$PORT" --threads "${WAITRESS_THREADS:-4}" wsgi:app
+# waitress with the app's 1 MiB body limit and JSON errors (archiver/serve.py)
+exec python -m archiver.serve --host "$HOST" --port "$PORT" --threads "${WAITRESS_THREADS:-4}"

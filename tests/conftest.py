@@ -37,6 +37,8 @@ MARIADB_URL = os.environ.get("TEST_MARIADB_URL") or None
 #: The server the MariaDB-only tests (tests/mariadb_support.py, test_engine_mysql.py) use when
 #: TEST_MARIADB_URL is not set: the local one, as root without a password.
 MARIADB_DEFAULT_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
+# Meets the password rules (12+ characters, not common, not containing a test username).
+PASSWORD = "correct-horse-battery"
 BACKENDS = (["sqlite"] + (["postgres"] if PG_URL or CI else [])
             + (["mariadb"] if MARIADB_URL or CI else []))
 JWT_SECRET = "tests-jwt-secret-0123456789abcdef-0123456789"
@@ -194,6 +196,13 @@ def client(app):
 
 
 @pytest.fixture
+def signup_enabled(app):
+    """Sign-up is off outside development (SIGNUP_ENABLED); turn it on for this app."""
+    app.config["SIGNUP_ENABLED"] = True
+    return app
+
+
+@pytest.fixture
 def runner(app):
     return app.test_cli_runner()
 
@@ -216,7 +225,7 @@ class Accounts:
     def __init__(self, app):
         self.app = app
 
-    def create(self, username: str, password: str = "password123", role: str = Role.USER.value,
+    def create(self, username: str, password: str = PASSWORD, role: str = Role.USER.value,
                tables: list[str] | tuple[str, ...] = (), active: bool = True) -> int:
         with self.app.app_context():
             user = User(username=username, password_hash=hash_password(password, 4), role=role, active=active)

@@ -8,10 +8,9 @@ import sqlalchemy as sa
 from archiver.extensions import db
 from archiver.models import TablePermission, User
 from archiver.services import auth as auth_service
-from tests.conftest import JWT_SECRET, make_app
+from tests.conftest import JWT_SECRET, PASSWORD, make_app
 
-PASSWORD = "password123"
-MAX_PASSWORD = "é" * 36          # 72 UTF-8 bytes
+MAX_PASSWORD = "éè" * 18          # 72 UTF-8 bytes
 TOO_LONG_PASSWORD = "é" * 36 + "a"  # 73 UTF-8 bytes, 37 characters
 
 
@@ -44,15 +43,15 @@ def assert_error(resp, status: int, code: str | None = None) -> dict:
 
 # --- signup -----------------------------------------------------------------
 
-def test_signup_creates_plain_user_without_permissions(app, client):
+def test_signup_creates_plain_user_without_permissions(app, client, signup_enabled):
     resp = client.post("/auth/signup", json={"username": "alice", "password": PASSWORD})
-    assert resp.status_code == 201
+    assert resp.status_code == 202
     body = resp.get_json()
     assert body["username"] == "alice"
-    assert body["role"] == "user"
-    assert body["permissions"] == []
-    assert body["active"] is True
+    assert set(body) == {"username", "message"}
     assert "password" not in body and "password_hash" not in body
+    me = client.get("/auth/me", headers=bearer(login(client, "alice").get_json()["access_token"])).get_json()
+    assert me["role"] == "user" and me["permissions"] == [] and me["active"] is True
     with app.app_context():
         user = db.session.execute(sa.select(User).where(User.username == "alice")).scalar_one()
         assert user.role == "user" and user.table_names == []
@@ -69,7 +68,7 @@ def test_signup_creates_plain_user_without_permissions(app, client):
     {"id": 1},
     {"is_admin": True},
 ])
-def test_signup_rejects_any_field_but_username_and_password(app, client, extra):
+def test_signup_rejects_any_field_but_username_and_password(app, client, signup_enabled, extra):
     resp = client.post("/auth/signup", json={"username": "mallory", "password": PASSWORD, **extra})
     err = assert_error(resp, 400, "validation_error")
     assert set(err["details"]) == set(extra)
@@ -77,7 +76,7 @@ def test_signup_rejects_any_field_but_username_and_password(app, client, extra):
     assert_error(login(client, "mallory"), 401)
 
 
-def test_signup_cannot_create_an_admin_even_with_role_alone(app, client):
+def test_signup_cannot_create_an_admin_even_with_role_alone(app, client, signup_enabled):
     resp = client.post("/auth/signup", json={"username": "mallory", "password": PASSWORD,
                                              "role": "admin", "permissions": ["orders"]})
     assert_error(resp, 400)
@@ -88,7 +87,7 @@ def test_signup_cannot_create_an_admin_even_with_role_alone(app, client):
 
 @pytest.mark.parametrize("username", ["ab", "a" * 65, "has space", "semi;colon", "ünïcode", "slash/name", "",
                                       "trailing\n"])
-def test_signup_rejects_bad_usernames(app, client, username):
+def test_signup_rejects_bad_usernames(app, client, signup_enabled, username):
     resp = client.post("/auth/signup", json={"username": username, "password": PASSWORD})
     err = assert_error(resp, 400, "validation_error")
     assert "username" in err["details"]
@@ -96,38 +95,53 @@ def test_signup_rejects_bad_usernames(app, client, username):
 
 
 @pytest.mark.parametrize("username", ["abc", "a" * 64, "A.b-c_9"])
-def test_signup_accepts_username_bounds(client, username):
-    assert client.post("/auth/signup", json={"username": username, "password": PASSWORD}).status_code == 201
-
-
-def test_signup_duplicate_username_is_409_case_insensitively(app, client):
-    assert client.post("/auth/signup", json={"username": "alice", "password": PASSWORD}).status_code == 201
-    assert_error(client.post("/auth/signup", json={"username": "alice", "password": PASSWORD}), 409, "conflict")
-    assert_error(client.post("/auth/signup", json={"username": "ALICE", "password": PASSWORD}), 409, "conflict")
+def test_signup_accepts_username_bounds(app, client, signup_enabled, username):
+    assert client.post("/auth/signup", json={"username": username, "password": PASSWORD}).status_code == 202
     assert user_count(app) == 1
+
+
+def test_signup_of_a_taken_username_is_indistinguishable_and_creates_nothing(app, client, signup_enabled):
+    """Sign-up is no enumeration oracle: a taken name (in any case) gets the same answer as a free one."""
+    first = client.post("/auth/signup", json={"username": "alice", "password": PASSWORD})
+    again = client.post("/auth/signup", json={"username": "alice", "password": "another-secret-phrase"})
+    other_case = client.post("/auth/signup", json={"username": "ALICE", "password": "another-secret-phrase"})
+    assert first.status_code == again.status_code == other_case.status_code == 202
+    assert again.get_json() == first.get_json()
+    assert other_case.get_json() == {**first.get_json(), "username": "ALICE"}
+    assert user_count(app) == 1
+    assert login(client, "alice").status_code == 200  # the first account, its password unchanged
+    assert login(client, "alice", "another-secret-phrase").status_code == 401
+
+
+def test_signup_is_disabled_by_default_outside_development(app, client):
+    assert app.config["SIGNUP_ENABLED"] is False
+    err = assert_error(client.post("/auth/signup", json={"username": "alice", "password": PASSWORD}), 403,
+                       "signup_disabled")
+    assert "disabled" in err["message"]
+    assert user_count(app) == 0
 
 
 @pytest.mark.parametrize("body", [None, [], "text", {"username": "alice"}, {"password": PASSWORD},
                                   {"username": 5, "password": PASSWORD}, {"username": "alice", "password": None},
                                   {"username": "alice", "password": 12345678}])
-def test_signup_malformed_bodies_are_400(app, client, body):
+def test_signup_malformed_bodies_are_400(app, client, signup_enabled, body):
     resp = client.post("/auth/signup", json=body) if body is not None else client.post(
         "/auth/signup", data="{not json", content_type="application/json")
     assert_error(resp, 400)
     assert user_count(app) == 0
 
 
-@pytest.mark.parametrize("password", ["1234567", TOO_LONG_PASSWORD, "a" * 73, "€" * 25])
-def test_signup_password_out_of_bounds_is_400(app, client, password):
+@pytest.mark.parametrize("password", ["1234567", "12345678901", TOO_LONG_PASSWORD, "a" * 73, "€" * 25])
+def test_signup_password_out_of_bounds_is_400(app, client, signup_enabled, password):
     resp = client.post("/auth/signup", json={"username": "alice", "password": password})
     err = assert_error(resp, 400, "validation_error")
     assert "password" in err["details"]
     assert user_count(app) == 0
 
 
-@pytest.mark.parametrize("password", ["12345678", MAX_PASSWORD, "a" * 72])
-def test_signup_password_at_bounds_is_accepted(client, password):
-    assert client.post("/auth/signup", json={"username": "alice", "password": password}).status_code == 201
+@pytest.mark.parametrize("password", ["qu1et-ember9", MAX_PASSWORD, "ab" * 36])
+def test_signup_password_at_bounds_is_accepted(client, signup_enabled, password):
+    assert client.post("/auth/signup", json={"username": "alice", "password": password}).status_code == 202
     assert login(client, "alice", password).status_code == 200
 
 
@@ -154,13 +168,13 @@ def test_login_returns_bearer_pair_with_claims(client, accounts):
 
 def test_access_token_lifetime_is_configurable(databases, monkeypatch):
     monkeypatch.setenv("JWT_ACCESS_TOKEN_MINUTES", "5")
-    app = make_app(databases)
+    app = make_app(databases, SIGNUP_ENABLED=True)
     from archiver.services import database
     with app.app_context():
         database.init_db()
     try:
         client = app.test_client()
-        assert client.post("/auth/signup", json={"username": "alice", "password": PASSWORD}).status_code == 201
+        assert client.post("/auth/signup", json={"username": "alice", "password": PASSWORD}).status_code == 202
         body = login(client, "alice").get_json()
         assert body["expires_in"] == 300
         claims = decode(body["access_token"])
@@ -211,7 +225,7 @@ def test_login_malformed_body_is_400(client, accounts, body):
 
 # --- refresh ------------------------------------------------------------------
 
-def test_refresh_issues_access_token_with_permissions_reread(app, client, accounts):
+def test_refresh_issues_new_tokens_with_permissions_reread(app, client, accounts):
     uid = accounts.create("alice", tables=["orders"])
     admin = accounts.admin()
     tokens = login(client, "alice").get_json()
@@ -222,22 +236,23 @@ def test_refresh_issues_access_token_with_permissions_reread(app, client, accoun
     resp = client.post("/auth/refresh", headers=bearer(tokens["refresh_token"]))
     assert resp.status_code == 200
     body = resp.get_json()
-    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token"}  # rotated
     assert body["token_type"] == "bearer"
     claims = decode(body["access_token"])
     assert sorted(claims["permissions"]) == ["invoices", "orders"]
     assert claims["role"] == "user"
     assert claims["sub"] == str(uid)
+    refreshed = decode(body["refresh_token"])
+    assert refreshed["fam"] == decode(tokens["refresh_token"])["fam"] and refreshed["jti"] != decode(
+        tokens["refresh_token"])["jti"]
 
-    # the role is re-read too
+    # A role change ends the user's sessions; the new role comes with the next login.
     assert client.patch(f"/users/{uid}", json={"role": "admin"}, headers=admin).status_code == 200
-    claims = decode(client.post("/auth/refresh", headers=bearer(tokens["refresh_token"])).get_json()["access_token"])
-    assert claims["role"] == "admin"
-    # and the new token works as an admin's
-    new_access = client.post("/auth/refresh", headers=bearer(tokens["refresh_token"])).get_json()["access_token"]
-    assert client.get("/users", headers=bearer(new_access)).status_code == 200
-    # the old access token still carries the old role
-    assert client.get("/users", headers=bearer(tokens["access_token"])).status_code == 403
+    assert_error(client.post("/auth/refresh", headers=bearer(body["refresh_token"])), 401, "token_revoked")
+    assert_error(client.get("/users", headers=bearer(body["access_token"])), 401, "token_revoked")
+    new = login(client, "alice").get_json()
+    assert decode(new["access_token"])["role"] == "admin"
+    assert client.get("/users", headers=bearer(new["access_token"])).status_code == 200
 
 
 def test_refresh_requires_refresh_token_and_access_routes_reject_it(client, accounts):
@@ -285,3 +300,41 @@ def test_unencodable_or_odd_input_is_never_a_500(client, accounts, path, usernam
     raw = '{"username": "%s", "password": "%s"}' % (username, password)
     resp = client.post(path, data=raw, content_type="application/json")
     assert_error(resp, status)
+
+
+# --- password rules (OWASP ASVS V2.1) ------------------------------------------------------------
+
+@pytest.mark.parametrize("password, reason", [
+    ("password", "at least 12 characters"),
+    ("12345678", "at least 12 characters"),
+    (" " * 8, "at least 12 characters"),
+    (" " * 12, "one character repeated or only spaces"),
+    ("aaaaaaaaaaaaaaaa", "one character repeated"),
+    ("qwerty123456", "too common"),
+    ("QWERTY123456", "too common"),  # the list is compared ignoring case
+    ("1q2w3e4r5t6y", "too common"),
+    ("alice-the-great", "must not contain the username"),
+    ("xxALICExx-2024", "must not contain the username"),
+])
+def test_weak_passwords_are_refused_everywhere_they_are_set(app, client, accounts, signup_enabled, password, reason):
+    admin = accounts.admin("root")
+    for url, body, headers in (("/auth/signup", {"username": "alice", "password": password}, {}),
+                               ("/users/", {"username": "alice", "password": password}, admin)):
+        error = assert_error(client.post(url, json=body, headers=headers), 400, "validation_error")
+        assert reason in error["details"]["password"][0], (url, error)
+    assert user_count(app) == 1  # the admin only
+
+
+def test_a_password_equal_to_the_username_is_refused(client, accounts):
+    admin = accounts.admin("root")
+    error = assert_error(client.post("/users/", json={"username": "longusername1", "password": "longusername1"},
+                                     headers=admin), 400)
+    assert "must not contain the username" in error["details"]["password"][0]
+
+
+def test_the_common_password_list_ships_with_the_app():
+    from archiver.services.passwords import COMMON_PASSWORDS_FILE, common_passwords
+    assert COMMON_PASSWORDS_FILE.is_file()
+    words = common_passwords()
+    assert len(words) > 19_000 and "password" in words and "qwerty123456" in words
+    assert all(w == w.lower() for w in list(words)[:1000])

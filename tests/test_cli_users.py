@@ -73,9 +73,12 @@ def test_existing_non_admin_is_refused_not_promoted(app, client, runner, account
 
 
 @pytest.mark.parametrize("password, message", [
-    ("1234567", "at least 8 characters"),
+    ("1234567", "at least 12 characters"),
     (TOO_LONG_PASSWORD, "at most 72 bytes"),
-    ("", "at least 8 characters"),
+    ("", "at least 12 characters"),
+    ("qwerty123456", "too common"),
+    ("x-root-admin-x", "must not contain the username"),
+    (" " * 14, "one character repeated or only spaces"),
 ])
 def test_password_out_of_bounds_fails_without_creating(app, runner, password, message):
     result = create_admin(runner, "root", password + "\n")
@@ -148,7 +151,7 @@ def test_terminal_mismatch_fails(app, runner, tty):
 def test_terminal_short_password_fails(app, runner, tty):
     result = create_admin(runner, "root", "short\nshort\n")
     assert result.exit_code != 0
-    assert "at least 8 characters" in result.output
+    assert "at least 12 characters" in result.output
     assert user_count(app) == 0
 
 

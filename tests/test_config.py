@@ -12,7 +12,7 @@ from archiver import register_config
 from archiver.extensions import db
 from archiver.services import database, users
 from config import SETTINGS, ConfigError, load_config, read_instance_file, validate_config
-from tests.conftest import make_app
+from tests.conftest import PASSWORD, make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 URLS = {"SOURCE_DATABASE_URL": "sqlite://", "ARCHIVE_DATABASE_URL": "sqlite://"}
@@ -170,7 +170,7 @@ def test_services_use_the_configured_bcrypt_cost(databases):
     app = make_app(databases, BCRYPT_ROUNDS=5)
     with app.app_context():
         database.init_db()
-        user = users.create_user("costly", "password123")
+        user = users.create_user("costly", PASSWORD)
         assert re.match(r"\$2[aby]\$05\$", user.password_hash)
         db.session.remove()
         for engine in db.engines.values():

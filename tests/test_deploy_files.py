@@ -146,11 +146,10 @@ def test_entrypoint_runs_init_db_then_waitress(dockerfile):
     assert ENTRYPOINT.stat().st_mode & 0o111, "entrypoint must be executable"
     assert text.startswith("#!/bin/sh")
     init = text.index("flask --app archiver init-db")
-    serve = text.index("exec waitress-serve")
+    serve = text.index("exec python -m archiver.serve")  # waitress with the body limit (archiver/serve.py)
     assert init < serve
     words = shlex.split(text[serve:].splitlines()[0])
     assert words[words.index("--host") + 1] == "0.0.0.0"
-    assert words[-1] == "wsgi:app"
     assert (ROOT / "wsgi.py").read_text().count("app = create_app()") == 1
 
 
@@ -161,7 +160,7 @@ def test_entrypoint_retries_init_db_unless_it_refused(tmp_path, init_db_status, 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls"
-    for name, status in (("flask", init_db_status), ("waitress-serve", 0), ("sleep", 0)):
+    for name, status in (("flask", init_db_status), ("python", 0), ("sleep", 0)):  # python -m archiver.serve
         stub = bin_dir / name
         stub.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexit {status}\n')
         stub.chmod(0o755)
@@ -169,7 +168,7 @@ def test_entrypoint_retries_init_db_unless_it_refused(tmp_path, init_db_status, 
     done = subprocess.run(["/bin/sh", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30)
     calls = log.read_text().splitlines()
     assert [c for c in calls if c.startswith("flask")] == ["flask --app archiver init-db"] * tries
-    assert any(c.startswith("waitress-serve") for c in calls) is served
+    assert any(c.startswith("python -m archiver.serve") for c in calls) is served
     assert done.returncode == (0 if served else init_db_status), done.stderr
 
 

@@ -46,7 +46,7 @@ PRE = "pre-migration"
 #: (from, to) of every upgrade a deployed database can take.
 STEPS = [(PRE, HEAD)] + list(zip(REVISIONS, REVISIONS[1:]))
 
-PASSWORD = "password123"
+PASSWORD = "correct-horse-battery"  # meets the password rules (tests/conftest.py)
 T0 = datetime(2024, 3, 1, 8, 30, 15, tzinfo=timezone.utc)
 
 
@@ -196,7 +196,7 @@ def fill(app) -> None:
             {"table_name": "orders", "source_pk": pk, "payload": json_value(rows_table.c.payload, payload),
              "row_date": T0 - timedelta(days=90 + i), "archived_at": T0 + timedelta(hours=i), "run_id": run_id}
             for i, (pk, payload) in enumerate(ARCHIVED.items())])
-        if "table_leases" in md.tables:  # until 0004 (replaced by table_locks)
+        if "table_leases" in md.tables:  # until 0005 (replaced by table_locks)
             insert("table_leases", [{"table_name": "orders", "kind": "archive", "holder": "host:123:abc",
                                      "acquired_at": T0, "expires_at": T0 + timedelta(minutes=10)}])
         if "table_locks" in md.tables:
@@ -226,7 +226,7 @@ def dump(app) -> dict[str, dict[tuple, dict[str, Any]]]:
         return out
 
 
-#: Tables a revision drops on purpose (their rows are no data): 0004 replaced the expiring leases
+#: Tables a revision drops on purpose (their rows are no data): 0005 replaced the expiring leases
 #: (a claim of an in-flight run of the old version) by table_locks.
 DROPPED_ON_PURPOSE = {"table_leases"}
 

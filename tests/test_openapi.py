@@ -16,7 +16,7 @@ _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 def documented_rules(app):
     """url_map rules that the document must describe (not static files or the docs themselves)."""
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.endpoint.startswith("api-docs."):
+        if rule.endpoint == "static" or rule.endpoint.startswith(("api-docs.", "docs-ui.")):
             continue
         yield rule
 

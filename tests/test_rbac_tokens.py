@@ -33,11 +33,14 @@ def b64url_decode(part: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
+NO_SESSION = "0" * 32  # a well-formed family id that names no login session
+
+
 def claims(sub: int | str, role: str = "admin", permissions=(), token_type: str = "access",
-           lifetime: int = 600) -> dict:
+           lifetime: int = 600, fam: str = NO_SESSION, ver: int = 0, jti: str | None = None) -> dict:
     now = int(time.time())
-    body = {"sub": str(sub), "type": token_type, "fresh": False, "jti": uuid.uuid4().hex,
-            "iat": now, "nbf": now, "exp": now + lifetime}
+    body = {"sub": str(sub), "type": token_type, "fresh": False, "jti": jti or uuid.uuid4().hex,
+            "iat": now, "nbf": now, "exp": now + lifetime, "ver": ver, "fam": fam}
     if token_type == "access":
         body.update(role=role, permissions=list(permissions))
     return body
@@ -62,9 +65,10 @@ def tampered(token: str, **changes) -> str:
     return f"{header}.{b64url(data)}.{signature}"
 
 
-def forged_tokens(admin_id: int, user_id: int, user_token: str, token_type: str = "access") -> dict[str, str]:
+def forged_tokens(admin_id: int, user_id: int, user_token: str, token_type: str = "access",
+                  admin_fam: str = NO_SESSION) -> dict[str, str]:
     """Bad tokens that name real, active users; a valid token with the same claims would be accepted."""
-    good = claims(admin_id, token_type=token_type)
+    good = claims(admin_id, token_type=token_type, fam=admin_fam)
     return {
         "expired": signed(claims(admin_id, token_type=token_type, lifetime=-120)),
         "alg_none": unsigned(good),
@@ -100,15 +104,18 @@ def people(client, accounts):
     user_id = accounts.create("alice", tables=["invoices"])
     user_tokens = login(client, "alice").get_json()
     admin_tokens = login(client, "root").get_json()
-    return {"admin_id": admin_id, "user_id": user_id, "user": user_tokens, "admin": admin_tokens}
+    admin_refresh = pyjwt.decode(admin_tokens["refresh_token"], JWT_SECRET, algorithms=["HS256"])
+    return {"admin_id": admin_id, "user_id": user_id, "user": user_tokens, "admin": admin_tokens,
+            "admin_fam": admin_refresh["fam"], "admin_refresh_jti": admin_refresh["jti"]}
 
 
 def test_valid_tokens_are_accepted_as_a_baseline(client, people):
     """The forged variants below differ from these only in the defect under test."""
-    good_admin = signed(claims(people["admin_id"]))
+    good_admin = signed(claims(people["admin_id"], fam=people["admin_fam"]))
     assert client.get("/auth/me", headers=bearer(good_admin)).status_code == 200
     assert client.get("/users", headers=bearer(good_admin)).status_code == 200
-    good_refresh = signed(claims(people["admin_id"], token_type="refresh"))
+    good_refresh = signed(claims(people["admin_id"], token_type="refresh", fam=people["admin_fam"],
+                                 jti=people["admin_refresh_jti"]))
     assert client.post("/auth/refresh", headers=bearer(good_refresh)).status_code == 200
 
 
@@ -119,7 +126,8 @@ def test_protected_routes_refuse_bad_access_tokens(app, client, people, method, 
     assert_error(send(path, json=body), 401, "token_missing")
     for header in ("Bearer", "Bearer ", "Basic cm9vdDpwYXNzd29yZA==", "Token abc", "bearer"):
         assert_error(send(path, json=body, headers={"Authorization": header}), 401)
-    forged = forged_tokens(people["admin_id"], people["user_id"], people["user"]["access_token"])
+    forged = forged_tokens(people["admin_id"], people["user_id"], people["user"]["access_token"],
+                           admin_fam=people["admin_fam"])
     for name, token in forged.items():
         resp = send(path, json=body, headers=bearer(token))
         assert resp.status_code == 401, (name, resp.get_json())
@@ -138,7 +146,8 @@ def test_protected_routes_refuse_bad_access_tokens(app, client, people, method, 
 
 
 def test_refresh_route_refuses_bad_refresh_tokens(client, people):
-    forged = forged_tokens(people["admin_id"], people["user_id"], people["user"]["refresh_token"], "refresh")
+    forged = forged_tokens(people["admin_id"], people["user_id"], people["user"]["refresh_token"], "refresh",
+                           admin_fam=people["admin_fam"])
     for name, token in forged.items():
         resp = client.post("/auth/refresh", headers=bearer(token))
         assert resp.status_code == 401, (name, resp.get_json())

@@ -311,8 +311,9 @@ def test_sigterm_to_waitress_interrupts_the_running_job_after_its_batch_and_exit
     port = _free_port()
     env = _env(dbs, ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.1", SHUTDOWN_TIMEOUT_SECONDS="10",
                SCHEDULER_ENABLED="false")
-    server = subprocess.Popen([str(Path(sys.executable).parent / "waitress-serve"), "--host", "127.0.0.1",
-                               "--port", str(port), "--threads", "4", "wsgi:app"], cwd=ROOT, env=env,
+    # How scripts/run.sh and the container serve it (waitress inside archiver/serve.py).
+    server = subprocess.Popen([sys.executable, "-m", "archiver.serve", "--host", "127.0.0.1",
+                               "--port", str(port), "--threads", "4"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -64,13 +64,16 @@ def test_admin_can_use_every_admin_route(client, accounts):
         assert_no_secrets(resp)
 
 
-def test_demoted_admin_with_unexpired_admin_token_gets_403(client, accounts):
+def test_demoted_admin_with_unexpired_admin_token_is_refused(client, accounts):
     root = accounts.admin("root")
     other = accounts.admin("other")  # token minted while "other" is an admin
     other_id = client.get("/auth/me", headers=other).get_json()["id"]
     assert client.patch(f"/users/{other_id}", json={"role": "user"}, headers=root).status_code == 200
-    assert_error(client.get("/users", headers=other), 403)
-    assert_error(client.patch(f"/users/{other_id}", json={"role": "admin"}, headers=other), 403)
+    # a role change ends the user's sessions: the admin-era token is no longer accepted at all
+    assert_error(client.get("/users", headers=other), 401, "token_revoked")
+    assert_error(client.patch(f"/users/{other_id}", json={"role": "admin"}, headers=other), 401)
+    # after a new login the demoted user is an ordinary user
+    assert_error(client.get("/users", headers=bearer(login(client, "other").get_json()["access_token"])), 403)
 
 
 # --- create -----------------------------------------------------------------------

@@ -3,22 +3,25 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import archives, auth, config, runs, system, users
+from . import archives, audit, auth, config, docs_ui, runs, system, users
 from .converters import IdConverter
 from .errors import register_error_handlers
+from .headers import register_security_headers
 from .input_guard import register_input_guard
 from .openapi import openapi
 
-BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.blp)
+BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.blp, audit.blp)
 
 
 def register_blueprints(app: Flask) -> None:
+    register_security_headers(app)
     register_input_guard(app)
     app.url_map.converters["id"] = IdConverter  # before any rule uses it
     openapi.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     for blp in BLUEPRINTS:
         openapi.register_blueprint(blp)
+    app.register_blueprint(docs_ui.bp)
 
 
 __all__ = ["register_blueprints", "register_error_handlers"]

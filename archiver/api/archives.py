@@ -10,16 +10,17 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Response, stream_with_context
-from flask_jwt_extended import current_user
 
 from ..engine.restore import ArchiveFilters
+from ..errors import Forbidden
 from ..services import archives
 from .openapi import Blueprint
 from .schemas.archives import (ArchiveExportQuerySchema, ArchiveFiltersSchema, ArchiveListQuerySchema,
                                ArchivedRowDetailSchema, ArchivedRowPageSchema, ArchiveTableListSchema, NoQuerySchema,
                                RestoreBodySchema, RestoreResultSchema)
 from .docs import error_responses
-from .security import admin_required, is_admin, login_required, permitted_tables, require_table_access
+from .security import (admin_required, current_actor, is_admin, login_required, permitted_tables,
+                       require_table_access)
 
 blp = Blueprint("archives", __name__, url_prefix="/archives",
                 description="Archived rows: browse, export and restore")
@@ -69,8 +70,8 @@ def list_rows(args: dict[str, Any], table_name: str):
     until it is null. ``*_from`` bounds are inclusive, ``*_to`` exclusive.
     """
     require_table_access(table_name)
-    body = archives.list_rows_json(table_name, _filters(args), order=args["order"], limit=args["limit"],
-                                   cursor=args.get("cursor"), must_exist=is_admin())
+    body = archives.list_rows_json(table_name, _filters(args), actor=current_actor(), order=args["order"],
+                                   limit=args["limit"], cursor=args.get("cursor"), must_exist=is_admin())
     return _json(body)
 
 
@@ -82,7 +83,8 @@ def list_rows(args: dict[str, Any], table_name: str):
 def get_row(_args: dict[str, Any], table_name: str, row_id: int):
     """One archived row; 404 if it does not exist or belongs to another table."""
     require_table_access(table_name)
-    return _json(archives.get_row_json(table_name, row_id, None if is_admin() else permitted_tables()))
+    return _json(archives.get_row_json(table_name, row_id, None if is_admin() else permitted_tables(),
+                                       actor=current_actor()))
 
 
 @blp.route("/<string:table_name>/export", methods=["GET"])
@@ -91,19 +93,26 @@ def get_row(_args: dict[str, Any], table_name: str, row_id: int):
 @blp.doc(responses={200: {
     "description": "The archive streamed as an attachment (JSON Lines: one row object per line; "
                    "CSV: id, source_pk, row_date, archived_at, then payload.<column>; "
-                   "NULL is an unquoted empty field, every value is quoted)",
+                   "NULL is an unquoted empty field, every value is quoted; a value starting with "
+                   "=, +, -, @, tab or CR gets a leading ' unless raw=true)",
     "content": {"application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}}}}})
 @_errors(400, 401, 403, 404)
 def export_rows(args: dict[str, Any], table_name: str):
-    """Stream the whole (filtered) archive of a table as JSON Lines or CSV."""
+    """Stream the whole (filtered) archive of a table as JSON Lines or CSV.
+
+    CSV cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
+    tab or CR) get a leading `'`; admins may ask for `raw=true` to get every value exactly.
+    JSON Lines is always exact. Every export is audited.
+    """
     require_table_access(table_name)
-    stream = archives.export_rows(table_name, _filters(args), fmt=args["format"], order=args["order"],
-                                  must_exist=is_admin())
+    admin = is_admin()
+    if args["raw"] and not admin:
+        raise Forbidden("raw=true (CSV without formula neutralisation) is for admins only")
+    stream = archives.export_rows(table_name, _filters(args), actor=current_actor(), fmt=args["format"],
+                                  order=args["order"], raw=args["raw"], must_exist=admin)
     resp = Response(stream_with_context(stream.chunks), mimetype=stream.mimetype)
     resp.headers["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
-    resp.headers["Cache-Control"] = "no-store"
-    resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
 
 
@@ -120,4 +129,5 @@ def restore_rows(body: dict[str, Any], table_name: str):
     stays archived; the source row is never overwritten. Recorded as a run.
     """
     selection = archives.selection_from_request(body)
-    return archives.restore(table_name, selection, current_user.username)
+    actor = current_actor()
+    return archives.restore(table_name, selection, actor.username, actor=actor)

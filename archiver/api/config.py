@@ -1,19 +1,22 @@
 """/config: archive policies, one per source table (admin; a permitted user may read one)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from flask.views import MethodView
-from flask_jwt_extended import current_user
 
 from ..services import policies as policy_service
 from .openapi import Blueprint, ErrorSchema
 from .schemas.policies import PolicyInSchema, PolicySchema
 from .docs import error_responses
-from .security import admin_required, login_required, require_table_access
+from .security import admin_required, current_actor, is_admin, login_required, require_table_access
 
 blp = Blueprint("config", __name__, url_prefix="/config",
                 description="Archive policies: which rows of a source table are archived, and for how long")
+
+#: What a permitted (non-admin) user sees of a policy: all but ``updated_by``.
+_USER_VISIBLE = tuple(name for name in PolicySchema().fields if name != "updated_by")
 
 _ERRORS = {
     400: "Invalid policy; `details` names each bad field",
@@ -51,7 +54,7 @@ class Policies(MethodView):
         have a primary key, `date_column` must be a date/time column, and
         `custom_criteria` must compile for the table. Unknown fields are a 400.
         """
-        policy, created = policy_service.create_or_update(data, current_user.username)
+        policy, created = policy_service.create_or_update(data, actor=current_actor())
         return policy, (201 if created else 200)
 
 
@@ -61,16 +64,23 @@ class PolicyByTable(MethodView):
     @_errors(401, 403, 404)
     @login_required
     def get(self, table_name: str):
-        """One table's policy: admins, and users holding that table's permission."""
+        """One table's policy: admins, and users holding that table's permission.
+
+        `updated_by` (who changed it last) is shown to admins only.
+        """
         require_table_access(table_name)
-        return policy_service.require_policy(table_name)
+        policy = policy_service.require_policy(table_name)
+        if is_admin():
+            return policy
+        # the same policy without who changed it last (the schema leaves out what is missing)
+        return SimpleNamespace(**{name: getattr(policy, name) for name in _USER_VISIBLE})
 
     @blp.response(204, description="Policy removed (archived rows are kept)")
     @_errors(401, 403, 404)
     @admin_required
     def delete(self, table_name: str):
         """Remove a table's policy: its rows are no longer archived or purged."""
-        policy_service.delete_policy(table_name)
+        policy_service.delete_policy(table_name, actor=current_actor())
         return None
 
 

@@ -13,7 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import jwt as pyjwt
 from flask import Flask, jsonify
+from flask_jwt_extended.default_callbacks import default_decode_key_callback
+from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from ..engine.criteria import CriteriaError
@@ -23,6 +26,8 @@ from ..errors import (BadRequest, Conflict, DomainError, Forbidden, InvalidInput
                       Unauthenticated, Unavailable)
 from ..extensions import db, jwt
 from ..services.identity import load_caller
+from ..services.tokens import claims_problem
+from .ratelimit import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +82,16 @@ def _retry_after(err: BaseException) -> Headers:
     return {"Retry-After": str(int(seconds))} if seconds is not None else {}
 
 
+def _limit_text(err: BaseException) -> tuple[str, Any]:
+    """Flask-Limiter's breach: our message for the limit (never the limit's internals)."""
+    message = getattr(err, "description", None) or "Too many requests"
+    return str(message)[:200], {"retry_after": retry_after_seconds()}
+
+
+def _limit_retry_after(err: BaseException) -> Headers:
+    return {"Retry-After": str(retry_after_seconds())}
+
+
 @dataclass(frozen=True)
 class Answer:
     """The HTTP answer to one error type: status, default code, message/details and headers."""
@@ -101,6 +116,8 @@ ERROR_MAP: dict[type[BaseException], Answer] = {
     TooLarge: Answer(413, "payload_too_large"),
     RateLimited: Answer(429, "rate_limited", headers=_retry_after),
     Unavailable: Answer(503, "unavailable"),
+    # Flask-Limiter (api/ratelimit.py): a rate limit was breached before the handler ran
+    RateLimitExceeded: Answer(429, "rate_limited", _limit_text, _limit_retry_after),
     # engine errors a service lets through
     DatabaseError: Answer(503, "unavailable", _database_text),
     InvalidPolicy: Answer(400, "policy_not_applicable", _policy_text),
@@ -234,9 +251,20 @@ def register_error_handlers(app: Flask) -> None:
     def _verification_failed(header, payload):
         return _unauthorized("Invalid token", "token_invalid")
 
+    @jwt.decode_key_loader
+    def _decode_key(header, unverified_claims):
+        # Every token must carry the claims this service issues (exp, type, jti, ver, fam, ...):
+        # a token signed with our key but lacking them is refused, not filled in with defaults.
+        # (The signature is verified right after, with the key returned here.)
+        if not isinstance(unverified_claims, dict) or claims_problem(unverified_claims) is not None:
+            raise pyjwt.InvalidTokenError("token lacks required claims")
+        return default_decode_key_callback(header, unverified_claims)
+
     @jwt.user_lookup_loader
     def _lookup(header, payload):
-        return load_caller(payload.get("sub"))
+        # For a token from any location (header now, cookie for the console later): the user is
+        # active, the token's version is current and its login session is open (services.identity).
+        return load_caller(payload)
 
     @jwt.user_lookup_error_loader
     def _lookup_error(header, payload):

@@ -5,6 +5,8 @@ flask-smorest, apispec, webargs or marshmallow through it).
 """
 from __future__ import annotations
 
+import json
+
 import marshmallow as ma
 from flask_smorest import Api, Blueprint as _SmorestBlueprint
 from webargs.flaskparser import FlaskParser, abort, is_json_request
@@ -37,6 +39,10 @@ class _Parser(FlaskParser):
             return super()._raw_load_json(req)
         except RecursionError:  # json.loads gives up on ~1000 nested arrays/objects
             abort(400, messages={"json": ["JSON nested too deeply."]})
+        except json.JSONDecodeError:
+            raise  # webargs answers these ("Invalid JSON body.")
+        except ValueError:  # an integer of more than 4,300 digits (Python's int() limit)
+            abort(400, messages={"json": ["Invalid JSON body: a number is too long."]})
 
 
 class Blueprint(_SmorestBlueprint):

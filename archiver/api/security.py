@@ -7,6 +7,8 @@ from typing import Any, Callable, TypeVar
 from flask_jwt_extended import get_current_user, get_jwt, get_jwt_identity, jwt_required
 
 from ..errors import Forbidden
+from ..services.audit import Actor
+from .ratelimit import client_address
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -17,6 +19,16 @@ def claims() -> dict[str, Any]:
 
 def caller_id() -> int:
     return int(get_jwt_identity())
+
+
+def current_actor() -> Actor:
+    """The authenticated caller and the client address, for the audit trail."""
+    user = get_current_user()
+    return Actor(user.id, user.username, client_address())
+
+
+def anonymous_actor() -> Actor:
+    return Actor.anonymous(client_address())
 
 
 def is_admin() -> bool:

@@ -9,7 +9,7 @@ from .openapi import Blueprint
 from .schemas.users import (PermissionsSchema, UserCreateSchema, UserListQuerySchema, UserPageSchema,
                             UserPatchSchema, UserSchema)
 from .docs import error_responses
-from .security import admin_required, caller_id
+from .security import admin_required, current_actor
 
 blp = Blueprint("users", __name__, url_prefix="/users", description="User administration (admin only)")
 
@@ -34,7 +34,8 @@ class Users(MethodView):
     @blp.arguments(UserCreateSchema)
     def post(self, data):
         """Create a user with a role and table permissions."""
-        return user_service.create_user(data["username"], data["password"], data["role"], data["permissions"])
+        return user_service.create_user(data["username"], data["password"], data["role"], data["permissions"],
+                                        actor=current_actor())
 
 
 @blp.route("/<id:user_id>")
@@ -51,15 +52,19 @@ class UserById(MethodView):
     @admin_required
     @blp.arguments(UserPatchSchema)
     def patch(self, data, user_id: int):
-        """Change role and/or active flag. An admin cannot demote or deactivate themself (409)."""
-        return user_service.update_user(caller_id(), user_id, role=data.get("role"), active=data.get("active"))
+        """Change role and/or active flag. An admin cannot demote or deactivate themself (409).
+
+        A role change or a deactivation ends every session of the user: tokens issued before
+        are refused, also after a reactivation.
+        """
+        return user_service.update_user(current_actor(), user_id, role=data.get("role"), active=data.get("active"))
 
     @blp.response(200, UserSchema)
     @_errors(401, 403, 404, 409)
     @admin_required
     def delete(self, user_id: int):
         """Deactivate a user: no login or refresh, existing tokens rejected. Idempotent; not yourself (409)."""
-        return user_service.deactivate_user(caller_id(), user_id)
+        return user_service.deactivate_user(current_actor(), user_id)
 
 
 @blp.route("/<id:user_id>/permissions", methods=["PUT"])
@@ -69,4 +74,4 @@ class UserById(MethodView):
 @blp.arguments(PermissionsSchema)
 def put_permissions(data, user_id: int):
     """Replace the user's table permissions (identifiers ≤ 255 characters; duplicates collapse)."""
-    return user_service.set_permissions(user_id, data["permissions"])
+    return user_service.set_permissions(user_id, data["permissions"], actor=current_actor())

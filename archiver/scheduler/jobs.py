@@ -8,7 +8,7 @@ from flask import Flask
 
 from ..extensions import scheduler
 from ..services import jobs as job_service
-from ..services import scheduler_info
+from ..services import retention, scheduler_info
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,20 @@ def archival_tick() -> None:
 
 
 def purge_daily() -> None:
-    """Scheduled: purge expired archived rows of every enabled policy's table."""
+    """Scheduled: purge expired archived rows of every enabled policy's table, then the audit
+    events and login sessions past their retention."""
     _run_scheduled("purge")
+    app = scheduler.app
+    if app is None:  # pragma: no cover - the scheduler was reset meanwhile
+        return
+    with app.app_context():
+        try:
+            deleted = retention.prune_security_records()
+        except Exception:  # noqa: BLE001 - keep the scheduler alive; tomorrow retries
+            log.exception("scheduled pruning of audit events and login sessions failed")
+            return
+        log.info("scheduled retention: %d audit event(s), %d expired login session(s) deleted",
+                 deleted["audit_events"], deleted["token_families"])
 
 
 def _run_scheduled(kind: str) -> None:

@@ -4,6 +4,15 @@ Listing pages are one keyset query each (no OFFSET, no COUNT) and are
 serialised with orjson; the stored JSON payload text is passed through as an
 ``orjson.Fragment`` instead of being parsed and re-encoded. Exports stream in
 keyset chunks, each read in its own short query.
+
+Every read is audited (``archive.list``, ``archive.read``, ``archive.export``): a page or a row
+is returned only after its audit record is committed (one INSERT per request); an export is
+recorded before its first byte and gets its row count when the stream ends. Restores are
+audited with their selection and result (``archive.restore``).
+
+CSV exports neutralise spreadsheet formulas by default (OWASP "CSV injection"): a cell that
+starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (plain
+numbers such as ``-12.5`` are left alone). ``raw=True`` writes every value exactly.
 """
 from __future__ import annotations
 
@@ -23,10 +32,11 @@ from ..engine.lease import TableLock
 from ..engine.restore import (ArchiveFilters, RestoreError, RestoreResult, RestoreSelection,
                               reflect_source_table, restore_rows)
 from ..engine.schema import archived_rows
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, DomainError, NotFound
 from ..extensions import db
 from ..models import ArchivePolicy, RunKind, RunStatus
-from . import runs
+from . import audit, runs
+from .audit import Actor
 from .locks import TableHeld, table_lock
 from .cursors import decode_cursor, encode_cursor
 from .source_db import archive_engine, reflect_table, source_engine
@@ -91,6 +101,12 @@ def _keyset(stmt: sa.Select, order: str, last_id: int | None) -> sa.Select:
     return stmt.order_by(_C.id.desc())
 
 
+def filters_details(filters: ArchiveFilters) -> dict[str, Any]:
+    """The filters that are set, as JSON-ready values (for the audit trail)."""
+    return {name: (value.isoformat() if isinstance(value, datetime) else value)
+            for name in filters.__dataclass_fields__ if (value := getattr(filters, name)) is not None}
+
+
 def table_is_known(table_name: str) -> bool:
     """A table is known when it has a policy or at least one archived row."""
     has_rows = db.session.execute(sa.select(_C.id).where(_C.table_name == table_name).limit(1)).first()
@@ -147,11 +163,12 @@ def table_summaries(granted: set[str] | None) -> list[dict[str, Any]]:
 
 # --- listing -----------------------------------------------------------------
 
-def list_rows_json(table_name: str, filters: ArchiveFilters, *, order: str = "desc", limit: int = 50,
-                   cursor: str | None = None, must_exist: bool = False) -> bytes:
+def list_rows_json(table_name: str, filters: ArchiveFilters, *, actor: Actor, order: str = "desc",
+                   limit: int = 50, cursor: str | None = None, must_exist: bool = False) -> bytes:
     """One page of archived rows as JSON bytes: ``{"items": [...], "next_cursor": str|null}``.
 
-    ``must_exist``: an empty first page of an unknown table is NotFound (admins).
+    ``must_exist``: an empty first page of an unknown table is NotFound (admins). The read is
+    audited (table, filters, page, rows returned) and committed before the page is returned.
     """
     fp = filters.fingerprint()
     last_id = decode_cursor(cursor, table_name, order, fp) if cursor is not None else None
@@ -169,18 +186,27 @@ def list_rows_json(table_name: str, filters: ArchiveFilters, *, order: str = "de
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(table_name, order, fp, rows[-1].id) if more else None
-    return orjson.dumps({"items": [_row_item(r) for r in rows], "next_cursor": next_cursor})
+    body = orjson.dumps({"items": [_row_item(r) for r in rows], "next_cursor": next_cursor})
+    details: dict[str, Any] = {"rows": len(rows), "order": order, "limit": limit}
+    if clauses:
+        details["filters"] = filters_details(filters)
+    if last_id is not None:
+        details["after_id"] = last_id
+    audit.record_now(audit.ARCHIVE_LIST, actor, target=table_name, details=details, read=True)
+    return body
 
 
 #: Rows of an object listed with one of its rows (the rest are only counted).
 OBJECT_ROWS_SHOWN = 1000
 
 
-def get_row_json(table_name: str, row_id: int, readable: set[str] | None = None) -> bytes:
+def get_row_json(table_name: str, row_id: int, readable: set[str] | None = None, *,
+                 actor: Actor = audit.SYSTEM) -> bytes:
     """One archived row of ``table_name`` as JSON bytes, with the rows of its object (the archived
     rows that moved with it, or with the row it moved with); NotFound if absent or of another table.
 
     ``readable``: the tables the caller may read (None: all); rows of other tables are only counted.
+    Audited (table, row id, object rows listed) before it is returned.
     """
     if row_id < 1 or row_id > MAX_DB_ID:
         raise NotFound("Archived row not found")
@@ -191,7 +217,10 @@ def get_row_json(table_name: str, row_id: int, readable: set[str] | None = None)
     item = _row_item(row[:5])
     item["depth"] = row.depth
     item["object"] = _object_of(row.id, row.root_id, readable)
-    return orjson.dumps(item)
+    body = orjson.dumps(item)
+    audit.record_now(audit.ARCHIVE_READ, actor, target=table_name,
+                     details={"row_id": row_id, "rows": 1, "object_rows": len(item["object"]["rows"])}, read=True)
+    return body
 
 
 def _object_of(row_id: int, root_id: int | None, readable: set[str] | None) -> dict[str, Any]:
@@ -250,12 +279,26 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else _utc(value).isoformat()
 
 
-def _csv_field(value: str | None) -> str:
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def neutralise(value: str) -> str:
+    """``value`` made inert for spreadsheets (OWASP CSV injection): a leading ``'`` when it starts
+    with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return; plain numbers (``-12.5``) stay as
+    they are, since no spreadsheet reads them as formulas."""
+    if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _csv_field(value: str | None, raw: bool = True) -> str:
     # NULL is an unquoted empty field; every value is quoted (so "" is an empty string),
-    # the convention PostgreSQL's COPY ... CSV uses. Values are written exactly, not
-    # escaped against spreadsheet formula injection: the export must round-trip.
+    # the convention PostgreSQL's COPY ... CSV uses. Unless ``raw``, formulas are neutralised.
     if value is None:
         return ""
+    if not raw:
+        value = neutralise(value)
     return '"' + value.replace('"', '""') + '"'
 
 
@@ -277,7 +320,7 @@ CSV_META_COLUMNS = ("id", "source_pk", "row_date", "archived_at")
 CSV_PAYLOAD_PREFIX = "payload."
 
 
-def _csv_chunks(batches: Iterator[list[sa.Row]], table: sa.Table | None) -> Iterator[bytes]:
+def _csv_chunks(batches: Iterator[list[sa.Row]], table: sa.Table | None, raw: bool = False) -> Iterator[bytes]:
     columns: list[str] = [c.name for c in table.columns] if table is not None else []
     json_cols = {c.name for c in table.columns if isinstance(c.type, sa.JSON)} if table is not None else set()
     header_sent = False
@@ -288,15 +331,15 @@ def _csv_chunks(batches: Iterator[list[sa.Row]], table: sa.Table | None) -> Iter
             if not header_sent:
                 columns += [k for k in payload if k not in columns]
                 header = list(CSV_META_COLUMNS) + [CSV_PAYLOAD_PREFIX + c for c in columns]
-                lines.append(",".join(_csv_field(h) for h in header))
+                lines.append(",".join(_csv_field(h, raw) for h in header))
                 header_sent = True
             cells = [str(r.id), r.source_pk, _iso(r.row_date), _iso(r.archived_at)]
             cells += [_csv_cell(payload.get(c), c in json_cols) for c in columns]
-            lines.append(",".join(_csv_field(v) for v in cells))
+            lines.append(",".join(_csv_field(v, raw) for v in cells))
         yield ("\r\n".join(lines) + "\r\n").encode("utf-8")
     if not header_sent:
         header = list(CSV_META_COLUMNS) + [CSV_PAYLOAD_PREFIX + c for c in columns]
-        yield (",".join(_csv_field(h) for h in header) + "\r\n").encode("utf-8")
+        yield (",".join(_csv_field(h, raw) for h in header) + "\r\n").encode("utf-8")
 
 
 def _reflect_or_none(table_name: str) -> sa.Table | None:
@@ -308,30 +351,92 @@ def _reflect_or_none(table_name: str) -> sa.Table | None:
         return None
 
 
-def export_rows(table_name: str, filters: ArchiveFilters, *, fmt: str = "jsonl", order: str = "asc",
-                must_exist: bool = False) -> ExportStream:
-    """A lazily read export of the (filtered) archive of ``table_name`` as JSON Lines or CSV."""
+def _counted(batches: Iterator[list[sa.Row]], engine: sa.Engine, event_id: int,
+             details: dict[str, Any]) -> Iterator[list[sa.Row]]:
+    """``batches`` passed through, counting rows; the audit record gets the count when the stream
+    ends (``complete``: false when the client went away or a read failed)."""
+    rows = 0
+    complete = False
+    try:
+        for batch in batches:
+            rows += len(batch)
+            yield batch
+        complete = True
+    finally:
+        try:
+            audit.complete(engine, event_id, {**details, "rows": rows, "complete": complete},
+                           outcome="success" if complete else "failure")
+        except Exception:  # noqa: BLE001 - the export itself is over; keep its record as started
+            log.exception("could not record the row count of export audit event %s", event_id)
+
+
+def export_rows(table_name: str, filters: ArchiveFilters, *, actor: Actor, fmt: str = "jsonl",
+                order: str = "asc", raw: bool = False, must_exist: bool = False) -> ExportStream:
+    """A lazily read export of the (filtered) archive of ``table_name`` as JSON Lines or CSV.
+
+    Audited before the first byte (table, filters, format); the row count is added when the
+    stream ends. CSV cells are neutralised against formula injection unless ``raw``.
+    """
     if must_exist:
         ensure_known(table_name)
+    details: dict[str, Any] = {"format": fmt, "order": order, "raw": raw, "rows": None, "complete": False}
+    if not filters.is_empty():
+        details["filters"] = filters_details(filters)
+    event_id = audit.record_started(audit.ARCHIVE_EXPORT, actor, target=table_name, details=details)
     engine = archive_engine()
-    batches = _export_batches(engine, table_name, filters, order)
+    batches = _counted(_export_batches(engine, table_name, filters, order), engine, event_id, details)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     filename = f"{_safe_filename_part(table_name)}-archive-{stamp}.{fmt}"
     if fmt == "csv":
-        return ExportStream(_csv_chunks(batches, _reflect_or_none(table_name)), filename, "text/csv")
+        return ExportStream(_csv_chunks(batches, _reflect_or_none(table_name), raw), filename, "text/csv")
     return ExportStream(_jsonl_chunks(batches), filename, "application/x-ndjson")
 
 
 # --- restore -----------------------------------------------------------------
 
-def restore(table_name: str, selection: RestoreSelection, username: str) -> dict[str, Any]:
+def _selection_details(selection: RestoreSelection) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if selection.ids is not None:
+        out["ids"] = list(selection.ids[:100])
+        out["id_count"] = len(selection.ids)
+    if not selection.filters.is_empty():
+        out["filters"] = filters_details(selection.filters)
+    if not out:
+        out["all"] = True
+    return out
+
+
+def restore(table_name: str, selection: RestoreSelection, username: str | None = None, *,
+            actor: Actor | None = None) -> dict[str, Any]:
     """Restore the selected archived rows into the source table, recorded as a ``restore`` run.
 
     Holds the table's lock throughout (the one archive and purge runs take), so no
-    other run works on the table meanwhile (TableHeld, a Conflict, if one is running). A source table that is
-    gone raises the engine's RestoreError as it is.
+    other run works on the table meanwhile (TableHeld, a Conflict, if one is running). A source
+    table that is gone raises the engine's RestoreError as it is. Audited (selection and result,
+    or the reason it failed) once the table is known.
     """
+    actor = actor or (Actor.system(username) if username else audit.SYSTEM)
+    username = username or actor.username or "system"
     ensure_known(table_name)
+    details: dict[str, Any] = {"selection": _selection_details(selection)}
+    try:
+        result = _restore(table_name, selection, username)
+    except Exception as exc:
+        db.session.rollback()
+        message = exc.message if isinstance(exc, DomainError) else describe_error(exc)[:300]
+        try:
+            audit.record_now(audit.ARCHIVE_RESTORE, actor, target=table_name,
+                             details={**details, "error": message}, outcome="failure")
+        except Exception:  # noqa: BLE001 - the restore's own error is the one to report
+            log.exception("could not audit the failed restore of %s", table_name)
+            db.session.rollback()
+        raise
+    audit.record_now(audit.ARCHIVE_RESTORE, actor, target=table_name,
+                     details={**details, **{k: v for k, v in result.items() if k not in ("conflicts", "failed")}})
+    return result
+
+
+def _restore(table_name: str, selection: RestoreSelection, username: str) -> dict[str, Any]:
     db.session.rollback()  # no open snapshot on the archive DB while we write to it (SQLite)
     reflect_source_table(source_engine(), table_name)
     lease = table_lock(table_name)

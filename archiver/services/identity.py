@@ -1,4 +1,4 @@
-"""Who the caller is: token claims and the active-user lookup."""
+"""Who the caller is: the active-user lookup behind every token, with its revocation checks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask_jwt_extended import create_access_token, create_refresh_token
 
+from ..errors import Unauthenticated
 from ..extensions import db
-from ..models import MAX_ID, Role, TablePermission, User
+from ..models import MAX_ID, Role, TablePermission, TokenFamily, User
+from .tokens import access_token_for  # noqa: F401 - tools and tests mint tokens through identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +36,16 @@ class Caller:
 
 _U = User.__table__.c
 _P = TablePermission.__table__.c
+_F = TokenFamily.__table__.c
+# Is the token's login session (family) still open? Evaluated inside the caller query.
+_SESSION_OPEN = (sa.exists().where(_F.id == sa.bindparam("fam", type_=sa.String), _F.user_id == _U.id,
+                                   _F.revoked_at.is_(None))
+                 .label("session_open"))
 # One round trip per request: the user's row joined to its grants (one row per grant, or one with
-# a NULL table_name). Built once, so SQLAlchemy's statement cache key is computed once too.
-_CALLER_QUERY = (sa.select(_U.id, _U.username, _U.role, _U.active, _U.created_at, _U.updated_at, _P.table_name)
+# a NULL table_name), with its token version and whether the token's session is open. Built once,
+# so SQLAlchemy's statement cache key is computed once too.
+_CALLER_QUERY = (sa.select(_U.id, _U.username, _U.role, _U.active, _U.created_at, _U.updated_at, _U.token_version,
+                           _SESSION_OPEN, _P.table_name)
                  .select_from(User.__table__.outerjoin(TablePermission.__table__, _P.user_id == _U.id))
                  .where(_U.id == sa.bindparam("uid"))
                  .order_by(_P.table_name))
@@ -53,16 +61,25 @@ def _user_id(sub: Any) -> int | None:
     return uid
 
 
-def load_caller(sub: Any) -> Caller | None:
-    """The active user behind a token's ``sub`` with its current grants, in one query; None if
-    unknown, deactivated or not an id at all. Read on every request, never cached."""
-    uid = _user_id(sub)
-    if uid is None:
+def load_caller(claims: dict[str, Any]) -> Caller | None:
+    """The active user behind a token with its current grants, in one query; read on every request
+    (for a token from any location), never cached.
+
+    None if the ``sub`` is unknown, deactivated or not an id at all. ``Unauthenticated``
+    (``token_revoked``) if the token was issued before the user's last password change, reset,
+    deactivation or role change (its ``ver`` is not the user's ``token_version``), or its login
+    session was closed (logout, refresh-token reuse).
+    """
+    uid = _user_id(claims.get("sub"))
+    fam = claims.get("fam")
+    if uid is None or not isinstance(fam, str):
         return None
-    rows = db.session.execute(_CALLER_QUERY, {"uid": uid}).all()
+    rows = db.session.execute(_CALLER_QUERY, {"uid": uid, "fam": fam}).all()
     if not rows or not rows[0].active:
         return None
     r = rows[0]
+    if r.token_version != claims.get("ver") or not r.session_open:
+        raise Unauthenticated("Token has been revoked", code="token_revoked")
     grants = tuple(x.table_name for x in rows if x.table_name is not None)
     return Caller(id=r.id, username=r.username, role=r.role, active=r.active, created_at=r.created_at,
                   updated_at=r.updated_at, table_names=grants)
@@ -79,13 +96,4 @@ def load_active_user(user_id: str) -> User | None:
     return user
 
 
-def claims_for(user: User | Caller) -> dict[str, Any]:
-    return {"role": user.role, "permissions": list(user.table_names)}
-
-
-def access_token_for(user: User) -> str:
-    return create_access_token(identity=str(user.id), additional_claims=claims_for(user))
-
-
-def refresh_token_for(user: User) -> str:
-    return create_refresh_token(identity=str(user.id))
+__all__ = ["Caller", "access_token_for", "load_active_user", "load_caller"]

@@ -22,7 +22,8 @@ from ..engine.policy import BATCH_MODES, NamedChild, PolicySpec, utcnow
 from ..errors import Conflict, InvalidInput, NotFound, Unavailable
 from ..extensions import db
 from ..models import ArchivePolicy
-from . import source_db
+from . import audit, source_db
+from .audit import Actor
 
 FieldErrors = dict[str, list[str]]
 
@@ -199,12 +200,23 @@ def list_policies() -> list[ArchivePolicy]:
     return list(db.session.execute(sa.select(ArchivePolicy).order_by(ArchivePolicy.table_name)).scalars())
 
 
-def create_or_update(data: Mapping[str, Any], updated_by: str | None) -> tuple[ArchivePolicy, bool]:
+def snapshot(policy: ArchivePolicy | None) -> dict[str, Any] | None:
+    """The policy's fields as they are now (for the audit trail's before/after)."""
+    if policy is None:
+        return None
+    return {field: getattr(policy, field) for field in FIELDS}
+
+
+def create_or_update(data: Mapping[str, Any], updated_by: str | None = None, *,
+                     actor: Actor | None = None) -> tuple[ArchivePolicy, bool]:
     """Validate and store the whole policy for ``data["table_name"]``.
 
     The body replaces the policy: omitted optional fields take their defaults.
-    Returns ``(policy, created)``; raises ``InvalidInput`` with field errors.
+    Returns ``(policy, created)``; raises ``InvalidInput`` with field errors. Audited with the
+    policy before and after, in the same transaction. ``updated_by`` defaults to the actor's name.
     """
+    actor = actor or (Actor.system(updated_by) if updated_by else audit.SYSTEM)
+    updated_by = updated_by if updated_by is not None else actor.username
     values = with_defaults(data)
     errors = validate_policy(values)
     if errors:
@@ -212,6 +224,7 @@ def create_or_update(data: Mapping[str, Any], updated_by: str | None) -> tuple[A
     for attempt in range(2):
         policy = get_policy(values["table_name"])
         created = policy is None
+        before = snapshot(policy)
         if created:
             policy = ArchivePolicy(table_name=values["table_name"])
             db.session.add(policy)
@@ -219,6 +232,10 @@ def create_or_update(data: Mapping[str, Any], updated_by: str | None) -> tuple[A
             setattr(policy, field, values[field])
         policy.children = values["children"] or None
         policy.updated_by = updated_by
+        after = snapshot(policy)
+        if before != after:
+            audit.record(audit.POLICY_CREATE if created else audit.POLICY_UPDATE, actor,
+                         target=values["table_name"], details={"before": before, "after": after})
         try:
             db.session.commit()
         except IntegrityError:
@@ -231,8 +248,9 @@ def create_or_update(data: Mapping[str, Any], updated_by: str | None) -> tuple[A
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def delete_policy(table_name: str) -> None:
-    """Remove the policy (archived rows stay); NotFound if there is none."""
+def delete_policy(table_name: str, *, actor: Actor = audit.SYSTEM) -> None:
+    """Remove the policy (archived rows stay); NotFound if there is none. Audited with the policy removed."""
     policy = require_policy(table_name)
+    audit.record(audit.POLICY_DELETE, actor, target=table_name, details={"before": snapshot(policy)})
     db.session.delete(policy)
     db.session.commit()

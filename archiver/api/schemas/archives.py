@@ -78,6 +78,9 @@ class ArchiveExportQuerySchema(ArchiveFiltersSchema):
     format = fields.String(load_default="jsonl", validate=validate.OneOf(["jsonl", "csv"]),
                            metadata={"description": "jsonl (lossless) or csv (payload flattened into columns)"})
     order = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))
+    raw = fields.Boolean(load_default=False,
+                         metadata={"description": "CSV: write values exactly, without neutralising spreadsheet "
+                                                  "formulas (admins only; 403 otherwise)"})
 
 
 class NoQuerySchema(ma.Schema):

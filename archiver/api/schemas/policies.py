@@ -97,7 +97,8 @@ class PolicySchema(ma.Schema):
     children = fields.Method("_children", metadata={"description": "Child tables the policy names"})
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
-    updated_by = fields.String(allow_none=True, metadata={"description": "Username of the last change"})
+    updated_by = fields.String(allow_none=True, metadata={"description": "Username of the last change "
+                                                                         "(shown to admins only)"})
 
     def _children(self, policy) -> list:
         return list(policy.children or [])

@@ -24,10 +24,15 @@ def username_field(**kwargs) -> ma.fields.String:
                                       "pattern": "^[A-Za-z0-9_.-]{3,64}$"}, **kwargs)
 
 
-def password_field(**kwargs) -> ma.fields.String:
+PASSWORD_RULE = (f"{MIN_LENGTH} characters to {MAX_BYTES} UTF-8 bytes; not a common password, not one "
+                 "character repeated, not containing the username")
+
+
+def password_field(metadata_extra: dict | None = None, **kwargs) -> ma.fields.String:
+    """A new password: the rules that need no username are checked here, the rest by the service."""
     return ma.fields.String(required=True, load_only=True, validate=_check(password_problem),
-                            metadata={"description": f"{MIN_LENGTH} characters to {MAX_BYTES} UTF-8 bytes",
-                                      "minLength": MIN_LENGTH, "format": "password"}, **kwargs)
+                            metadata={"description": PASSWORD_RULE, "minLength": MIN_LENGTH, "format": "password",
+                                      **(metadata_extra or {})}, **kwargs)
 
 
 def permissions_field(**kwargs) -> ma.fields.List:

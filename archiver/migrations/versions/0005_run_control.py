@@ -1,7 +1,7 @@
 """Run control: table locks that die with their holder, live progress and cancel on runs, scheduler checks.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02
 
 * table_locks (new): who holds each table's lock (host, pid, run id, kind, since, heartbeat). On
@@ -22,8 +22,8 @@ Every archived row, policy, user and run is kept as it is.
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
