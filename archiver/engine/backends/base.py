@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from ..errors import UnsupportedDateColumn
+from ..errors import DatabaseError, UnsupportedDateColumn
 from ..graph import Reference
 from ..rowcodec import canonical_pk, to_utc_datetime
 from ..schema import archived_rows
@@ -62,6 +62,7 @@ class Capabilities:
     advisory_locks: bool
     text_dates: bool
     max_bind_params: int
+    signals: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -435,6 +436,43 @@ class SourceOps:
 
 
 # --------------------------------------------------------------------------- archive
+
+    # throttle signals (only asked when ``capabilities.signals`` names them) -----
+    def replica_lag(self, conn: sa.Connection) -> float | None:
+        """Seconds of replication lag seen on ``conn``'s server (None: not known there)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no replica lag")
+
+    def active_sessions(self, conn: sa.Connection) -> int | None:
+        """Sessions of ``conn``'s server running a statement now, ``conn`` left out."""
+        raise NotImplementedError(f"{type(self).__name__} reads no active sessions")
+
+
+class DatabaseSignals:
+    """A throttle's signals read with the backends' own queries, each on a short connection of its
+    own: load on the source, lag on ``replica`` (a replica's ops) or else on the source itself
+    (a PostgreSQL primary knows its standbys' lag; a MariaDB source that is itself a replica its own)."""
+
+    def __init__(self, source: SourceOps, replica: SourceOps | None = None) -> None:
+        self.source, self.replica = source, replica or source
+
+    def _read(self, ops: SourceOps, signal: str, query: Callable[[sa.Connection], Any]) -> Any:
+        if signal not in ops.capabilities.signals:
+            return None
+        try:
+            with ops.engine.connect() as conn:
+                value = query(conn)
+                conn.rollback()
+                return value
+        except sa.exc.DBAPIError as exc:
+            side = "source" if ops is self.source else "replica"
+            raise DatabaseError(side, f"cannot read {signal.replace('_', ' ')}: {ops.explain(exc)}") from exc
+
+    def replica_lag(self) -> float | None:
+        return self._read(self.replica, "replica_lag", self.replica.replica_lag)
+
+    def active_sessions(self) -> int | None:
+        return self._read(self.source, "active_sessions", self.source.active_sessions)
+
 
 class ArchiveOps:
     """Archive-side operations on ``archived_rows`` (portable parts)."""
