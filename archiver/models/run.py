@@ -20,7 +20,7 @@ class RunStatus(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    PARTIAL = "partial"  # some rows left in place (restore conflicts)
+    PARTIAL = "partial"  # some rows left in place (restore conflicts; a run its throttle's budget ended)
     SKIPPED = "skipped"  # another run held the table's lock; nothing was done
     CANCELLED = "cancelled"  # stopped between batches by POST /runs/{id}/cancel
     INTERRUPTED = "interrupted"  # stopped between batches by SIGTERM/SIGINT (service or CLI shutdown)

@@ -487,8 +487,12 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
                 outcome.rows = outcome.rows_deleted = presult.rows_deleted
                 outcome.batches = presult.batches
             result = presult
+        own_reason = getattr(result, "stop_reason", None)
         if result.stopped and stop.reason == RunStatus.CANCELLED.value:
             outcome.status, outcome.error = RunStatus.CANCELLED.value, CANCELLED_MESSAGE
+        elif result.stopped and stop.reason is None and own_reason:
+            # The run ended early on its own (a time or row budget, critical load): rows are left.
+            outcome.status, outcome.error = RunStatus.PARTIAL.value, f"stopped early: {own_reason}"
         elif result.stopped:
             outcome.status, outcome.error = RunStatus.INTERRUPTED.value, INTERRUPTED_MESSAGE
         else:
