@@ -68,6 +68,10 @@ class BatchProgress:
     rows: int
     total_rows: int
     elapsed_seconds: float
+    #: Run totals so far (archive runs): rows selected, rows archived, rows held back.
+    rows_read: int = 0
+    rows_archived: int = 0
+    rows_skipped: int = 0
 
 
 @dataclass
@@ -442,7 +446,8 @@ class BatchRun:
         self.hook("after_batch")
         if self.on_batch is not None:
             self.on_batch(BatchProgress(self.plan.table_name, "archive", self.result.batches, n_read,
-                                        self.result.rows_deleted, time.perf_counter() - self.started))
+                                        self.result.rows_deleted, time.perf_counter() - self.started,
+                                        self.result.rows_read, self.result.rows_archived, self.result.rows_skipped))
 
 
 __all__ = ["ArchiveResult", "BatchProgress", "BatchRun", "CHECKPOINTS", "Protocol"]

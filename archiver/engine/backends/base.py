@@ -65,6 +65,26 @@ class Capabilities:
     signals: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Timeouts every connection of an engine gets (each backend applies them its own way in
+    :meth:`Backend.configure_engine`). Seconds; 0 turns a statement, idle or lock timeout off.
+
+    ``connect``: give up opening a connection. ``statement``: cancel one statement.
+    ``lock``: give up waiting for a row or table lock (SQLite: its busy timeout).
+    ``idle_in_transaction``: the server ends a session left idle inside a transaction (its
+    row locks go with it). ``network``: a peer that stops answering (no RST: a dropped route,
+    a dead host) is given up within about this long (TCP keepalives, TCP_USER_TIMEOUT, socket
+    read/write timeouts).
+    """
+
+    connect: int = 10
+    statement: int = 300
+    lock: int = 30
+    idle_in_transaction: int = 60
+    network: int = 30
+
+
 #: A database without a backend package of its own: the portable protocol, one batch at a time.
 PORTABLE_CAPABILITIES = Capabilities(row_locks=False, server_json=False, streaming_reads=False, copy=False,
                                      in_server_moves=False, skip_locked=False, advisory_locks=False,
@@ -571,8 +591,17 @@ class ArchiveOps:
         stmt = sa.select(sa.func.count()).select_from(archived_rows).where(self.expired(table_name, cutoff))
         return int(conn.execute(stmt).scalar_one())
 
-    def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:
-        """Insert the lease row, or take it over where ``free`` holds (one atomic statement)."""
+    # table locks (``Capabilities.advisory_locks``; see engine/lease.py) ---------
+    def lock_name(self, conn: sa.Connection, table_name: str) -> Any:
+        """The advisory lock's name (or key) for a table of this archive database."""
+        raise NotImplementedError
+
+    def try_lock(self, conn: sa.Connection, name: Any) -> bool:
+        """Take the session-level advisory lock ``name`` on ``conn`` without waiting; True when taken."""
+        raise NotImplementedError
+
+    def unlock(self, conn: sa.Connection, name: Any) -> None:
+        """Release the advisory lock ``name`` held by ``conn``'s session."""
         raise NotImplementedError
 
 
@@ -592,7 +621,7 @@ class Backend:
     #: Top-level DB-API driver modules whose errors :meth:`explain` describes.
     drivers: tuple[str, ...] = ()
 
-    def configure_engine(self, engine: sa.Engine) -> None:
+    def configure_engine(self, engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
         """Settings every connection of ``engine`` needs (event listeners); none by default."""
 
     def explain(self, exc: BaseException) -> str | None:
