@@ -1,16 +1,16 @@
 """Throwaway databases and users on a MariaDB server: TEST_MARIADB_URL's, else the local one.
 
-Tests skip when none answers — or fail, under CI=true (see tests/conftest.py).
+Tests skip when none answers — or fail, under CI=true (see tests/app_support.py); the ``server``
+fixture (tests/conftest.py) hands out a :class:`Server`.
 """
 from __future__ import annotations
 
 import uuid
 
-import pytest
 import sqlalchemy as sa
 
 from archiver.engine.connections import make_engine
-from tests.conftest import drop_mariadb_databases, mariadb_url, unavailable, url_for_database
+from tests.app_support import drop_mariadb_databases, url_for_database
 
 
 class Server:
@@ -58,29 +58,6 @@ class Server:
         for user in self.users:
             self._sql(f"DROP USER IF EXISTS '{user}'@'%'", f"DROP USER IF EXISTS '{user}'@'localhost'")
         self.admin.dispose()
-
-
-@pytest.fixture
-def server():
-    base = mariadb_url()
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        version = str(conn.exec_driver_sql("SELECT VERSION()").scalar())
-    if "mariadb" not in version.lower():
-        admin.dispose()
-        unavailable(f"in-server moves are MariaDB only (the server is {version})")
-    srv = Server(admin, base)
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-@pytest.fixture
-def overlap_small_tables(monkeypatch):
-    """Let batches overlap on these tests' small tables (the size threshold has tests of its own)."""
-    from archiver.engine.backends.mysql import MySQLSourceOps
-    monkeypatch.setattr(MySQLSourceOps, "min_pipeline_rows", 0)
 
 
 def pad_table(engine: sa.Engine, table: str, first_id: int, rows: int, values: str) -> None:

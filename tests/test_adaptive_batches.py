@@ -3,7 +3,6 @@ too long or the source answers with a lock wait; bounded by rows and by bytes; a
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,7 @@ from archiver.engine.archive import archive_table
 from archiver.engine.backends import source_ops_for
 from archiver.engine.policy import PolicySpec
 from archiver.engine.sizing import BatchSizer, SizingSettings
-from tests.engine_support import NOW, archived, engines, make_orders, source_rows  # noqa: F401
+from tests.engine_support import NOW, archived, make_orders, source_rows  # noqa: F401
 
 
 class FakeClock:

@@ -40,7 +40,7 @@ from archiver.extensions import db
 from archiver.models import Role, User
 from archiver.services import database, demo, jobs, policies
 from archiver.services.users import set_permissions
-from tests.conftest import BACKENDS, JWT_SECRET, Accounts, Databases, make_app, throwaway_databases
+from tests.app_support import BACKENDS, JWT_SECRET, Accounts, Databases, make_app, throwaway_databases
 
 EXAMPLES = {"sqlite": int(os.environ.get("FUZZ_EXAMPLES", "40")),
             "postgres": int(os.environ.get("FUZZ_PG_EXAMPLES", "10")),

@@ -8,7 +8,7 @@ import uuid
 import jwt as pyjwt
 import pytest
 
-from tests.conftest import JWT_SECRET
+from tests.app_support import JWT_SECRET
 from tests.engine_support import add_policy
 
 BIG_IDS = ["9223372036854775808", "18446744073709551616", "1" + "0" * 30]

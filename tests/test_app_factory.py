@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from config import ConfigError, load_config, validate_config
-from tests.conftest import make_app
+from tests.app_support import make_app
 
 
 def test_health_needs_no_database(client):

@@ -1,6 +1,8 @@
-"""The import rules of docs/architecture.md hold: import-linter's contracts (.importlinter) are kept."""
+"""The import rules of docs/architecture.md hold: import-linter's contracts (.importlinter) are kept;
+and the test suite's own: shared fixtures live in tests/conftest.py, no test module imports another."""
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -22,3 +24,41 @@ def test_the_engine_loads_no_http_layer_scheduler_or_criteria_parser():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def _is_fixture(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return isinstance(target, ast.Attribute) and target.attr == "fixture"
+
+
+def test_no_test_module_imports_another_or_the_conftest():
+    tests = ROOT / "tests"
+    wrong = {path.name: sorted(m for m in _imported_modules(path)
+                               if m == "tests.conftest" or m.startswith("tests.test_"))
+             for path in sorted(tests.glob("*.py"))}
+    assert {name: mods for name, mods in wrong.items() if mods} == {}
+
+
+def test_shared_fixtures_live_in_the_conftest_only():
+    """A helper module (``tests/*_support.py`` and the like) defines no fixture: a fixture imported into a
+    test module hides where it comes from and shadows the conftest's."""
+    found = {}
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        if path.name == "conftest.py" or path.name.startswith("test_"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        fixtures = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+                    and any(_is_fixture(d) for d in f.decorator_list)]
+        if fixtures:
+            found[path.name] = fixtures
+    assert found == {}

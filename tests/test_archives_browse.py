@@ -267,7 +267,7 @@ def test_tampered_or_foreign_cursors_are_400(client, accounts, archive_engine):
 
 
 def test_cursor_signed_with_another_secret_is_rejected(client, accounts, archive_engine, databases):
-    from tests.conftest import make_app
+    from tests.app_support import make_app
     other = make_app(databases, JWT_SECRET_KEY="another-secret-that-is-long-enough-0123456789")
     admin = accounts.admin()
     archive_synthetic(archive_engine, "orders", 5)

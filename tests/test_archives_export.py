@@ -18,7 +18,6 @@ from archiver.engine.rowcodec import decode_row, encode_row
 from archiver.services.archives import EXPORT_CHUNK_ROWS
 from tests.archive_helpers import (archive_from_source, archive_synthetic, archived_record, insert_archived,
                                    synthetic_rows)
-from tests.conftest import not_on_mariadb
 
 FILENAME = re.compile(r'^attachment; filename="(?P<t>[A-Za-z0-9_.-]+)-archive-\d{8}T\d{6}Z\.(?P<ext>jsonl|csv)"$')
 

@@ -16,8 +16,8 @@ from archiver.models._types import utcnow
 from archiver.services import audit
 from archiver.services.audit import Actor
 from tests.archive_helpers import archive_synthetic, source_rows
-from tests.conftest import PASSWORD
-from tests.test_auth import assert_error, bearer, login
+from tests.app_support import PASSWORD
+from tests.auth_support import assert_error, bearer, login
 
 ADDRESS = "203.0.113.9"
 

@@ -8,38 +8,8 @@ import sqlalchemy as sa
 from archiver.extensions import db
 from archiver.models import TablePermission, User
 from archiver.services import auth as auth_service
-from tests.conftest import JWT_SECRET, PASSWORD, make_app
-
-MAX_PASSWORD = "éè" * 18          # 72 UTF-8 bytes
-TOO_LONG_PASSWORD = "é" * 36 + "a"  # 73 UTF-8 bytes, 37 characters
-
-
-def user_count(app) -> int:
-    with app.app_context():
-        return db.session.execute(sa.select(sa.func.count(User.id))).scalar_one()
-
-
-def login(client, username: str, password: str = PASSWORD):
-    return client.post("/auth/login", json={"username": username, "password": password})
-
-
-def decode(token: str) -> dict:
-    return pyjwt.decode(token, JWT_SECRET, algorithms=["HS256"])
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error(resp, status: int, code: str | None = None) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    if code is not None:
-        assert body["error"]["code"] == code
-    return body["error"]
-
+from tests.app_support import PASSWORD, make_app
+from tests.auth_support import MAX_PASSWORD, TOO_LONG_PASSWORD, assert_error, bearer, decode, login, user_count
 
 # --- signup -----------------------------------------------------------------
 

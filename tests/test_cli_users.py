@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from archiver.cli import users as cli_users
 from archiver.extensions import db
 from archiver.models import User
-from tests.test_auth import MAX_PASSWORD, PASSWORD, TOO_LONG_PASSWORD, login, user_count
+from tests.auth_support import MAX_PASSWORD, PASSWORD, TOO_LONG_PASSWORD, login, user_count
 
 
 def create_admin(runner, username: str, stdin: str | None):

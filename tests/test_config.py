@@ -12,7 +12,7 @@ from archiver import register_config
 from archiver.extensions import db
 from archiver.services import database, users
 from config import SETTINGS, ConfigError, load_config, read_instance_file, validate_config
-from tests.conftest import PASSWORD, make_app
+from tests.app_support import PASSWORD, make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 URLS = {"SOURCE_DATABASE_URL": "sqlite://", "ARCHIVE_DATABASE_URL": "sqlite://"}

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from archiver.engine import schema
 from archiver.extensions import db
 from archiver.services import database
-from tests.conftest import JWT_SECRET, Databases, make_app
+from tests.app_support import JWT_SECRET, Databases, make_app
 from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
-from tests.mariadb_support import pad_table, server  # noqa: F401 - fixture
+from tests.mariadb_support import pad_table
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,8 @@ from archiver.engine.archive import archive_table, count_archivable
 from archiver.engine.criteria import compile_criteria
 from archiver.engine.errors import ColumnNotFound, NoPrimaryKey, TableNotFound
 from archiver.engine.policy import PolicySpec, archive_cutoff
-from tests.mariadb_support import overlap_small_tables  # noqa: F401 - fixture
-from tests.engine_support import (NOW, archived, archived_meta, as_utc, assert_no_loss, engines,  # noqa: F401
-                                  make_orders, old_dates, reflect, source_rows)
+from tests.engine_support import (NOW, archived, archived_meta, as_utc, assert_no_loss, make_orders, old_dates, reflect,
+                                  source_rows)
 
 SPEC = PolicySpec("orders", date_column="created_at", archive_after_days=30, batch_size=1000)
 

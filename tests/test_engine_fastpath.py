@@ -35,36 +35,11 @@ from archiver.engine.backends.postgres import PostgresArchiveOps, PostgresSource
 from archiver.engine.backends.sqlite import SQLiteArchiveOps, SQLiteSourceOps
 from archiver.engine.check import check_policy
 from archiver.engine.policy import PolicySpec
-from tests.engine_support import NOW, archived, engines, postgres_only, sqlite_only  # noqa: F401
-from tests.test_engine_mysql import mysql_db  # noqa: F401 - fixture
+from tests.engine_support import NOW, RecMySQL, RecPostgres, RecSQLite, archived, postgres_only, sqlite_only
 
 SPEC = PolicySpec("typed", date_column="moved_at", archive_after_days=30, batch_size=1000)
 OLD = "2025-01-01 00:00:00"
 TRICKY_TEXT = "".join(chr(i) for i in range(1, 32)) + " \"quoted\" \\ back/slash é€😀\u2028\u2029\ufeff\x7f"
-
-
-class Recording:
-    """Mixin: remember which keys went through the generic encoder (exotic rows)."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        super().__init__(engine)
-        self.generic_keys: list[tuple] = []
-
-    def generic_payloads(self, conn, plan, keys, records):
-        self.generic_keys += keys
-        return super().generic_payloads(conn, plan, keys, records)
-
-
-class RecSQLite(Recording, SQLiteSourceOps):
-    pass
-
-
-class RecPostgres(Recording, PostgresSourceOps):
-    pass
-
-
-class RecMySQL(Recording, MySQLSourceOps):
-    pass
 
 
 def portable(ops):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import base64
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -17,25 +16,7 @@ from archiver.engine.connections import make_engine
 from archiver.engine.lease import TableLock
 from archiver.engine.policy import PolicySpec
 from archiver.engine.purge import purge_table
-from tests.conftest import drop_mariadb_databases, mariadb_url, url_for_database
 from tests.engine_support import NOW, archived, assert_no_loss, source_rows
-
-
-@pytest.fixture
-def mysql_db():
-    """A throwaway database on the MariaDB/MySQL server of the tests (see tests/conftest.py)."""
-    base = mariadb_url()
-    name = f"archiver_t_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
-    engine = make_engine(url_for_database(base, name))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        drop_mariadb_databases(admin, [name])
-        admin.dispose()
 
 
 def _make_source(engine: sa.Engine) -> None:

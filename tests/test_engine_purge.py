@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from archiver.engine import schema
 from archiver.engine.policy import PolicySpec, purge_cutoff
 from archiver.engine.purge import purge_table
-from tests.engine_support import NOW, engines  # noqa: F401
+from tests.engine_support import NOW
 
 AR = schema.archived_rows
 

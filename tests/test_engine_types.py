@@ -15,8 +15,7 @@ from archiver.engine.archive import archive_table
 from archiver.engine.errors import NotADateValue
 from archiver.engine.policy import PolicySpec, archive_cutoff
 from archiver.engine.rowcodec import RowEncoder, encode_row
-from tests.engine_support import (NOW, archived, archived_meta, as_utc, engines, postgres_only,  # noqa: F401
-                                  source_rows, sqlite_only)
+from tests.engine_support import NOW, archived, archived_meta, as_utc, postgres_only, source_rows, sqlite_only
 
 SPEC = PolicySpec("typed", date_column="created_at", archive_after_days=30)
 OLD = datetime(2025, 1, 2, 3, 4, 5, 123456)

@@ -15,10 +15,8 @@ from archiver.engine.errors import (ColumnNotFound, DatabaseError, EngineError, 
 from archiver.engine.restore import RestoreError
 from archiver.extensions import db
 from archiver.services import database
-from tests.conftest import Accounts, make_app
+from tests.app_support import Accounts, make_app
 from tests.engine_support import add_policy, make_orders, old_dates
-
-# (error raised by a view, status, code, message, details, headers that must be present)
 CASES = [
     (domain.DomainError("Cannot do that"), 400, "bad_request", "Cannot do that", None, {}),
     (domain.BadRequest("Request body is nested too deeply", {"location": "body"}), 400, "bad_request",

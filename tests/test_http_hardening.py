@@ -18,8 +18,8 @@ from archiver.extensions import db
 from archiver.serve import make_server
 from archiver.services import database
 from tests.archive_helpers import archived_record, insert_archived
-from tests.conftest import PASSWORD, Databases, make_app
-from tests.test_auth import assert_error, bearer, login
+from tests.app_support import PASSWORD, Databases, make_app
+from tests.auth_support import assert_error, bearer, login
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 

@@ -24,9 +24,8 @@ from archiver.engine.backends.mysql import MySQLSourceOps, source as mysql_sourc
 from archiver.engine.backends.mysql.in_server import InServerMove, same_server_database, open_in_server_move
 from archiver.engine.check import check_policy
 from archiver.engine.policy import PolicySpec
-from tests.engine_support import NOW, archived, assert_no_loss, source_rows
-from tests.mariadb_support import Server, overlap_small_tables, pad_table, server  # noqa: F401 - fixtures
-from tests.test_engine_fastpath import RecMySQL
+from tests.engine_support import NOW, RecMySQL, archived, assert_no_loss, source_rows
+from tests.mariadb_support import Server, pad_table
 
 OLD = (NOW - timedelta(days=90)).replace(tzinfo=None)
 NEW = (NOW - timedelta(days=1)).replace(tzinfo=None)

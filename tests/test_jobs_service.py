@@ -12,7 +12,7 @@ from archiver.models import ScheduleCheck
 from archiver.extensions import db, scheduler
 from archiver.scheduler import jobs as scheduler_jobs
 from archiver.services import jobs as job_service
-from tests.conftest import make_app
+from tests.app_support import make_app
 from tests.engine_support import NOW, add_policy, all_runs, archived, make_orders, old_dates, source_rows
 
 

@@ -17,7 +17,7 @@ from archiver.engine.archive import archive_table
 from archiver.engine.errors import LeaseLost
 from archiver.engine.lease import TableLock
 from archiver.engine.policy import PolicySpec, utcnow
-from tests.engine_support import NOW, archived, engines, make_orders, old_dates, source_rows  # noqa: F401
+from tests.engine_support import NOW, archived, make_orders, old_dates, source_rows  # noqa: F401
 
 
 class Clock:

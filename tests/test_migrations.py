@@ -34,7 +34,7 @@ from archiver.engine import schema as engine_schema
 from archiver.extensions import db, migrate
 from archiver.services import database
 from archiver.services.passwords import hash_password
-from tests.conftest import make_app
+from tests.app_support import make_app
 from tests.engine_support import sqlite_only
 
 SCRIPT = ScriptDirectory(database.MIGRATIONS_DIR)
@@ -46,7 +46,7 @@ PRE = "pre-migration"
 #: (from, to) of every upgrade a deployed database can take.
 STEPS = [(PRE, HEAD)] + list(zip(REVISIONS, REVISIONS[1:]))
 
-PASSWORD = "correct-horse-battery"  # meets the password rules (tests/conftest.py)
+PASSWORD = "correct-horse-battery"  # meets the password rules (as tests/app_support.py)
 T0 = datetime(2024, 3, 1, 8, 30, 15, tzinfo=timezone.utc)
 
 

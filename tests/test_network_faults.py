@@ -15,12 +15,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from archiver.engine.connections import make_engine
 from archiver.engine.lease import TableLock
 from archiver.extensions import db
-from tests.conftest import Databases, make_app
+from tests.app_support import Databases, make_app
 from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
-from tests.test_run_control import _archive_now, _wait_for_line, rc  # noqa: F401 - fixture
+from tests.run_support import archive_now, wait_for_line
 
 pytestmark = pytest.mark.slow
 
@@ -146,8 +145,8 @@ def test_a_network_fault_mid_run_fails_cleanly_naming_the_database(rc, side, fau
                         _via(dbs.archive_url, proxy) if side == "archive" else dbs.archive_url)
     web = make_app(proxied, **{k: int(v) for k, v in TIMEOUTS.items()})
     try:
-        proc = _archive_now(proxied, "--progress", ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.05", **TIMEOUTS)
-        _wait_for_line(proc, ": batch 3:")
+        proc = archive_now(proxied, "--progress", ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.05", **TIMEOUTS)
+        wait_for_line(proc, ": batch 3:")
         getattr(proxy, fault)()
         started = time.monotonic()
 
@@ -205,7 +204,7 @@ def test_a_network_fault_mid_run_fails_cleanly_naming_the_database(rc, side, fau
         while web.test_client().get("/ready").status_code != 200:  # recovers by itself
             assert time.monotonic() - t0 < 15
             time.sleep(0.2)
-        done = _archive_now(proxied, **TIMEOUTS)
+        done = archive_now(proxied, **TIMEOUTS)
         out, err = done.communicate(timeout=120)
         assert done.returncode == 0, out + err
         src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")

@@ -19,9 +19,8 @@ from archiver.engine.connections import make_engine
 from archiver.engine.backends import ArchiveOps, archive_ops_for, source_ops_for
 from archiver.engine.errors import DatabaseError
 from archiver.engine.policy import PolicySpec
-from tests.engine_support import (NOW, archived, assert_no_loss, engines, make_orders,  # noqa: F401
-                                  postgres_only, source_rows)
-from tests.mariadb_support import overlap_small_tables, pad_table, server  # noqa: F401 - fixtures
+from tests.engine_support import NOW, archived, assert_no_loss, make_orders, postgres_only, source_rows
+from tests.mariadb_support import pad_table
 
 SPEC = PolicySpec("orders", batch_size=7)
 

@@ -14,8 +14,8 @@ import pytest
 from archiver.extensions import db
 from archiver.models import User
 from archiver.services.passwords import GATE_KEY, hash_password
-from tests.conftest import PASSWORD, make_app
-from tests.test_auth import assert_error, bearer
+from tests.app_support import PASSWORD, make_app
+from tests.auth_support import assert_error, bearer
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -217,7 +217,7 @@ def _redis_up() -> bool:
 
 _OTHER_INSTANCE = """
 import json, sys
-from tests.conftest import Databases, make_app
+from tests.app_support import Databases, make_app
 cfg = json.loads(sys.argv[1])
 app = make_app(Databases(cfg["backend"], cfg["source"], cfg["archive"]), RATELIMIT_STORAGE_URI=cfg["redis"],
                RATELIMIT_KEY_PREFIX=cfg["prefix"])

@@ -14,8 +14,8 @@ import jwt as pyjwt
 import pytest
 from werkzeug.routing import FloatConverter, IntegerConverter, UUIDConverter
 
-from tests.conftest import JWT_SECRET
-from tests.test_auth import PASSWORD, assert_error, bearer, login
+from tests.app_support import JWT_SECRET
+from tests.auth_support import PASSWORD, assert_error, bearer, login
 
 OTHER_SECRET = "another-secret-that-is-also-long-enough-0123456789"
 

@@ -15,7 +15,7 @@ from archiver.engine import schema
 from archiver.engine.archive import archive_table, plan_table
 from archiver.engine.errors import InvalidPolicy
 from archiver.engine.policy import NamedChild, PolicySpec
-from tests.engine_support import NOW, archived, engines, source_rows  # noqa: F401
+from tests.engine_support import NOW, archived, source_rows  # noqa: F401
 from tests.relational_support import (NEW, OLD, archived_rows_of, assert_each_row_in_one_place, create, fill_orders,
                                       insert, orders_schema, snapshot, spec)
 

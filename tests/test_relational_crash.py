@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import JWT_SECRET
+from tests.app_support import JWT_SECRET
 from tests.engine_support import add_policy, archived, source_rows
 from tests.relational_support import assert_each_row_in_one_place, fill_orders, orders_schema, snapshot
 

@@ -11,90 +11,19 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy as sa
 
 from archiver.engine.lease import TableLock
 from archiver.extensions import db
 from archiver.models import ArchiveRun
-from archiver.services import database
-from sqlalchemy.engine import make_url
 
-from tests.conftest import (BACKENDS, JWT_SECRET, MARIADB_DEFAULT_URL, Accounts, Databases, make_app,
-                            throwaway_databases)
+from tests.app_support import Accounts
 from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
+from tests.run_support import ROOT, archive_now, child_env, wait_for_line
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _maria_available() -> bool:
-    try:
-        engine = sa.create_engine(MARIADB_DEFAULT_URL, poolclass=sa.pool.NullPool,
-                                  connect_args={"connect_timeout": 2})
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        engine.dispose()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-#: The databases fixture's backends, plus the local MariaDB when TEST_MARIADB_URL is not set.
-RC_BACKENDS = BACKENDS + (["mariadb"] if "mariadb" not in BACKENDS and _maria_available() else [])
-
-
-@pytest.fixture(params=RC_BACKENDS)
-def rc(request, tmp_path):
-    """An app on throwaway databases of each backend (MariaDB: two databases of one server)."""
-    if request.param == "mariadb" and "mariadb" not in BACKENDS:
-        admin = sa.create_engine(MARIADB_DEFAULT_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-        names = [f"archiver_rc_{os.urandom(5).hex()}" for _ in range(2)]
-        with admin.connect() as conn:
-            for n in names:
-                conn.exec_driver_sql(f"CREATE DATABASE `{n}` CHARACTER SET utf8mb4")
-        urls = [make_url(MARIADB_DEFAULT_URL).set(database=n).render_as_string(hide_password=False) for n in names]
-        dbs = Databases("mariadb", *urls)
-        try:
-            yield from _app_on(dbs)
-        finally:
-            with admin.connect() as conn:
-                for n in names:
-                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{n}`")
-            admin.dispose()
-        return
-    with throwaway_databases(request.param, tmp_path) as dbs:
-        yield from _app_on(dbs)
-
-
-def _app_on(dbs: Databases):
-    app = make_app(dbs)
-    with app.app_context():
-        database.init_db()
-        engines = db.engines["source"], db.engines[None]
-    try:
-        yield app, dbs, *engines
-    finally:
-        with app.app_context():
-            db.session.remove()
-            for engine in db.engines.values():
-                engine.dispose()
-
-
-def _env(dbs: Databases, **extra: str) -> dict[str, str]:  # noqa: D103
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVER_", "FLASK_", "IN_SERVER_"))}
-    env.update({"ARCHIVER_ENV": "testing", "SOURCE_DATABASE_URL": dbs.source_url,
-                "ARCHIVE_DATABASE_URL": dbs.archive_url, "JWT_SECRET_KEY": JWT_SECRET,
-                "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **extra})
-    return env
-
-
-def _archive_now(dbs: Databases, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "archiver", "archive-now", *args], cwd=ROOT,
-                            env=_env(dbs, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _setup(app, source_engine, n_old: int, batch_size: int) -> tuple[dict, set[str]]:
@@ -110,15 +39,6 @@ def _finished(source_engine, archive_engine, original, qualifying) -> None:
     assert_no_loss(original, src, arc)
 
 
-def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        if needle in line:
-            return line
-        assert time.monotonic() < deadline, f"no {needle!r} line in time"
-    raise AssertionError(f"process ended without a {needle!r} line: {proc.wait()} {proc.stderr.read()[-2000:]}")
-
-
 def _run(app, run_id: int) -> ArchiveRun:
     with app.app_context():
         run = db.session.get(ArchiveRun, run_id)
@@ -132,7 +52,7 @@ def test_killed_run_frees_the_table_at_once_and_is_recorded_abandoned(rc):
     app, dbs, source_engine, archive_engine = rc
     original, qualifying = _setup(app, source_engine, n_old=40, batch_size=5)
     # Killed when batch 4 is selected: batches 1-3 are committed and their counters written.
-    killed = _archive_now(dbs, ARCHIVER_FAULT_POINT="after_select:4")
+    killed = archive_now(dbs, ARCHIVER_FAULT_POINT="after_select:4")
     killed.communicate(timeout=300)
     assert killed.returncode == -signal.SIGKILL
     assert_no_loss(original, source_rows(source_engine, "orders"), archived(archive_engine, "orders"))
@@ -140,7 +60,7 @@ def test_killed_run_frees_the_table_at_once_and_is_recorded_abandoned(rc):
     assert dead.status == "running" and dead.pid == killed.pid
 
     started = time.monotonic()
-    rerun = _archive_now(dbs)  # no lease expiry fast-forwarded: the lock died with its holder
+    rerun = archive_now(dbs)  # no lease expiry fast-forwarded: the lock died with its holder
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out + err
     assert time.monotonic() - started < 60
@@ -167,7 +87,7 @@ def test_two_processes_at_once_one_works_the_other_exits_3_naming_the_holder(rc)
     # ~6 s of work each: long enough to overlap even when one process starts seconds after the other.
     original, qualifying = _setup(app, source_engine, n_old=300, batch_size=5)
     slow = {"ARCHIVER_FAULT_POINT": "after_batch:1:sleep=0.1"}
-    procs = [_archive_now(dbs, **slow) for _ in range(2)]
+    procs = [archive_now(dbs, **slow) for _ in range(2)]
     results = [(p.pid, *p.communicate(timeout=300), p.returncode) for p in procs]
     codes = sorted(r[3] for r in results)
     assert codes == [0, 3], results
@@ -185,9 +105,9 @@ def test_api_answers_409_naming_the_process_that_holds_the_table(rc):
     app, dbs, source_engine, archive_engine = rc
     original, qualifying = _setup(app, source_engine, n_old=600, batch_size=5)
     # Slow enough to still hold the table on a loaded machine; cancelled at the end.
-    cli = _archive_now(dbs, "--progress", ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.25")
+    cli = archive_now(dbs, "--progress", ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.25")
     try:
-        _wait_for_line(cli, ": batch 1:")
+        wait_for_line(cli, ": batch 1:")
         admin = Accounts(app).admin()
         resp = app.test_client().post("/runs", json={"table_name": "orders"}, headers=admin)
         assert resp.status_code == 409, resp.get_json()
@@ -265,8 +185,8 @@ def test_progress_is_visible_while_a_run_is_in_flight_and_cancel_stops_it_betwee
 def test_cancel_through_the_api_stops_a_cli_run_in_another_process(rc):
     app, dbs, source_engine, archive_engine = rc
     original, _ = _setup(app, source_engine, n_old=200, batch_size=5)
-    cli = _archive_now(dbs, "--progress", ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.1")
-    _wait_for_line(cli, ": batch 2:")
+    cli = archive_now(dbs, "--progress", ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.1")
+    wait_for_line(cli, ": batch 2:")
     (run,) = all_runs(app)
     admin = Accounts(app).admin()
     assert app.test_client().post(f"/runs/{run.id}/cancel", headers=admin).status_code == 202
@@ -309,7 +229,7 @@ def test_sigterm_to_waitress_interrupts_the_running_job_after_its_batch_and_exit
     original, _ = _setup(app, source_engine, n_old=400, batch_size=5)
     admin = Accounts(app).admin()
     port = _free_port()
-    env = _env(dbs, ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.1", SHUTDOWN_TIMEOUT_SECONDS="10",
+    env = child_env(dbs, ARCHIVER_FAULT_POINT="after_batch:1:sleep=0.1", SHUTDOWN_TIMEOUT_SECONDS="10",
                SCHEDULER_ENABLED="false")
     # How scripts/run.sh and the container serve it (waitress inside archiver/serve.py).
     server = subprocess.Popen([sys.executable, "-m", "archiver.serve", "--host", "127.0.0.1",

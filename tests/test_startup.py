@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import JWT_SECRET
+from tests.app_support import JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_FOR_A_JOB = ("flask_smorest", "apispec", "marshmallow", "webargs", "archiver.api", "apscheduler",

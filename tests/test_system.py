@@ -8,7 +8,7 @@ import pytest
 
 from archiver.extensions import scheduler
 from archiver.scheduler import init_scheduler, should_start, shutdown_scheduler
-from tests.conftest import make_app
+from tests.app_support import make_app
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from archiver.engine.backends import source_ops_for
 from archiver.engine.backends.base import DatabaseSignals
 from archiver.engine.errors import InvalidPolicy
 from archiver.engine.throttle import StopRun, Throttle, ThrottleSettings
-from tests.engine_support import NOW, engines  # noqa: F401
+from tests.engine_support import NOW
 from tests.relational_support import assert_each_row_in_one_place, create, fill_orders, orders_schema, snapshot, spec
 
 

@@ -14,8 +14,8 @@ from archiver.extensions import db
 from archiver.models import AuditEvent, TokenFamily, User
 from archiver.models._types import utcnow
 from archiver.services import tokens
-from tests.conftest import JWT_SECRET, PASSWORD
-from tests.test_auth import assert_error, bearer, decode, login
+from tests.app_support import JWT_SECRET, PASSWORD
+from tests.auth_support import assert_error, bearer, decode, login
 
 NEW_PASSWORD = "a-brand-new-passphrase"
 

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from archiver.extensions import db
 from archiver.models import User
-from tests.test_auth import MAX_PASSWORD, PASSWORD, TOO_LONG_PASSWORD, assert_error, bearer, login, user_count
+from tests.auth_support import MAX_PASSWORD, PASSWORD, TOO_LONG_PASSWORD, assert_error, bearer, login, user_count
 
 
 def get_user_row(app, username: str) -> User | None:
