@@ -9,11 +9,13 @@ from .errors import register_error_handlers
 from .headers import register_security_headers
 from .input_guard import register_input_guard
 from .openapi import openapi
+from .transactions import register_write_intent
 
 BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.blp, audit.blp)
 
 
 def register_blueprints(app: Flask) -> None:
+    register_write_intent(app)  # first: before any other hook may query the archive
     register_security_headers(app)
     register_input_guard(app)
     app.url_map.converters["id"] = IdConverter  # before any rule uses it

@@ -1,11 +1,11 @@
 """Engines with the project's per-backend connection settings (the service, the CLI, the benchmark)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ContextManager
 
 import sqlalchemy as sa
 
-from .backends import ConnectionSettings, configure_engine
+from .backends import ConnectionSettings, backend_of, configure_engine
 
 
 def make_engine(url: str | sa.URL, settings: ConnectionSettings | None = None, **kwargs: Any) -> sa.Engine:
@@ -17,4 +17,10 @@ def make_engine(url: str | sa.URL, settings: ConnectionSettings | None = None, *
     return engine
 
 
-__all__ = ["ConnectionSettings", "configure_engine", "make_engine"]
+def writes_expected(engine: sa.Engine) -> ContextManager[None]:
+    """The transactions this thread begins on ``engine`` inside it will write (see
+    ``Backend.writes_expected``: SQLite takes its write lock at BEGIN; the others need nothing)."""
+    return backend_of(engine).writes_expected(engine)
+
+
+__all__ = ["ConnectionSettings", "configure_engine", "make_engine", "writes_expected"]

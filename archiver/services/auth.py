@@ -91,11 +91,12 @@ def authenticate(username: str, password: str) -> User:
 def _authenticate(username: str, password: str) -> tuple[User, None] | tuple[None, str]:
     # A name that breaks the username rules cannot exist; do not send it to the database.
     user = users.find_by_username(username) if users.username_problem(username) is None else None
+    stored = user.password_hash if user is not None else None  # read before the slot ends the transaction
     with bcrypt_slot():
-        if user is None:
+        if stored is None:
             check_password(password, _dummy_hash())
             return None, "unknown user"
-        correct = check_password(password, user.password_hash)
+        correct = check_password(password, stored)
     if not correct:
         return None, "wrong password"
     if not user.active:

@@ -9,6 +9,9 @@ password is set (sign-up, user creation, ``create-admin``, ``POST /auth/password
 Every bcrypt check or hash takes a slot of a per-process gate (``PASSWORD_CHECK_CONCURRENCY``,
 default 2): when all slots are busy the request is refused at once with ``RateLimited``
 (retry after 1 s) instead of queueing, so a burst of logins cannot hold every server thread.
+The session's transaction ends before the slow work (its callers have only read by then), so
+no database lock is held meanwhile: on a SQLite archive a writing request's transaction holds
+the write lock (``api/transactions.py``), which a run's next batch would wait for.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import bcrypt
 from flask import current_app
 
 from ..errors import RateLimited
+from ..extensions import db
 
 MIN_LENGTH = 12
 MAX_BYTES = 72
@@ -87,7 +91,11 @@ def init_gate(app) -> None:
 
 
 def bcrypt_slot() -> contextlib.AbstractContextManager[None]:
-    """A slot of the current app's gate (``RateLimited`` when none is free)."""
+    """A slot of the current app's gate (``RateLimited`` when none is free), the session's read
+    transaction ended first (see the module docstring: read what the check needs before)."""
+    session = db.session()  # the current Session (the scoped proxy has no in_transaction)
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()  # only reads so far: nothing is written, the locks are let go
     return current_app.extensions[GATE_KEY].slot()
 
 

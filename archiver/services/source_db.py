@@ -1,8 +1,11 @@
-"""Access to the source database: its engine and reflected tables."""
+"""The two databases' engines, the source's reflected tables, and write intent on the archive."""
 from __future__ import annotations
+
+from typing import ContextManager
 
 import sqlalchemy as sa
 
+from ..engine.connections import writes_expected
 from ..extensions import db
 
 
@@ -12,6 +15,13 @@ def source_engine() -> sa.Engine:
 
 def archive_engine() -> sa.Engine:
     return db.engines[None]
+
+
+def archive_writes_expected() -> ContextManager[None]:
+    """The archive transactions this thread begins inside it will write (a request that changes
+    something): on SQLite they take the write lock at BEGIN, so a read before the write cannot
+    fail when a run commits in between; the other databases need nothing."""
+    return writes_expected(archive_engine())
 
 
 def reflect_table(table_name: str) -> sa.Table | None:

@@ -244,8 +244,9 @@ def change_password(user_id: int, old_password: str, new_password: str, actor: A
     (``new_password``) when the new one breaks a rule.
     """
     user = get_user(user_id)
+    stored, username = user.password_hash, user.username  # read before the slot ends the transaction
     with bcrypt_slot():
-        correct = check_password(old_password, user.password_hash)
+        correct = check_password(old_password, stored)
     if not correct:
         audit.record_now(audit.PASSWORD_CHANGE, actor, target=audit.user_target(user.id),
                          details={"reason": "wrong current password"}, outcome="failure")
@@ -253,7 +254,7 @@ def change_password(user_id: int, old_password: str, new_password: str, actor: A
                            code="invalid_credentials")
     if new_password == old_password:
         raise InvalidInput(details={"new_password": ["The new password must differ from the current one"]})
-    user.password_hash = make_password_hash(new_password, user.username, field="new_password")
+    user.password_hash = make_password_hash(new_password, username, field="new_password")
     tokens.bump_version(user)
     audit.record(audit.PASSWORD_CHANGE, actor, target=audit.user_target(user.id))
     return user

@@ -19,9 +19,10 @@ only past the driver's parameter limit).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -627,6 +628,13 @@ class Backend:
     def explain(self, exc: BaseException) -> str | None:
         """A safe reason for a DB-API error raised by this database's driver, else None."""
         return None
+
+    def writes_expected(self, engine: sa.Engine) -> ContextManager[None]:
+        """Within it, the transactions this thread begins on ``engine`` are about to write: where a
+        transaction that read first could not write later (SQLite: another writer's commit made
+        its snapshot stale, and the write fails at once), they take the write lock at BEGIN.
+        Nothing to do for databases with row locks."""
+        return nullcontext()
 
     def same_database(self, a: sa.Engine, b: sa.Engine) -> bool:
         """True when both engines open one database whose writers exclude each other (one file):

@@ -7,12 +7,14 @@ gets), :mod:`.types` (lenient date types), :mod:`.errors` (error names).
 """
 from __future__ import annotations
 
+from typing import ContextManager
+
 import sqlalchemy as sa
 
 from ..base import Backend, ConnectionSettings
 from . import errors
 from .archive import SQLiteArchiveOps
-from .connections import configure_engine, same_file
+from .connections import configure_engine, same_file, writes_expected
 from .capabilities import CAPABILITIES
 from .source import SQLiteSourceOps
 
@@ -32,6 +34,9 @@ class SQLiteBackend(Backend):
 
     def same_database(self, a: sa.Engine, b: sa.Engine) -> bool:
         return same_file(a, b)
+
+    def writes_expected(self, engine: sa.Engine) -> ContextManager[None]:
+        return writes_expected(engine)
 
 
 BACKEND = SQLiteBackend()

@@ -2,12 +2,31 @@
 from __future__ import annotations
 
 import os
-from typing import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from ..base import ConnectionSettings
+
+
+#: The engines whose transactions, begun in this context, take the write lock at BEGIN.
+_WRITES_EXPECTED: ContextVar[frozenset[int]] = ContextVar("sqlite_writes_expected", default=frozenset())
+
+
+@contextmanager
+def writes_expected(engine: sa.Engine) -> Iterator[None]:
+    """Transactions this context begins on ``engine`` start ``BEGIN IMMEDIATE`` (see
+    ``Backend.writes_expected``): in WAL mode a transaction that read, then writes after another
+    connection committed, fails at once with "database is locked" — the busy timeout does not
+    apply — where one that holds the write lock from its BEGIN waits its turn instead."""
+    token = _WRITES_EXPECTED.set(_WRITES_EXPECTED.get() | {id(engine)})
+    try:
+        yield
+    finally:
+        _WRITES_EXPECTED.reset(token)
 
 
 def configure_engine(engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
@@ -38,7 +57,9 @@ def configure_engine(engine: sa.Engine, settings: ConnectionSettings | None = No
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - exercised by every sqlite test
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        mode = conn.get_execution_options().get("sqlite_begin")
+        if mode is None:
+            mode = "IMMEDIATE" if id(conn.engine) in _WRITES_EXPECTED.get() else "DEFERRED"
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
             mode = "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
