@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from archiver.extensions import db
 from archiver.models import TablePermission, User
 from archiver.services import auth as auth_service
+from tests.archive_helpers import known_tables
 from tests.conftest import JWT_SECRET, PASSWORD, make_app
 
 MAX_PASSWORD = "éè" * 18          # 72 UTF-8 bytes
@@ -228,6 +229,7 @@ def test_login_malformed_body_is_400(client, accounts, body):
 def test_refresh_issues_new_tokens_with_permissions_reread(app, client, accounts):
     uid = accounts.create("alice", tables=["orders"])
     admin = accounts.admin()
+    known_tables(app, "orders", "invoices")
     tokens = login(client, "alice").get_json()
     assert decode(tokens["access_token"])["permissions"] == ["orders"]
 

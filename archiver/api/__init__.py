@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import archives, audit, auth, config, docs_ui, runs, system, users
+from . import archives, audit, auth, config, docs_ui, runs, source, system, users
 from .converters import IdConverter
 from .errors import register_error_handlers
 from .headers import register_security_headers
 from .input_guard import register_input_guard
 from .openapi import openapi
 
-BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.blp, audit.blp)
+BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, source.blp, archives.blp, runs.blp, audit.blp)
 
 
 def register_blueprints(app: Flask) -> None:
