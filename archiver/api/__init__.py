@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from . import archives, audit, auth, config, docs_ui, runs, source, system, users
+from .console import register_console
 from .converters import IdConverter
 from .errors import register_error_handlers
 from .headers import register_security_headers
@@ -22,6 +23,7 @@ def register_blueprints(app: Flask) -> None:
     for blp in BLUEPRINTS:
         openapi.register_blueprint(blp)
     app.register_blueprint(docs_ui.bp)
+    register_console(app)
 
 
 __all__ = ["register_blueprints", "register_error_handlers"]

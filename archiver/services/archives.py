@@ -264,6 +264,17 @@ def list_rows_json(table_name: str, filters: ArchiveFilters, *, actor: Actor, or
     return body
 
 
+def position_cursor(table_name: str, filters: ArchiveFilters, order: str, sort: str, item: Mapping[str, Any]) -> str:
+    """A cursor for the rows after ``item`` (a listed row: ``id`` and ``row_date`` as listed) in
+    ``order``: lets a page link back (the reversed order from its first row) as well as on."""
+    fp = filters.fingerprint()
+    if sort == "row_date":
+        row_date = item.get("row_date")
+        key = ["n", None, item["id"]] if row_date is None else ["d", str(row_date), item["id"]]
+        return encode_key_cursor(table_name, f"row_date:{order}", fp, key)
+    return encode_cursor(table_name, order, fp, int(item["id"]))
+
+
 def _date_page(table_name: str, clauses: list, order: str, limit: int, position: list | None) -> list[sa.Row]:
     """A page ordered by (row_date, id), rows without a date after the dated ones; keyset both ways."""
     asc = order == "asc"

@@ -99,3 +99,15 @@ def unknown_tables(names: Iterable[str]) -> list[str]:
         raise Unavailable("Source database unreachable: cannot check that the tables exist",
                           {"failed": ["source"]}) from None
     return [n for n in rest if n not in in_source]
+
+
+def known_table_names() -> list[str]:
+    """Every table that exists for grants: source tables (when the source answers), tables with a
+    policy and tables with archived rows, sorted."""
+    names = set(db.session.execute(sa.select(ArchivePolicy.table_name)).scalars())
+    names |= set(db.session.execute(sa.select(sa.distinct(_C.table_name))).scalars())
+    try:
+        names |= set(sa.inspect(source_engine()).get_table_names())
+    except (sa.exc.SQLAlchemyError, DatabaseError):
+        pass  # the source is down: the tables the archive knows are still listed
+    return sorted(names)
