@@ -105,11 +105,15 @@ def screenshot(driver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         driver.set_window_size(*size)
-        time.sleep(0.3)
+        driver.refresh()                  # laid out (and scripted) at this width from the start
+        wait(driver, "main")
+        time.sleep(0.8)
         path = SCREENSHOTS / f"{name}-{label}.png"
         driver.save_screenshot(str(path))
         assert 0 < path.stat().st_size < 300_000, path
     driver.set_window_size(*DESKTOP)
+    driver.refresh()
+    wait(driver, "main")
 
 
 def test_a_viewer_browses_filters_opens_a_row_exports_and_signs_out(page, server, downloads):
@@ -124,6 +128,7 @@ def test_a_viewer_browses_filters_opens_a_row_exports_and_signs_out(page, server
     no_console_errors(driver)
     first = row_ids(driver)
     assert len(first) == 50
+    screenshot(driver, "table")
     driver.find_element(*by("#next-page")).click()
     wait(driver, "#rows")
     second = row_ids(driver)
@@ -147,7 +152,6 @@ def test_a_viewer_browses_filters_opens_a_row_exports_and_signs_out(page, server
     statuses = {td.text for td in driver.find_elements(*by(f"#rows tbody td:nth-child({status_col})"))}
     assert statuses == {"closed"}
     no_console_errors(driver)
-    screenshot(driver, "table")
 
     # one row as a record
     driver.find_element(*by("#rows tbody tr td:first-child a")).click()
@@ -212,13 +216,14 @@ def test_an_admin_creates_a_policy_with_a_preview_and_edits_grants(page, server)
     assert count.text.startswith("106 rows would be archived")
     samples = driver.find_elements(*by("#preview-samples tbody tr"))
     assert len(samples) == 5
+    screenshot(driver, "policy")
+    wait(driver, "#preview-count", 15)
     days = driver.find_element(*by("#archive_after_days"))
     days.clear()
     days.send_keys("100")
     wait_until(lambda: driver.find_element(*by("#preview-count")).text.startswith("71 rows"), 15,
                "the preview to follow the edit")
     no_console_errors(driver)
-    screenshot(driver, "policy")
     driver.find_element(*by("#save-button")).click()
     wait(driver, ".notice")
     assert driver.find_element(*by(".notice")).text == "Created."

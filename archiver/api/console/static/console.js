@@ -87,7 +87,16 @@
     window.setTimeout(poll, 2000);
   }
 
+  // On a phone, a table page opens with its filter folded (unless a filter is set), so rows come first.
+  function foldFilters() {
+    var box = document.querySelector("details.filter-box");
+    if (box && !box.hasAttribute("data-keep-open") && window.matchMedia("(max-width: 760px)").matches) {
+      box.open = false;
+    }
+  }
+
   onReady(function () {
+    foldFilters();
     confirmations();
     livePreview();
     liveRuns();
