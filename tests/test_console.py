@@ -399,3 +399,44 @@ def test_console_pages_keep_the_strict_csp_without_inline_code(client, accounts,
         assert not re.search(r"\son[a-z]+=", html), path   # no inline event handlers
     static = client.get("/ui/static/console.js")
     assert static.status_code == 200 and static.mimetype in ("text/javascript", "application/javascript")
+
+
+class _FormAudit:
+    """Controls without a label, and data tables without header cells, in a page."""
+
+    def __init__(self, html: str) -> None:
+        from html.parser import HTMLParser
+
+        self.controls: list[dict] = []
+        self.labels: set[str] = set()
+        self.tables: list[dict] = []
+        audit = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                a = dict(attrs)
+                if tag in ("input", "select", "textarea") and a.get("type") not in ("hidden", "submit"):
+                    audit.controls.append(a)
+                elif tag == "label" and a.get("for"):
+                    audit.labels.add(a["for"])
+                elif tag == "table":
+                    audit.tables.append({"th": 0})
+                elif tag == "th" and audit.tables:
+                    audit.tables[-1]["th"] += 1
+
+        Parser().feed(html)
+
+    def unlabelled(self) -> list[dict]:
+        return [c for c in self.controls if c.get("id") not in self.labels and not c.get("aria-label")]
+
+
+def test_every_form_control_has_a_label_and_every_table_headers(client, accounts, orders):
+    accounts.create("root", role="admin")
+    uid = accounts.create("viewer", tables=["orders"])
+    assert not _FormAudit(text(client.get("/ui/login"))).unlabelled()
+    login(client, "root")
+    for path in ("/ui/", "/ui/tables/orders", f"/ui/tables/orders/rows/{orders[0]}", "/ui/policies", "/ui/runs",
+                 "/ui/users", f"/ui/users/{uid}", "/ui/account", "/ui/policies/new?table=orders"):
+        page = _FormAudit(text(client.get(path)))
+        assert not page.unlabelled(), (path, page.unlabelled())
+        assert all(t["th"] > 0 for t in page.tables), path

@@ -71,6 +71,16 @@ def wait_until(condition, timeout: float = 10, message: str = "condition"):
     raise AssertionError(f"timed out waiting for {message}")
 
 
+def navigate(driver, action) -> None:
+    """Do ``action`` (a click, a key press) and wait for the next page to replace this one."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    old = driver.find_element(*by("html"))
+    action()
+    WebDriverWait(driver, 15).until(ec.staleness_of(old))
+    wait(driver, "main")
+
+
 def no_console_errors(driver) -> None:
     """No script error, CSP violation or failed resource on the page (its own status, such as a 403
     page's, is what the test checks itself)."""
@@ -116,25 +126,40 @@ def screenshot(driver, name: str) -> None:
     wait(driver, "main")
 
 
+def sign_in_with_the_keyboard(driver, server, username: str) -> None:
+    """Sign in without the mouse: the username field has the focus, Tab moves on, Enter sends."""
+    from selenium.webdriver.common.keys import Keys
+    driver.get(server.url + "/ui/")
+    wait(driver, "#username")
+    active = driver.switch_to.active_element
+    assert active.get_attribute("id") == "username"
+    active.send_keys(username, Keys.TAB)
+    driver.switch_to.active_element.send_keys(PASSWORD, Keys.ENTER)
+    wait_until(lambda: "/ui/login" not in driver.current_url, message="the sign-in")
+    wait(driver, "main")
+    no_console_errors(driver)
+
+
 def test_a_viewer_browses_filters_opens_a_row_exports_and_signs_out(page, server, downloads):
     driver = page
-    sign_in(driver, server, "viewer")
+    sign_in_with_the_keyboard(driver, server, "viewer")
     assert driver.current_url == server.url + "/ui/"
     tables = [a.text for a in driver.find_elements(*by("table.data tbody th a"))]
     assert tables == ["orders"]                       # only the granted table
 
-    driver.find_element(*by("table.data tbody th a")).click()
+    from selenium.webdriver.common.keys import Keys
+    navigate(driver, lambda: driver.find_element(*by("table.data tbody th a")).send_keys(Keys.ENTER))  # keyboard
     wait(driver, "#rows")
     no_console_errors(driver)
     first = row_ids(driver)
     assert len(first) == 50
     screenshot(driver, "table")
-    driver.find_element(*by("#next-page")).click()
+    navigate(driver, driver.find_element(*by("#next-page")).click)
     wait(driver, "#rows")
     second = row_ids(driver)
     assert len(second) == 50 and not set(first) & set(second)
     assert int(second[0]) < int(first[-1])            # newest first, page after page
-    driver.find_element(*by("#prev-page")).click()
+    navigate(driver, driver.find_element(*by("#prev-page")).click)
     wait(driver, "#rows")
     assert row_ids(driver) == first
     no_console_errors(driver)
@@ -144,7 +169,7 @@ def test_a_viewer_browses_filters_opens_a_row_exports_and_signs_out(page, server
     where.clear()
     where.send_keys("status = 'closed'")
     driver.execute_script("document.getElementById('row_date_to').value = arguments[0]", "2030-01-01")
-    driver.find_element(*by("form.filters button[type=submit]")).click()
+    navigate(driver, driver.find_element(*by("form.filters button[type=submit]")).click)
     wait(driver, "#rows")
     assert "where=status" in driver.current_url and "row_date_to=2030-01-01" in driver.current_url
     headers = [th.text for th in driver.find_elements(*by("#rows thead th"))]
@@ -154,14 +179,14 @@ def test_a_viewer_browses_filters_opens_a_row_exports_and_signs_out(page, server
     no_console_errors(driver)
 
     # one row as a record
-    driver.find_element(*by("#rows tbody tr td:first-child a")).click()
+    navigate(driver, driver.find_element(*by("#rows tbody tr td:first-child a")).click)
     wait(driver, "#record")
     names = [th.text for th in driver.find_elements(*by("#record tbody th"))]
     assert names == ["id", "customer", "status", "amount", "created_at"]
     assert not driver.find_elements(*by("#restore-title"))   # restore is for admins
     no_console_errors(driver)
     screenshot(driver, "row")
-    driver.back()
+    navigate(driver, driver.back)
     wait(driver, "#rows")
 
     # export of the current filter
@@ -176,7 +201,7 @@ def test_a_viewer_browses_filters_opens_a_row_exports_and_signs_out(page, server
     assert len(lines) > 10 and all('"closed"' in line for line in lines[1:])
 
     # sign out: back to the sign-in page, and the table is out of reach
-    driver.find_element(*by("form.signout button")).click()
+    navigate(driver, driver.find_element(*by("form.signout button")).click)
     wait(driver, "#username")
     assert "signed out" in driver.find_element(*by(".notice")).text
     driver.get(server.url + "/ui/tables/orders")
@@ -208,7 +233,7 @@ def test_an_admin_creates_a_policy_with_a_preview_and_edits_grants(page, server)
     open_page(driver, server.url + "/ui/policies")
     from selenium.webdriver.support.ui import Select
     Select(driver.find_element(*by("#new-table"))).select_by_value("invoices")
-    driver.find_element(*by("form.inline-form button")).click()
+    navigate(driver, driver.find_element(*by("form.inline-form button")).click)
     wait(driver, "#policy-form")
     assert Select(driver.find_element(*by("#date_column"))).first_selected_option.get_attribute("value") == "issued_at"
     # the live preview appears without saving: 120 invoices, one every 2 days, 30 days cut-off
@@ -224,7 +249,7 @@ def test_an_admin_creates_a_policy_with_a_preview_and_edits_grants(page, server)
     wait_until(lambda: driver.find_element(*by("#preview-count")).text.startswith("71 rows"), 15,
                "the preview to follow the edit")
     no_console_errors(driver)
-    driver.find_element(*by("#save-button")).click()
+    navigate(driver, driver.find_element(*by("#save-button")).click)
     wait(driver, ".notice")
     assert driver.find_element(*by(".notice")).text == "Created."
     assert driver.find_element(*by("#archive_after_days")).get_attribute("value") == "100"
@@ -233,13 +258,13 @@ def test_an_admin_creates_a_policy_with_a_preview_and_edits_grants(page, server)
 
     # the viewer gets the events table too
     open_page(driver, server.url + "/ui/users")
-    next(a for a in driver.find_elements(*by("#users tbody th a")) if a.text == "viewer").click()
+    navigate(driver, next(a for a in driver.find_elements(*by("#users tbody th a")) if a.text == "viewer").click)
     wait(driver, "#grants-form")
     box = next(b for b in driver.find_elements(*by("#grants-form input[type=checkbox]"))
                if b.get_attribute("value") == "events")
     assert not box.is_selected()
     box.click()
-    driver.find_element(*by("#save-grants")).click()
+    navigate(driver, driver.find_element(*by("#save-grants")).click)
     wait(driver, ".notice")
     box = next(b for b in driver.find_elements(*by("#grants-form input[type=checkbox]"))
                if b.get_attribute("value") == "events")
