@@ -440,3 +440,17 @@ def test_every_form_control_has_a_label_and_every_table_headers(client, accounts
         page = _FormAudit(text(client.get(path)))
         assert not page.unlabelled(), (path, page.unlabelled())
         assert all(t["th"] > 0 for t in page.tables), path
+
+
+def test_a_background_request_with_an_expired_token_does_not_rotate_the_session(app, client, accounts):
+    """The script's fetch gets a 401 (it then reloads the page); only page views renew, so no new
+    refresh token is ever lost with a background answer."""
+    accounts.create("root", role="admin")
+    login(client, "root")
+    expire_access_cookie(app, client)
+    refresh = client.get_cookie(REFRESH, path="/ui/").value
+    resp = client.get("/ui/runs/1", headers={"Accept": "application/json", "X-Requested-With": "fetch"})
+    assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "token_expired"
+    assert REFRESH not in set_cookies(resp) and client.get_cookie(REFRESH, path="/ui/").value == refresh
+    assert client.get("/ui/runs").status_code == 303      # the page view renews
+    assert client.get("/ui/runs").status_code == 200

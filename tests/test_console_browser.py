@@ -81,6 +81,15 @@ def navigate(driver, action) -> None:
     wait(driver, "main")
 
 
+def text_of(driver, css: str) -> str:
+    """The element's text, or "" while it is missing or being replaced (the live preview swaps it)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    try:
+        return driver.find_element(*by(css)).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def no_console_errors(driver) -> None:
     """No script error, CSP violation or failed resource on the page (its own status, such as a 403
     page's, is what the test checks itself)."""
@@ -237,8 +246,8 @@ def test_an_admin_creates_a_policy_with_a_preview_and_edits_grants(page, server)
     wait(driver, "#policy-form")
     assert Select(driver.find_element(*by("#date_column"))).first_selected_option.get_attribute("value") == "issued_at"
     # the live preview appears without saving: 120 invoices, one every 2 days, 30 days cut-off
-    count = wait(driver, "#preview-count", 15)
-    assert count.text.startswith("106 rows would be archived")
+    wait_until(lambda: text_of(driver, "#preview-count").startswith("106 rows would be archived"), 15,
+               "the live preview")
     samples = driver.find_elements(*by("#preview-samples tbody tr"))
     assert len(samples) == 5
     screenshot(driver, "policy")
@@ -246,8 +255,7 @@ def test_an_admin_creates_a_policy_with_a_preview_and_edits_grants(page, server)
     days = driver.find_element(*by("#archive_after_days"))
     days.clear()
     days.send_keys("100")
-    wait_until(lambda: driver.find_element(*by("#preview-count")).text.startswith("71 rows"), 15,
-               "the preview to follow the edit")
+    wait_until(lambda: text_of(driver, "#preview-count").startswith("71 rows"), 15, "the preview to follow the edit")
     no_console_errors(driver)
     navigate(driver, driver.find_element(*by("#save-button")).click)
     wait(driver, ".notice")

@@ -17,6 +17,7 @@ numbers such as ``-12.5`` are left alone). ``raw=True`` writes every value exact
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -498,9 +499,14 @@ def export_rows(table_name: str, filters: ArchiveFilters, *, actor: Actor, fmt: 
     details: dict[str, Any] = {"format": fmt, "order": order, "raw": raw, "rows": None, "complete": False}
     if not filters.is_empty():
         details["filters"] = filters_details(filters)
-    event_id = audit.record_started(audit.ARCHIVE_EXPORT, actor, target=table_name, details=details)
     engine = archive_engine()
-    batches = _counted(_export_batches(engine, table_name, filters, order), engine, event_id, details)
+    raw_batches = _export_batches(engine, table_name, filters, order)
+    try:  # the first chunk now: a where filter the stored values cannot take is a 400, not a cut stream
+        first = next(raw_batches, None)
+    except sa.exc.DataError:
+        raise _uncomparable() from None
+    event_id = audit.record_started(audit.ARCHIVE_EXPORT, actor, target=table_name, details=details)
+    batches = _counted(itertools.chain([first] if first else [], raw_batches), engine, event_id, details)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     filename = f"{_safe_filename_part(table_name)}-archive-{stamp}.{fmt}"
     if fmt == "csv":

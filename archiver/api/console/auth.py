@@ -110,14 +110,17 @@ def authenticate() -> Response | None:
         raise Forbidden("This form has no valid CSRF token (it may be from an old page): reload the page and "
                         "try again", code="csrf_failed") from None
     except pyjwt.ExpiredSignatureError:
+        if wants_json() or request.headers.get("X-Requested-With") == "fetch":
+            # The script's background request: no renewal here (its new cookies could be lost with
+            # the answer, and the old refresh token sent again would end the session as stolen);
+            # the script reloads the page, and the page view renews the session.
+            raise Unauthenticated("Your session needs renewing: reload the page", code="token_expired")
         tokens = _renewed_tokens()
         if tokens is None:
             return _to_login("expired", clear=True)
         if _navigation():
             target = request.full_path.rstrip("?")
         else:  # a form sent with an expired token: not carried out; show the page again, renewed
-            if wants_json() or request.headers.get("X-Requested-With") == "fetch":
-                raise Unauthenticated("Your session was renewed: send again", code="session_renewed")
             target = safe_next(_referrer_path())
             target += ("&" if "?" in target else "?") + "notice=renewed"
         return sign_in(redirect(target, code=303), tokens)

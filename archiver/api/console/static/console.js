@@ -69,7 +69,10 @@
       live.forEach(function (el) {
         fetch(el.getAttribute("data-live"), {
           credentials: "same-origin", headers: { "Accept": "application/json", "X-Requested-With": "fetch" }
-        }).then(function (r) { return r.ok ? r.json() : null; }).then(function (run) {
+        }).then(function (r) {
+          if (r.status === 401) { window.location.reload(); return null; }   // the page view renews the session
+          return r.ok ? r.json() : null;
+        }).then(function (run) {
           if (!run) { return; }
           el.querySelectorAll("[data-field]").forEach(function (cell) {
             var name = cell.getAttribute("data-field");
