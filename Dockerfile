@@ -36,5 +36,9 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 
+# SIGTERM (docker stop): the scheduler stops, running jobs finish their current batch and are recorded
+# `interrupted` within SHUTDOWN_TIMEOUT_SECONDS (30 s); give it `docker stop -t 45` (compose: stop_grace_period).
+STOPSIGNAL SIGTERM
+
 # init-db (idempotent, waits for the database), optional seed-demo, then waitress on 0.0.0.0:$PORT.
 CMD ["scripts/docker-entrypoint.sh"]

@@ -9,7 +9,7 @@ from flask import Flask
 
 from config import ConfigError, load_config, read_instance_file, validate_config
 
-from .engine.connections import configure_engine
+from .engine.connections import ConnectionSettings, configure_engine
 from .extensions import db, jwt
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,19 @@ def register_extensions(app: Flask, *, migrations: bool = True) -> None:
         from .extensions import migrate
         migrate.init_app(app, db)
     jwt.init_app(app)
+    settings = connection_settings(app.config)
     with app.app_context():
         for engine in db.engines.values():
-            configure_engine(engine)
+            configure_engine(engine, settings)
+
+
+def connection_settings(config: Mapping[str, Any]) -> ConnectionSettings:
+    """The timeouts every database connection gets (DB_* settings)."""
+    return ConnectionSettings(connect=config["DB_CONNECT_TIMEOUT_SECONDS"],
+                              statement=config["DB_STATEMENT_TIMEOUT_SECONDS"],
+                              lock=config["DB_LOCK_TIMEOUT_SECONDS"],
+                              idle_in_transaction=config["DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS"],
+                              network=config["DB_NETWORK_TIMEOUT_SECONDS"])
 
 
 def register_api(app: Flask) -> None:

@@ -63,7 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from . import create_app
 
-    server = make_server(create_app(), host=args.host, port=args.port, threads=args.threads)
+    from .scheduler.shutdown import install_signal_handlers
+
+    app = create_app()
+    # SIGTERM/SIGINT (docker stop): the scheduler stops, running jobs finish their current batch and
+    # are recorded `interrupted`, then server.run() returns (SHUTDOWN_TIMEOUT_SECONDS bounds the wait).
+    install_signal_handlers(app)
+    server = make_server(app, host=args.host, port=args.port, threads=args.threads)
     server.print_listen("archiver serving on http://{}:{}")
     server.run()
 

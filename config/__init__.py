@@ -170,7 +170,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ARCHIVE_INTERVAL_SECONDS", int, 300, minimum=5),
     Setting("PURGE_CRON_HOUR", int, 2, minimum=0, maximum=23),
     Setting("SCHEDULER_MISFIRE_GRACE_SECONDS", int, 60, minimum=1),
-    Setting("LEASE_TTL_SECONDS", int, 600, minimum=10),
+    # The per-table lock (engine/lease.py). SQLite leases: the holder renews its heartbeat every
+    # LOCK_HEARTBEAT_SECONDS; another runner takes the table over once the heartbeat is older than
+    # LOCK_STALE_SECONDS (at once when the holder's pid is gone on the same host).
+    Setting("LOCK_HEARTBEAT_SECONDS", int, 5, minimum=1, maximum=300),
+    Setting("LOCK_STALE_SECONDS", int, 30, minimum=3, maximum=3600),
+    # Every database connection (engine/backends/*: configure_engine). 0 turns a timeout off.
+    Setting("DB_CONNECT_TIMEOUT_SECONDS", int, 10, minimum=1, maximum=600),
+    Setting("DB_STATEMENT_TIMEOUT_SECONDS", int, 300, minimum=0, maximum=86400),
+    Setting("DB_LOCK_TIMEOUT_SECONDS", int, 30, minimum=1, maximum=3600),
+    Setting("DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", int, 60, minimum=0, maximum=86400),
+    Setting("DB_NETWORK_TIMEOUT_SECONDS", int, 30, minimum=2, maximum=3600),
+    # GET /ready answers within this bound (one probe at a time, never more than one waiting thread).
+    Setting("READY_TIMEOUT_SECONDS", int, 2, minimum=1, maximum=60),
+    # SIGTERM/SIGINT to the serving process: how long running jobs get to finish their current batch.
+    Setting("SHUTDOWN_TIMEOUT_SECONDS", int, 30, minimum=1, maximum=3600),
     # MariaDB source and archive on one server: move rows inside the server (engine/in_server.py)
     Setting("IN_SERVER_MOVES", bool, True),
     # Adaptive batches (engine/sizing.py): the time a batch aims at (its rows stay locked that long),

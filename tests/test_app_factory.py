@@ -26,7 +26,7 @@ def test_ready_is_503_naming_the_unreachable_database(databases, tmp_path):
     assert resp.status_code == 503
     body = resp.get_json()
     assert body["error"]["code"] == "unavailable"
-    assert body["error"]["details"] == {"failed": ["source"]}
+    assert body["error"]["details"] == {"failed": ["source"], "states": {"archive": "ok", "source": "unreachable"}}
     assert "127.0.0.1" not in resp.get_data(as_text=True)
 
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from archiver.engine.lease import TableLease
+from archiver.engine.lease import TableLock
 from archiver.engine.restore import ArchiveFilters, RestoreSelection, restore_rows
 from archiver.extensions import db
 from archiver.models import ArchiveRun
@@ -286,10 +286,13 @@ def test_restore_is_recorded_as_failed_when_the_source_breaks(client, accounts, 
 def test_restore_waits_for_no_archive_run_and_releases_the_lease(client, accounts, people, archive_engine, app):
     _, ids, _ = people
     admin = accounts.admin()
-    runner = TableLease(archive_engine, "people", kind="archive", holder="archive-runner", ttl_seconds=600)
-    assert runner.acquire()
+    runner = TableLock(archive_engine, "people", holder="archive-runner")
+    assert runner.acquire("archive")
+    runner.attach(99)
     resp = restore(client, admin, "people", {"all": True})
-    assert resp.status_code == 409 and "archive run is in progress" in resp.get_json()["error"]["message"]
+    error = resp.get_json()["error"]
+    assert resp.status_code == 409 and error["code"] == "table_held" and "archive run 99" in error["message"]
+    assert error["details"]["holder"]["run_id"] == 99 and error["details"]["holder"]["pid"] == runner.pid
     assert archived_ids(archive_engine, "people") == ids
     with app.app_context():
         assert db.session.query(ArchiveRun).count() == 0
@@ -308,5 +311,5 @@ def test_a_restore_left_running_by_a_crash_is_closed_by_the_next(client, account
         stale = start_run("restore", "people", "api:admin")
     body = restore(client, admin, "people", {"all": True}).get_json()
     with app.app_context():
-        assert db.session.get(ArchiveRun, stale).status == "failed"
+        assert db.session.get(ArchiveRun, stale).status == "abandoned"
         assert db.session.get(ArchiveRun, body["run_id"]).status == "succeeded"

@@ -50,7 +50,8 @@ def refused(tmp_path, monkeypatch, capsys, env, test_config=None) -> str:
 def test_every_setting_gets_its_default_from_the_table(tmp_path, monkeypatch):
     cfg = app_config(tmp_path, monkeypatch, PRODUCTION)
     assert cfg["ARCHIVE_INTERVAL_SECONDS"] == 300 and cfg["PURGE_CRON_HOUR"] == 2
-    assert cfg["SCHEDULER_MISFIRE_GRACE_SECONDS"] == 60 and cfg["LEASE_TTL_SECONDS"] == 600
+    assert cfg["SCHEDULER_MISFIRE_GRACE_SECONDS"] == 60 and cfg["LOCK_STALE_SECONDS"] == 30
+    assert cfg["LOCK_HEARTBEAT_SECONDS"] == 5 and cfg["READY_TIMEOUT_SECONDS"] == 2
     assert cfg["BCRYPT_ROUNDS"] == 12 and cfg["IN_SERVER_MOVES"] is True and cfg["SCHEDULER_ENABLED"] is True
     assert cfg["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(minutes=15)
     assert cfg["JWT_REFRESH_TOKEN_EXPIRES"] == timedelta(days=7)
@@ -78,7 +79,7 @@ def test_every_setting_is_in_the_readme_configuration_table():
 def test_bad_environment_values_name_the_variable():
     for env, pattern in ((({"ARCHIVE_INTERVAL_SECONDS": "soon"}), r"ARCHIVE_INTERVAL_SECONDS must be an integer"),
                          ({"PURGE_CRON_HOUR": "24"}, r"PURGE_CRON_HOUR must be <= 23, got 24"),
-                         ({"LEASE_TTL_SECONDS": "5"}, r"LEASE_TTL_SECONDS must be >= 10"),
+                         ({"LOCK_STALE_SECONDS": "2"}, r"LOCK_STALE_SECONDS must be >= 3"),
                          ({"IN_SERVER_MOVES": "maybe"}, r"IN_SERVER_MOVES must be a boolean")):
         with pytest.raises(ConfigError, match=pattern):
             load_config("/nonexistent", {"ARCHIVER_ENV": "testing", **env})
@@ -131,11 +132,11 @@ def test_good_instance_values_are_applied(tmp_path, monkeypatch):
 
 def test_instance_file_overrides_the_environment_and_create_app_overrides_both(tmp_path, monkeypatch):
     write_instance(tmp_path, "ARCHIVE_INTERVAL_SECONDS = 120\nPURGE_CRON_HOUR = 4\n")
-    env = {**PRODUCTION, "ARCHIVE_INTERVAL_SECONDS": "600", "PURGE_CRON_HOUR": "5", "LEASE_TTL_SECONDS": "900"}
+    env = {**PRODUCTION, "ARCHIVE_INTERVAL_SECONDS": "600", "PURGE_CRON_HOUR": "5", "LOCK_STALE_SECONDS": "90"}
     cfg = app_config(tmp_path, monkeypatch, env, {"PURGE_CRON_HOUR": 6})
     assert cfg["ARCHIVE_INTERVAL_SECONDS"] == 120  # instance beats environment
     assert cfg["PURGE_CRON_HOUR"] == 6  # create_app's test_config beats the instance file
-    assert cfg["LEASE_TTL_SECONDS"] == 900  # the environment still sets what the file does not
+    assert cfg["LOCK_STALE_SECONDS"] == 90  # the environment still sets what the file does not
 
 
 def test_a_bad_environment_value_is_refused_even_when_the_instance_file_overrides_it(tmp_path, monkeypatch,
@@ -146,8 +147,8 @@ def test_a_bad_environment_value_is_refused_even_when_the_instance_file_override
 
 
 def test_create_app_overrides_are_checked_too(tmp_path, monkeypatch, capsys):
-    err = refused(tmp_path, monkeypatch, capsys, PRODUCTION, {"LEASE_TTL_SECONDS": "600"})
-    assert "LEASE_TTL_SECONDS (create_app overrides) must be an integer" in err
+    err = refused(tmp_path, monkeypatch, capsys, PRODUCTION, {"LOCK_STALE_SECONDS": "600"})
+    assert "LOCK_STALE_SECONDS (create_app overrides) must be an integer" in err
 
 
 def test_read_instance_file_keeps_upper_case_names_only(tmp_path):

@@ -176,3 +176,15 @@ def test_dockerignore_keeps_local_state_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".venv", ".git", "instance/*", "*.db"):
         assert entry in ignored
+
+
+def test_container_stop_timeout_covers_the_graceful_shutdown(compose, dockerfile):
+    """docker stop sends SIGTERM, then SIGKILL after the grace period: it must outlast the time the
+    service gives running jobs to finish their batch (SHUTDOWN_TIMEOUT_SECONDS) plus waitress' close."""
+    from config import SETTINGS_BY_NAME
+    service = compose["services"]["archiver"]
+    assert service["stop_signal"] == "SIGTERM"
+    grace = service["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) >= SETTINGS_BY_NAME["SHUTDOWN_TIMEOUT_SECONDS"].default + 10
+    assert ("STOPSIGNAL", "SIGTERM") in dockerfile
+    assert "SHUTDOWN_TIMEOUT_SECONDS" in service["environment"]

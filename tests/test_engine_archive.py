@@ -317,4 +317,5 @@ def test_archived_rows_index_and_constraints_exist(engines):
     insp = sa.inspect(engines.archive)
     uniques = insp.get_unique_constraints("archived_rows")
     assert any(set(u["column_names"]) == {"table_name", "source_pk"} for u in uniques)
-    assert {c["name"] for c in insp.get_columns("table_leases")} >= {"table_name", "kind", "holder", "expires_at"}
+    assert {c["name"] for c in insp.get_columns("table_locks")} >= {"table_name", "kind", "holder", "run_id", "host",
+                                                                   "pid", "acquired_at", "heartbeat_at"}

@@ -2,6 +2,8 @@
 (skipped when none answers, failed under CI=true)."""
 from __future__ import annotations
 
+import os
+
 import base64
 import uuid
 from datetime import timedelta
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from archiver.engine import schema
 from archiver.engine.archive import archive_table
 from archiver.engine.connections import make_engine
-from archiver.engine.lease import TableLease
+from archiver.engine.lease import TableLock
 from archiver.engine.policy import PolicySpec
 from archiver.engine.purge import purge_table
 from tests.conftest import drop_mariadb_databases, mariadb_url, url_for_database
@@ -79,16 +81,19 @@ def test_mariadb_as_archive_with_lease_and_purge(mysql_db, tmp_path):
             conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, created_at TEXT, note TEXT)")
             conn.execute(sa.text("INSERT INTO orders VALUES (:i, :c, :n)"),
                          [{"i": i, "c": "2025-01-01T00:00:00", "n": f"n{i}"} for i in range(1, 11)])
-        clock_now = [NOW]
-        lease = TableLease(mysql_db, "orders", holder="a", ttl_seconds=60, clock=lambda: clock_now[0])
-        other = TableLease(mysql_db, "orders", holder="b", ttl_seconds=60, clock=lambda: clock_now[0])
-        assert lease.acquire() and not other.acquire() and lease.acquire()
+        lease = TableLock(mysql_db, "orders", holder="a")
+        other = TableLock(mysql_db, "orders", holder="b")
+        assert lease.acquire() and not other.acquire() and other.blocker.pid == os.getpid()
         result = archive_table(source, mysql_db, PolicySpec("orders", batch_size=4), now=NOW, lease=lease)
         assert result.rows_deleted == 10 and len(archived(mysql_db, "orders")) == 10
-        clock_now[0] = NOW + timedelta(seconds=61)
-        assert other.acquire() and other.current_holder() == "b"
+        # GET_LOCK dies with its session: the holder's connection ends (its process was killed).
+        with mysql_db.connect() as conn:
+            conn.exec_driver_sql(f"KILL {lease._conn.connection.dbapi_connection.thread_id()}")
+        assert other.acquire() and other.taken_over is not None and other.current_holder().pid == os.getpid()
         with pytest.raises(Exception, match="lost"):
+            lease._beat_at = 0
             lease.renew()
+        other.release()
         purged = purge_table(mysql_db, PolicySpec("orders", delete_after_days=1, batch_size=3),
                              now=NOW + timedelta(days=1, seconds=1))
         assert purged.rows_deleted == 10 and purged.batches == 4

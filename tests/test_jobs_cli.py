@@ -30,8 +30,10 @@ def test_progress_lines_per_batch_on_request(app, runner, source_engine):
     add_policy(app, "orders", batch_size=4)
     result = runner.invoke(args=["archive-now", "--progress"])
     assert result.exit_code == 0, result.output
+    assert "orders: 9 rows to archive" in result.output
     lines = [line for line in result.output.splitlines() if ": batch " in line]
-    assert len(lines) == 3 and lines[0].startswith("orders: batch 1: 4 rows (4 archived")
+    assert len(lines) == 3 and lines[0].startswith("orders: batch 1: 4 rows (4 of 9 archived, 44%, ")
+    assert "rows/s, ETA " in lines[0] and lines[2].startswith("orders: batch 3: 1 rows (9 of 9 archived, 100%")
 
 
 def test_dry_run_moves_nothing(app, runner, source_engine, archive_engine):

@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from archiver.engine import schema
-from archiver.engine.lease import TableLease
+from archiver.engine.lease import TableLock
+from archiver.models import ScheduleCheck
 from archiver.extensions import db, scheduler
 from archiver.scheduler import jobs as scheduler_jobs
 from archiver.services import jobs as job_service
@@ -75,27 +76,32 @@ def test_unreachable_source_database_fails_each_table_without_leaking_details(da
             engine.dispose()
 
 
-def test_table_whose_lease_is_held_elsewhere_is_skipped(app, source_engine, archive_engine):
+def test_a_table_held_by_another_run_is_skipped_with_who_holds_it(app, source_engine, archive_engine):
     make_orders(source_engine, old_dates(5))
     add_policy(app, "orders")
-    other = TableLease(archive_engine, "orders", holder="other-process", ttl_seconds=600)
-    assert other.acquire()
-    with app.app_context():
-        report = job_service.run_archive(trigger="cli", now=NOW)
-    (outcome,) = report.outcomes
-    assert outcome.status == "skipped" and outcome.error == "locked by another runner"
-    assert report.ok  # a skip is not a failure
-    assert len(source_rows(source_engine, "orders")) == 5
-    (run,) = all_runs(app)
-    assert run.status == "skipped" and run.error == "locked by another runner"
-    # The purge lease of the same table is a different lease.
-    with app.app_context():
-        purge = job_service.run_purge(trigger="cli", now=NOW)
-    assert purge.outcomes[0].status == "succeeded"
-    other.release()
+    other = TableLock(archive_engine, "orders", holder="other-process")
+    assert other.acquire("archive")
+    other.attach(4242)
+    try:
+        with app.app_context():
+            report = job_service.run_archive(trigger="cli", now=NOW)
+        (outcome,) = report.outcomes
+        assert outcome.status == "skipped" and outcome.error.startswith("locked by another runner: ")
+        assert "archive run 4242" in outcome.error and f"pid {other.pid}" in outcome.error
+        assert outcome.holder.run_id == 4242
+        assert report.ok and report.held == [outcome]  # a skip is not a failure (the CLI has its own code)
+        assert len(source_rows(source_engine, "orders")) == 5
+        (run,) = all_runs(app)
+        assert run.status == "skipped" and run.details["held_by"]["run_id"] == 4242
+        # Purge and restore of the table take the same lock.
+        with app.app_context():
+            purge = job_service.run_purge(trigger="cli", now=NOW)
+        assert purge.outcomes[0].status == "skipped"
+    finally:
+        other.release()
     with app.app_context():
         assert job_service.run_archive(trigger="cli", now=NOW).outcomes[0].rows == 5
-    assert TableLease(archive_engine, "orders", holder="x", ttl_seconds=600).current_holder() is None  # released after the run
+    assert other.current_holder() is None  # released after the run
 
 
 def test_dry_run_is_recorded_and_moves_nothing(app, source_engine, archive_engine):
@@ -137,7 +143,7 @@ def test_purge_job_records_a_run_per_table(app, source_engine, archive_engine):
         ("archive", "succeeded", 4), ("purge", "succeeded", 0), ("purge", "succeeded", 4)]
 
 
-def test_stop_request_marks_the_run_partial_and_skips_remaining_tables(app, source_engine):
+def test_stop_request_marks_the_run_interrupted_and_skips_remaining_tables(app, source_engine):
     make_orders(source_engine, old_dates(10), name="a_orders")
     make_orders(source_engine, old_dates(10), name="b_orders")
     add_policy(app, "a_orders", batch_size=3)
@@ -149,11 +155,11 @@ def test_stop_request_marks_the_run_partial_and_skips_remaining_tables(app, sour
     assert report.stopped
     # After batch 2 (PostgreSQL pipelines: batch 3 may be in flight by then, and is finished).
     ((table, status, rows),) = [(o.table_name, o.status, o.rows) for o in report.outcomes]
-    assert (table, status) == ("a_orders", "partial") and rows in ((6, 9) if report.outcomes[0].pipelined else (6,))
+    assert (table, status) == ("a_orders", "interrupted") and rows in ((6, 9) if report.outcomes[0].pipelined else (6,))
     assert len(source_rows(source_engine, "a_orders")) == 10 - rows
     assert len(source_rows(source_engine, "b_orders")) == 10
     (run,) = all_runs(app)
-    assert run.status == "partial" and run.rows_deleted == rows
+    assert run.status == "interrupted" and run.rows_deleted == rows and run.batches >= 2
 
 
 def test_preview_route(app, client, accounts, source_engine):
@@ -205,13 +211,37 @@ def test_scheduled_tick_runs_inside_an_app_context_and_records_scheduler_runs(ap
     add_policy(app, "orders", archive_after_days=0)
     scheduler.app = app
     scheduler_jobs.archival_tick()
-    scheduler_jobs.purge_daily()
+    scheduler_jobs.purge_daily()  # nothing expired yet
+    scheduler_jobs.archival_tick()  # nothing left to move
     runs = all_runs(app)
-    assert [(r.kind, r.trigger, r.status) for r in runs] == [("archive", "scheduler", "succeeded"),
-                                                              ("purge", "scheduler", "succeeded")]
+    # Ticks that find nothing to move record no run, only the time of the check.
+    assert [(r.kind, r.trigger, r.status) for r in runs] == [("archive", "scheduler", "succeeded")]
+    assert runs[0].rows_total == 3 and runs[0].rows_deleted == 3
     assert len(archived(archive_engine, "orders")) == 3
+    with app.app_context():
+        checks = {c.kind: (c.outcome, c.run_id) for c in db.session.execute(sa.select(ScheduleCheck)).scalars()}
+    assert checks == {"archive": ("nothing to move", runs[0].id), "purge": ("nothing to move", None)}
 
 
 def test_archive_schema_is_created_by_init_db(archive_engine):
     names = set(sa.inspect(archive_engine).get_table_names())
-    assert {schema.archived_rows.name, schema.table_leases.name} <= names
+    assert {schema.archived_rows.name, schema.table_locks.name, "schedule_checks"} <= names
+
+
+def test_a_run_its_own_budget_ends_early_is_partial_with_the_reason(app, source_engine, monkeypatch):
+    """Not a stop request: a throttle's row budget ends the run early; it is recorded `partial`, saying why."""
+    import dataclasses
+
+    from archiver.engine.throttle import ThrottleSettings
+    make_orders(source_engine, old_dates(20))
+    add_policy(app, "orders", batch_size=4, batch_mode="fixed")
+    real = job_service.policy_spec
+    monkeypatch.setattr(job_service, "policy_spec", lambda p: dataclasses.replace(
+        real(p), throttle=ThrottleSettings(max_rows_per_run=8)))
+    with app.app_context():
+        report = job_service.run_archive(trigger="cli", now=NOW)
+    (outcome,) = report.outcomes
+    assert outcome.status == "partial" and outcome.error == "stopped early: row budget reached (8 rows)"
+    assert report.ok and not report.stopped
+    (run,) = all_runs(app)
+    assert run.status == "partial" and run.rows_deleted == outcome.rows and 8 <= outcome.rows < 20

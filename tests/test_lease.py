@@ -1,7 +1,13 @@
-"""The per-table lease: atomic, expiring, renewable; two runners never process one table at once."""
+"""The per-table lock: one holder at a time for archive, purge and restore; it dies with its holder
+(advisory locks on PostgreSQL/MariaDB, a pid + heartbeat lease on SQLite); two runners never
+process one table at once; whoever holds it is on record."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -9,8 +15,8 @@ import sqlalchemy as sa
 
 from archiver.engine.archive import archive_table
 from archiver.engine.errors import LeaseLost
-from archiver.engine.lease import TableLease
-from archiver.engine.policy import PolicySpec
+from archiver.engine.lease import TableLock
+from archiver.engine.policy import PolicySpec, utcnow
 from tests.engine_support import NOW, archived, engines, make_orders, old_dates, source_rows  # noqa: F401
 
 
@@ -22,53 +28,45 @@ class Clock:
         return self.now
 
 
-def test_one_holder_at_a_time_until_it_expires(engines):
-    clock = Clock(NOW)
-    a = TableLease(engines.archive, "orders", holder="a", ttl_seconds=60, clock=clock)
-    b = TableLease(engines.archive, "orders", holder="b", ttl_seconds=60, clock=clock)
-    assert a.acquire() is True
-    assert b.acquire() is False and b.current_holder() == "a"
-    assert a.acquire() is True  # re-entrant for the same holder
-    clock.now += timedelta(seconds=59)
-    assert b.acquire() is False
-    clock.now += timedelta(seconds=2)  # a's lease expired (a was killed and never renewed)
-    assert b.acquire() is True and b.current_holder() == "b"
-    with pytest.raises(LeaseLost):
-        a.renew()
-    b.renew()
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_one_holder_at_a_time_and_archive_purge_restore_share_the_lock(engines):
+    a = TableLock(engines.archive, "orders", holder="a")
+    b = TableLock(engines.archive, "orders", holder="b")
+    other_table = TableLock(engines.archive, "customers", holder="b")
+    try:
+        assert a.acquire("archive") is True
+        a.attach(7)
+        for kind in ("archive", "purge", "restore"):
+            assert b.acquire(kind) is False
+            assert (b.blocker.run_id, b.blocker.kind, b.blocker.pid, b.blocker.host) == (7, "archive", a.pid, a.host)
+        assert "archive run 7 on host" in b.blocker.describe()
+        assert other_table.acquire("purge") is True  # other tables are independent
+        a.renew_if_due()
+    finally:
+        a.release()
+        other_table.release()
+    assert a.current_holder() is None
+    assert b.acquire("purge") is True and b.taken_over is None  # a released cleanly: nothing taken over
     b.release()
-    assert b.current_holder() is None
-    assert a.acquire() is True
-
-
-def test_renewal_keeps_the_lease_and_kinds_are_independent(engines):
-    clock = Clock(NOW)
-    a = TableLease(engines.archive, "orders", holder="a", ttl_seconds=30, clock=clock)
-    b = TableLease(engines.archive, "orders", holder="b", ttl_seconds=30, clock=clock)
-    purge = TableLease(engines.archive, "orders", kind="purge", holder="b", ttl_seconds=30, clock=clock)
-    other = TableLease(engines.archive, "customers", holder="b", ttl_seconds=30, clock=clock)
-    assert a.acquire()
-    assert purge.acquire() and other.acquire()
-    for _ in range(5):
-        clock.now += timedelta(seconds=20)
-        a.renew_if_due()  # renewed every >= 10 s: never expires while a keeps working
-        assert not b.acquire()
-    a.release()
-    assert b.acquire()
 
 
 def test_racing_acquirers_get_exactly_one_winner(engines):
     n = 6
     barrier = threading.Barrier(n)
-    wins: list[str] = []
+    wins: list[TableLock] = []
     errors: list[BaseException] = []
 
     def contend(i: int) -> None:
-        lease = TableLease(engines.archive, "orders", holder=f"h{i}", ttl_seconds=60)
+        lock = TableLock(engines.archive, "orders", holder=f"h{i}")
         try:
             barrier.wait(timeout=30)
-            if lease.acquire():
-                wins.append(lease.holder)
+            if lock.acquire():
+                wins.append(lock)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -79,10 +77,12 @@ def test_racing_acquirers_get_exactly_one_winner(engines):
         t.join(timeout=60)
     assert not errors
     assert len(wins) == 1
+    assert wins[0].current_holder().pid == os.getpid()
+    wins[0].release()
 
 
 def test_two_runners_on_one_table_never_overlap_and_totals_are_exact(engines):
-    """Runner A holds the lease and is paused mid-run; runner B is refused; A finishes everything."""
+    """Runner A holds the lock and is paused mid-run; runner B is refused; A finishes everything."""
     make_orders(engines.source, old_dates(30))
     original = source_rows(engines.source, "orders")
     spec = PolicySpec("orders", archive_after_days=30, batch_size=5)
@@ -90,23 +90,23 @@ def test_two_runners_on_one_table_never_overlap_and_totals_are_exact(engines):
     outcome: dict[str, object] = {}
 
     def runner_a() -> None:
-        lease = TableLease(engines.archive, "orders", holder="A", ttl_seconds=600)
-        assert lease.acquire()
+        lock = TableLock(engines.archive, "orders", holder="A")
+        assert lock.acquire()
 
         def checkpoint(name: str) -> None:
             if name == "after_batch" and not paused.is_set():
                 paused.set()
                 resume.wait(timeout=60)
         try:
-            outcome["a"] = archive_table(engines.source, engines.archive, spec, now=NOW, lease=lease,
+            outcome["a"] = archive_table(engines.source, engines.archive, spec, now=NOW, lease=lock,
                                          checkpoint=checkpoint)
         finally:
-            lease.release()
+            lock.release()
 
     t = threading.Thread(target=runner_a)
     t.start()
     assert paused.wait(timeout=60)
-    b = TableLease(engines.archive, "orders", holder="B", ttl_seconds=600)
+    b = TableLock(engines.archive, "orders", holder="B")
     outcome["b_acquired"] = b.acquire()
     resume.set()
     t.join(timeout=120)
@@ -128,13 +128,13 @@ def test_concurrent_runners_taking_turns_move_each_row_once(engines):
     def runner(name: str) -> None:
         try:
             barrier.wait(timeout=30)
-            lease = TableLease(engines.archive, "orders", holder=name, ttl_seconds=600)
-            if lease.acquire():
+            lock = TableLock(engines.archive, "orders", holder=name)
+            if lock.acquire():
                 try:
                     moved.append(archive_table(engines.source, engines.archive, spec, now=NOW,
-                                               lease=lease).rows_deleted)
+                                               lease=lock).rows_deleted)
                 finally:
-                    lease.release()
+                    lock.release()
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -149,22 +149,86 @@ def test_concurrent_runners_taking_turns_move_each_row_once(engines):
     assert source_rows(engines.source, "orders") == {}
 
 
-def test_a_run_whose_lease_is_taken_over_stops_after_its_committed_batch(engines):
+# --- SQLite: a lease with host, pid and heartbeat --------------------------------------------
+
+def _sqlite_only(engines) -> None:
+    if engines.backend != "sqlite":
+        pytest.skip("the lease (pid + heartbeat) is the SQLite lock")
+
+
+def test_sqlite_lease_of_a_dead_pid_on_this_host_is_taken_over_at_once(engines):
+    _sqlite_only(engines)
+    dead = TableLock(engines.archive, "orders", holder="dead", pid=_dead_pid())
+    assert dead.acquire("archive")
+    dead.attach(11)
+    dead._stop.set()  # its process "died": no more heartbeats, no release
+    alive = TableLock(engines.archive, "orders", holder="other-live", pid=os.getppid())
+    assert alive.acquire("archive")  # a live pid, fresh heartbeat: ours is refused below
+    alive._stop.set()
+    alive_row = alive.current_holder()
+    me = TableLock(engines.archive, "orders", holder="me")
+    assert me.acquire() is False and me.blocker.pid == alive_row.pid
+    # Now the holder is the dead pid again: taken over without waiting for staleness.
+    with engines.archive.begin() as conn:
+        conn.exec_driver_sql("UPDATE table_locks SET pid = ?, run_id = 11", (dead.pid,))
+    assert me.acquire() is True
+    assert me.taken_over is not None and me.taken_over.run_id == 11 and me.taken_over.pid == dead.pid
+    me.release()
+
+
+def test_sqlite_lease_of_another_host_is_taken_over_once_its_heartbeat_is_stale(engines):
+    _sqlite_only(engines)
+    clock = Clock(utcnow())
+    remote = TableLock(engines.archive, "orders", holder="remote", host="elsewhere", pid=1, clock=clock,
+                       heartbeat_seconds=3600)
+    assert remote.acquire()
+    mine = TableLock(engines.archive, "orders", holder="mine", stale_seconds=30, clock=clock)
+    clock.now += timedelta(seconds=29)
+    assert mine.acquire() is False and mine.blocker.host == "elsewhere"
+    clock.now += timedelta(seconds=2)
+    assert mine.acquire() is True and mine.taken_over.host == "elsewhere"
+    # The old holder finds out at its next check between batches.
+    with pytest.raises(LeaseLost):
+        remote._beat_at = 0
+        remote._update(heartbeat_at=clock.now) or remote._lost.set()
+        remote.renew_if_due()
+    remote._stop.set()
+    mine.release()
+
+
+def test_sqlite_heartbeat_keeps_a_live_holder_and_notices_a_takeover(engines):
+    _sqlite_only(engines)
+    holder = TableLock(engines.archive, "orders", holder="h", heartbeat_seconds=0.05, stale_seconds=3)
+    assert holder.acquire()
+    first = holder.current_holder().heartbeat_at
+    threading.Event().wait(0.3)
+    assert holder.current_holder().heartbeat_at > first
+    with engines.archive.begin() as conn:  # another runner took the row over
+        conn.exec_driver_sql("UPDATE table_locks SET holder = 'thief'")
+    threading.Event().wait(0.3)
+    with pytest.raises(LeaseLost):
+        holder.renew_if_due()
+    holder.release()
+    assert holder.current_holder() is not None  # release never deletes someone else's row
+
+
+def test_a_run_whose_lock_is_taken_over_stops_after_its_committed_batch(engines):
     make_orders(engines.source, old_dates(12))
     original = source_rows(engines.source, "orders")
-    clock = Clock(NOW)
-    mine = TableLease(engines.archive, "orders", holder="slow", ttl_seconds=10, clock=clock)
+    mine = TableLock(engines.archive, "orders", holder="slow", heartbeat_seconds=0.01)
     assert mine.acquire()
 
     def checkpoint(name: str) -> None:
         if name == "after_batch":
-            # This runner stalled past its TTL and someone else took the table over.
-            clock.now += timedelta(seconds=11)
-            assert TableLease(engines.archive, "orders", holder="thief", ttl_seconds=10, clock=clock).acquire()
+            # Another runner judged this one dead and took the table over.
+            with engines.archive.begin() as conn:
+                conn.execute(sa.text("UPDATE table_locks SET holder = 'thief'"))
+            threading.Event().wait(0.1)
 
     with pytest.raises(LeaseLost):
         archive_table(engines.source, engines.archive, PolicySpec("orders", batch_size=4), now=NOW,
                       lease=mine, checkpoint=checkpoint)
+    mine.release()
     src, arc = source_rows(engines.source, "orders"), archived(engines.archive, "orders")
     # It starts no batch after the loss; pipelined (PostgreSQL), the one in flight beside the
     # first finishes (its rows were locked: no other runner could take them meanwhile).
@@ -172,9 +236,28 @@ def test_a_run_whose_lease_is_taken_over_stops_after_its_committed_batch(engines
     assert not set(src) & set(arc) and set(src) | set(arc) == set(original)
 
 
-def test_lease_table_has_one_row_per_table_and_kind(engines):
-    a = TableLease(engines.archive, "orders", holder="a", ttl_seconds=600)
-    assert a.acquire()
-    with engines.archive.connect() as conn:
-        rows = conn.execute(sa.text("SELECT table_name, kind, holder FROM table_leases")).all()
-    assert [tuple(r) for r in rows] == [("orders", "archive", "a")]
+# --- PostgreSQL (and MariaDB, tests/test_run_control.py): advisory locks --------------------------
+
+def test_advisory_lock_dies_with_its_session_and_the_row_names_the_dead_holder(engines):
+    if engines.backend != "postgres":
+        pytest.skip("session advisory lock: PostgreSQL here")
+    dead = TableLock(engines.archive, "orders", holder="dead")
+    assert dead.acquire("archive")
+    dead.attach(5)
+    pid = dead._conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    dead._conn.commit()
+    other = TableLock(engines.archive, "orders", holder="other")
+    assert other.acquire() is False and other.blocker.run_id == 5
+    with engines.archive.connect() as conn:  # the holder's session ends (its process was killed)
+        conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        conn.commit()
+    deadline = time.monotonic() + 5  # the server ends the session (and frees its locks) in a moment
+    while not other.acquire():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert other.taken_over.run_id == 5 and other.taken_over.pid == os.getpid()
+    with pytest.raises(LeaseLost, match="connection holding it failed"):
+        dead._beat_at = 0
+        dead.renew_if_due()
+    other.release()
+    assert other.current_holder() is None

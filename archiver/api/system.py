@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 
+from flask import current_app
+
 from ..errors import Unavailable
-from ..services import database, scheduler_info
+from ..services import readiness, scheduler_info
 from .openapi import Blueprint
 from .schemas.system import (HealthSchema, ReadySchema, SchedulerStatusSchema, TestJobRequestSchema,
                              TestJobScheduledSchema, TestRunsSchema)
@@ -44,15 +46,16 @@ def health():
 @blp.response(200, ReadySchema)
 @_errors(405, 503)
 def ready():
-    """Readiness: both databases answer, else 503 naming the failed ones."""
-    failed = []
-    for name, key in (("archive", None), ("source", "source")):
-        try:
-            database.ping(key)
-        except Exception:  # noqa: BLE001 - any failure means not ready; no detail leaks
-            failed.append(name)
+    """Readiness: both databases answer, else 503 naming the failed ones.
+
+    Answers within `READY_TIMEOUT_SECONDS` (2 s): a database that has not
+    answered by then is reported as `timeout`. One probe at a time is shared by
+    every request, so a hanging database never ties up the request threads.
+    """
+    states = readiness.check(float(current_app.config["READY_TIMEOUT_SECONDS"]))
+    failed = [name for name, state in states.items() if state != "ok"]
     if failed:
-        raise Unavailable(f"Database unreachable: {', '.join(failed)}", {"failed": failed})
+        raise Unavailable(f"Database unreachable: {', '.join(failed)}", {"failed": failed, "states": states})
     return {"status": "ready", "databases": {"archive": "ok", "source": "ok"}}
 
 

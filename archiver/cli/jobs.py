@@ -1,11 +1,16 @@
 """archive-now / purge-now: run a job once in the foreground.
 
-Prints a progress line per batch (on a terminal, or with --progress) and a
+Shows a progress bar with rate and ETA on a terminal (rich), or a plain line
+per batch with ``--progress`` when the output is not a terminal, then a
 summary per table and in total. SIGTERM/SIGINT ask the job to stop after the
-current batch (committed batches stay committed); a second signal kills as
-usual. Exit status: 0 when no table failed (skipped tables, whose lease
-another runner holds, do not count as failures), 1 when a table failed,
-130 when stopped by a signal, 2 for a usage error (unknown table).
+current batch (committed batches stay committed; the run ends
+``interrupted``); a second signal kills as usual.
+
+Exit status (README "Running it"): 0 every table done (or nothing to do);
+1 a table failed; 2 usage error (unknown or disabled ``--table``); 3 a table
+was held by another run (who holds it is printed) and none failed; 130 stopped
+before the end: by SIGTERM/SIGINT, or a run cancelled through the API. Several
+apply: the first of 1, 130, 3.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from ..services import jobs as job_service
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_HELD = 3
 EXIT_STOPPED = 130
 
 
@@ -58,17 +64,77 @@ class StopFlag:
         self._previous.clear()
 
 
-def _progress_printer(enabled: bool) -> Callable[[BatchProgress], None] | None:
-    if not enabled:
-        return None
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
-    def show(p: BatchProgress) -> None:
-        rate = p.total_rows / p.elapsed_seconds if p.elapsed_seconds > 0 else 0.0
-        verb = "archived" if p.kind == "archive" else "purged"
-        click.echo(f"{p.table_name}: batch {p.batch}: {p.rows} rows ({p.total_rows} {verb}, {rate:,.0f} rows/s)")
+
+class PlainProgress:
+    """A line per committed batch: rows so far of the total, rate and ETA (logs, pipes)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+
+    def start(self, table: str, kind: str, total: int) -> None:
+        self.totals[table] = total
+        verb = "to archive" if kind == "archive" else "to purge"
+        click.echo(f"{table}: {total} rows {verb}")
         sys.stdout.flush()
 
-    return show
+    def batch(self, p: BatchProgress) -> None:
+        rate = p.total_rows / p.elapsed_seconds if p.elapsed_seconds > 0 else 0.0
+        verb = "archived" if p.kind == "archive" else "purged"
+        total = self.totals.get(p.table_name)
+        line = f"{p.table_name}: batch {p.batch}: {p.rows} rows ({p.total_rows}"
+        if total:
+            done = p.total_rows + p.rows_skipped
+            eta = (total - done) / rate if rate > 0 and total > done else 0.0
+            line += f" of {total} {verb}, {100 * done / total:.0f}%, {rate:,.0f} rows/s, ETA {_eta(eta)})"
+        else:
+            line += f" {verb}, {rate:,.0f} rows/s)"
+        click.echo(line)
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class BarProgress:
+    """A rich progress bar per table on a terminal: rows of the total, rate and ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TaskProgressColumn(), TextColumn("{task.fields[rate]:>12} rows/s"),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 transient=False)
+        self.tasks: dict[str, Any] = {}
+        self.progress.start()
+
+    def start(self, table: str, kind: str, total: int) -> None:
+        self.tasks[table] = self.progress.add_task(f"{kind} {table}", total=total or None, rate="-")
+
+    def batch(self, p: BatchProgress) -> None:
+        task = self.tasks.get(p.table_name)
+        if task is None:
+            task = self.tasks[p.table_name] = self.progress.add_task(f"{p.kind} {p.table_name}", total=None,
+                                                                     rate="-")
+        rate = p.total_rows / p.elapsed_seconds if p.elapsed_seconds > 0 else 0.0
+        self.progress.update(task, completed=p.total_rows + p.rows_skipped, rate=f"{rate:,.0f}")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _progress(progress: bool | None) -> PlainProgress | BarProgress | None:
+    tty = sys.stdout.isatty()
+    if progress is False or (progress is None and not tty):
+        return None
+    return BarProgress() if tty else PlainProgress()
 
 
 def _summary(report: job_service.JobReport) -> None:
@@ -102,19 +168,30 @@ def _summary(report: job_service.JobReport) -> None:
             for reference, rows in o.skipped.items():
                 click.echo(f"    {rows} by {reference}")
     rate = report.total_rows / report.seconds if report.seconds > 0 else 0.0
-    counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in ("succeeded", "failed", "partial", "skipped")}
+    counts = {s: sum(1 for o in report.outcomes if o.status == s)
+              for s in ("succeeded", "failed", "interrupted", "cancelled", "skipped")}
     click.echo(f"total: {verb} {report.total_rows} rows in {report.seconds:.2f} s ({rate:,.0f} rows/s); "
                f"{len(report.outcomes)} table(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
                + (" - stopped by signal" if report.stopped else ""))
 
 
+def _held_message(o: job_service.TableOutcome) -> str:
+    h = o.holder
+    if h is None:
+        return f"{o.table_name}: held by another run; try again when it has finished"
+    return (f"{o.table_name}: held by {h.kind} run {h.run_id if h.run_id is not None else '?'} on host {h.host}, "
+            f"pid {h.pid}, since {h.since.isoformat(timespec='seconds')} (last heartbeat "
+            f"{h.heartbeat_at.isoformat(timespec='seconds')}); try again when it has finished")
+
+
 def _run(kind: str, table: str | None, dry_run: bool, progress: bool | None) -> None:
-    show = _progress_printer(sys.stdout.isatty() if progress is None else progress)
+    show = None if dry_run else _progress(progress)
     stop = StopFlag()
     stop.install()
     try:
         runner = job_service.run_archive if kind == "archive" else job_service.run_purge
-        report = runner(table, trigger="cli", dry_run=dry_run, should_stop=stop, on_batch=show)
+        report = runner(table, trigger="cli", dry_run=dry_run, should_stop=stop,
+                        on_batch=show.batch if show else None, on_start=show.start if show else None)
     except job_service.UnknownPolicy as exc:
         click.echo(f"error: {exc.message}", err=True)
         raise SystemExit(EXIT_USAGE) from None
@@ -125,26 +202,33 @@ def _run(kind: str, table: str | None, dry_run: bool, progress: bool | None) -> 
         click.echo(f"error: {describe_error(exc, 'archive')}", err=True)
         raise SystemExit(EXIT_FAILED) from None
     finally:
+        if show is not None:
+            show.close()
         stop.restore()
     if not report.outcomes:
         click.echo("no enabled policies: nothing to do")
     _summary(report)
+    for o in report.held:
+        click.echo(f"error: {_held_message(o)}", err=True)
     if not report.ok:
         raise SystemExit(EXIT_FAILED)
-    if report.stopped or stop():
+    if report.stopped or stop() or any(o.status == "cancelled" for o in report.outcomes):
         raise SystemExit(EXIT_STOPPED)
+    if report.held:
+        raise SystemExit(EXIT_HELD)
 
 
 _table = click.option("--table", "table", default=None, metavar="TABLE", help="Only this table (its policy must be enabled).")
 _dry = click.option("--dry-run", is_flag=True, help="Count what would be moved/purged; change nothing.")
-_progress = click.option("--progress/--no-progress", default=None,
-                         help="Print a line per batch (default: only when stdout is a terminal).")
+_progress_opt = click.option("--progress/--no-progress", default=None,
+                             help="Show progress (default: a bar when stdout is a terminal; with --progress "
+                                  "and no terminal, a line per batch).")
 
 
 @click.command("archive-now")
 @_table
 @_dry
-@_progress
+@_progress_opt
 @with_appcontext
 def archive_now_command(table: str | None, dry_run: bool, progress: bool | None) -> None:
     """Archive the rows every enabled policy selects, now, in the foreground."""
@@ -154,7 +238,7 @@ def archive_now_command(table: str | None, dry_run: bool, progress: bool | None)
 @click.command("purge-now")
 @_table
 @_dry
-@_progress
+@_progress_opt
 @with_appcontext
 def purge_now_command(table: str | None, dry_run: bool, progress: bool | None) -> None:
     """Delete archived rows past their retention, now, in the foreground."""

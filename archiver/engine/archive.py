@@ -13,7 +13,7 @@ from typing import Callable
 import sqlalchemy as sa
 
 from .backends import archive_ops_for, backend_of, source_ops_for
-from .backends.base import ArchiveOps, SourceOps
+from .backends.base import ArchiveOps, DatabaseSignals, SourceOps
 from .batches import CHECKPOINTS, ArchiveResult, BatchProgress, BatchRun
 from .check import check_policy
 from .failures import db_side
@@ -23,6 +23,7 @@ from .plan import TablePlan
 from .policy import PolicySpec, as_utc
 from .rowcodec import encode_row
 from .sizing import SizingSettings
+from .throttle import NoSignals, Signals, Throttle, ThrottleSettings
 
 
 def _never() -> bool:
@@ -77,6 +78,18 @@ def preview_archive(source: sa.Engine, spec: PolicySpec, *, now: datetime, sampl
         return preview
 
 
+def throttle_for(source: sa.Engine, settings: ThrottleSettings, *, replica: sa.Engine | None = None,
+                 on_pause: Callable[[str], None] | None = None,
+                 source_ops: SourceOps | None = None) -> Throttle:
+    """A run's throttle: ``settings``, the signals read with the source backend's queries (the
+    replica lag on ``replica`` when given), ``on_pause`` told each pause ("paused: …")."""
+    signals: Signals = NoSignals()
+    if settings.watches_signals:
+        sops = source_ops or source_ops_for(source)
+        signals = DatabaseSignals(sops, source_ops_for(replica) if replica is not None else None)
+    return Throttle(settings, signals, on_pause=on_pause)
+
+
 def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, now: datetime,
                   run_id: int | None = None, dry_run: bool = False,
                   should_stop: Callable[[], bool] = _never,
@@ -85,7 +98,7 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
                   checkpoint: Callable[[str], None] | None = None,
                   source_ops: SourceOps | None = None, archive_ops: ArchiveOps | None = None,
                   in_server: bool = True, pipeline: bool = True,
-                  sizing: SizingSettings = SizingSettings()) -> ArchiveResult:
+                  sizing: SizingSettings = SizingSettings(), throttle: Throttle | None = None) -> ArchiveResult:
     """Archive ``spec.table_name`` from ``source`` into ``archive`` for the cutoff at ``now``.
 
     Batches are taken in primary-key order (keyset) until none is left or
@@ -97,7 +110,9 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     (default), a MariaDB source and archive on one server move those batches
     inside the server (``result.extra["in_server"]``). A batch a pipeline had to
     roll back and move alone counts in ``result.extra["redone"]``. Batches are sized by
-    ``spec.sizer(sizing)`` (:mod:`.sizing`; ``result.extra["batch_sizes"]`` says how). There,
+    ``spec.sizer(sizing)`` (:mod:`.sizing`; ``result.extra["batch_sizes"]`` says how), and
+    spaced, paused or stopped by ``throttle`` (:mod:`.throttle`; ``result.extra["throttle"]``,
+    ``result.stop_reason``). There,
     ``on_batch`` and ``should_stop`` may run while the next batch already holds
     its row locks (they must not wait for source rows), and a stop lets the
     batches in flight finish. Raises EngineError subclasses (safe messages);
@@ -132,8 +147,9 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
             restore = None if shared else aops.prepare(aconn)
         try:
             sizer = spec.sizer(sizing)
+            throttle = throttle or throttle_for(source, spec.throttle, source_ops=sops)
             run = BatchRun(sops, aops, plan, sconn, aconn, shared, result, now, run_id, hook,
-                           should_stop, on_batch, lease, started, sizer)
+                           should_stop, on_batch, lease, started, sizer, throttle)
             run.move(archive, in_server=in_server, pipeline=pipeline)
         finally:
             if not shared:
@@ -149,9 +165,11 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
         finally:
             sconn.close()
     result.extra["batch_sizes"] = sizer.summary()
+    if throttle.summary():
+        result.extra["throttle"] = throttle.summary()
     result.seconds = time.perf_counter() - started
     return result
 
 
 __all__ = ["ArchivePreview", "ArchiveResult", "BatchProgress", "CHECKPOINTS", "archive_table", "count_archivable",
-           "plan_table", "preview_archive"]
+           "plan_table", "preview_archive", "throttle_for"]

@@ -45,6 +45,7 @@ from .errors import DatabaseError, EngineError, LockConflict
 from .objects import ObjectBatch, collect, delete_order
 from .pipeline import REDO, Held, Redo, Slot, delete_and_commit, open_slots, run_batches
 from .plan import TablePlan
+from .throttle import StopRun, Throttle
 
 if TYPE_CHECKING:  # pragma: no cover
     from .lease import TableLease
@@ -67,6 +68,10 @@ class BatchProgress:
     rows: int
     total_rows: int
     elapsed_seconds: float
+    #: Run totals so far (archive runs): rows selected, rows archived, rows held back.
+    rows_read: int = 0
+    rows_archived: int = 0
+    rows_skipped: int = 0
 
 
 @dataclass
@@ -94,6 +99,7 @@ class ArchiveResult:
     stopped: bool = False
     would_archive: int | None = None
     rows_skipped: int = 0
+    stop_reason: str | None = None  # why a run ended early on its own (a budget, critical load)
     children: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -151,8 +157,8 @@ class Protocol:
 
     def read(self, slot: Slot, after: tuple | None) -> _Read | None:
         """Step 1: begin the batch's source transaction and lock its rows (None: nothing left)."""
+        limit = self.size()  # may wait (a throttle's pause): before the transaction takes any lock
         trans = slot.conn.begin()
-        limit = self.size()
         try:
             if self.streams:
                 stream = self.sops.stream_batch(slot.conn, self.plan, after, limit)
@@ -282,6 +288,7 @@ class BatchRun:
     lease: "TableLease | None"
     started: float
     sizer: BatchSizer
+    throttle: Throttle
 
     #: Times one batch is tried again, smaller each time, when the source answers with a lock wait,
     #: a deadlock or a statement timeout (adaptive sizing; a fixed size fails at once, as it did).
@@ -289,10 +296,27 @@ class BatchRun:
 
     def __post_init__(self) -> None:
         self.protocol = Protocol(self.sops, self.aops, self.plan, self.aconn, shared=self.shared, now=self.now,
-                                 run_id=self.run_id, hook=self.hook, size=self.sizer)
+                                 run_id=self.run_id, hook=self.hook, size=self.next_size)
         self.inline = Slot(self.sconn, inline=True)
+        self.throttle.on_lag = self.sizer.conflicted
+        self.throttle.should_stop = self.should_stop
+
+    def next_size(self) -> int:
+        """The next batch's row count, asked right before it is read: the throttle sleeps or pauses
+        here first, while this batch holds no lock (raises StopRun)."""
+        self.throttle.before_batch()
+        return self.sizer()
 
     def move(self, archive: sa.Engine, *, in_server: bool, pipeline: bool) -> None:
+        """Move the batches; a throttle's stop (a budget reached, critical load) ends the run cleanly
+        between batches, saying why (``result.stop_reason``)."""
+        try:
+            self._move(archive, in_server=in_server, pipeline=pipeline)
+        except StopRun as exc:
+            self.result.stopped = True
+            self.result.stop_reason = str(exc)
+
+    def _move(self, archive: sa.Engine, *, in_server: bool, pipeline: bool) -> None:
         """Overlapped (in-server, piped or by the protocol) when the databases allow it, else one
         batch after another."""
         caps = self.sops.capabilities
@@ -322,7 +346,7 @@ class BatchRun:
             if mover is not None:
                 self.result.extra["in_server"] = True
                 try:
-                    mover.run(self.stop_requested, self.redo_batch, self.counted, self.sizer)
+                    mover.run(self.stop_requested, self.redo_batch, self.counted, self.next_size)
                 finally:
                     mover.close()
                 return
@@ -338,7 +362,7 @@ class BatchRun:
             if mover is not None:
                 self.result.extra["piped"] = True
                 try:
-                    mover.run(self.stop_requested, self.redo_batch, self.counted, self.sizer)
+                    mover.run(self.stop_requested, self.redo_batch, self.counted, self.next_size)
                 finally:
                     mover.close()
             else:
@@ -349,9 +373,14 @@ class BatchRun:
             close_slots()
 
     def stop_requested(self) -> bool:
-        """Checked between batches: a stop request, or a lost lease (raises LeaseLost)."""
+        """Checked between batches: a stop request, a run budget reached, or a lost lease (raises LeaseLost)."""
         if self.should_stop():
             self.result.stopped = True
+            return True
+        reason = self.throttle.budget_left(self.result.rows_read)
+        if reason is not None:
+            self.result.stopped = True
+            self.result.stop_reason = reason
             return True
         if self.lease is not None:
             try:
@@ -417,7 +446,8 @@ class BatchRun:
         self.hook("after_batch")
         if self.on_batch is not None:
             self.on_batch(BatchProgress(self.plan.table_name, "archive", self.result.batches, n_read,
-                                        self.result.rows_deleted, time.perf_counter() - self.started))
+                                        self.result.rows_deleted, time.perf_counter() - self.started,
+                                        self.result.rows_read, self.result.rows_archived, self.result.rows_skipped))
 
 
 __all__ = ["ArchiveResult", "BatchProgress", "BatchRun", "CHECKPOINTS", "Protocol"]

@@ -83,6 +83,9 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
     graph = None
     members: dict[str, MemberTable] = {}
     hold_tables: dict[str, sa.Table] = {}
+    unreadable = _signal_problems(spec, ops, conn.dialect.name)
+    if unreadable:
+        problems.append(InvalidPolicy(unreadable))
     named = _named_children_problems(conn, table, spec.children, ops)
     if named:
         problems.append(InvalidPolicy({"children": named}))
@@ -116,6 +119,23 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
     for name, member in members.items():
         member.plan = plan if name == table.name else _member_plan(member, plan)
     return plan
+
+
+#: The throttle settings that read each signal of the source.
+_SIGNAL_FIELDS = {"active_sessions": ("max_active_sessions", "critical_active_sessions"),
+                  "replica_lag": ("max_replica_lag_seconds",)}
+
+
+def _signal_problems(spec: PolicySpec, ops: SourceOps, database: str) -> dict[str, list[str]]:
+    """A throttle limit on a signal the source's database cannot report, by field."""
+    problems: dict[str, list[str]] = {}
+    for signal, names in _SIGNAL_FIELDS.items():
+        if signal in ops.capabilities.signals:
+            continue
+        for name in names:
+            if getattr(spec.throttle, name) is not None:
+                problems[name] = [f"A {database} source cannot report {signal.replace('_', ' ')}."]
+    return problems
 
 
 def _member_plan(member: MemberTable, root: TablePlan) -> TablePlan:

@@ -5,14 +5,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .backends import configure_engine
+from .backends import ConnectionSettings, configure_engine
 
 
-def make_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
-    """create_engine with the backend's connection settings applied."""
+def make_engine(url: str | sa.URL, settings: ConnectionSettings | None = None, **kwargs: Any) -> sa.Engine:
+    """create_engine with the backend's connection settings (and timeouts) applied; connections
+    are checked before use (a database restart is a reconnect, not a failure)."""
+    kwargs.setdefault("pool_pre_ping", True)
     engine = sa.create_engine(url, **kwargs)
-    configure_engine(engine)
+    configure_engine(engine, settings)
     return engine
 
 
-__all__ = ["configure_engine", "make_engine"]
+__all__ = ["ConnectionSettings", "configure_engine", "make_engine"]

@@ -62,8 +62,12 @@ class NotADateValue(InvalidPolicy):
 
 
 class LeaseLost(EngineError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"lease on '{name}' was lost to another runner; stopped after the last committed batch")
+    """The table lock is no longer ours; ``side`` is ``"archive"`` when the archive database connection
+    holding it failed (rather than another runner taking it over)."""
+
+    def __init__(self, name: str, why: str = "it was taken over by another runner", side: str | None = None) -> None:
+        super().__init__(f"lost the table lock on '{name}' ({why}); stopped after the last committed batch")
+        self.side = side
 
 
 class DatabaseError(EngineError):

@@ -1,103 +1,329 @@
-"""One runner per table: an expiring lease row in the archive database.
+"""One runner per table: a lock in the archive database that dies with its holder.
 
-``table_leases`` has one row per (table_name, kind). Taking the lease is one
-atomic statement (the archive backend's :meth:`~.backends.base.ArchiveOps.lease_upsert`):
-insert the row, or take it over only when it has expired or is already ours;
-reading the holder back in the same transaction says whether we got it. The holder renews it between batches; a killed holder
-blocks others for at most the TTL.
+Archive, purge and restore runs of one table take the same lock, so they exclude
+each other across threads, processes and hosts. How the lock is held depends on
+what the archive database can do (``Capabilities.advisory_locks``):
+
+* **Advisory locks** (PostgreSQL ``pg_try_advisory_lock``, MySQL/MariaDB
+  ``GET_LOCK``; the statements are the backend's ``try_lock``/``unlock``): a
+  session-level lock taken on a connection held for the whole run. When the
+  holder dies, its connection closes and the server frees the lock at once
+  (a silently dropped connection: when the server's TCP keepalives give up).
+* **Leases** (SQLite): the ``table_locks`` row is the lock. Its holder (host +
+  pid) renews ``heartbeat_at`` from a background thread every
+  ``heartbeat_seconds``; another runner takes the row over when the holder's
+  pid is gone on the same host, or its heartbeat is older than
+  ``stale_seconds``, whichever comes first.
+
+On every backend the ``table_locks`` row says who holds the table (host, pid,
+run id, kind, since), so a refused runner can say who it waited for
+(:attr:`TableLock.blocker`). A row left behind by a holder that died is
+replaced by the next holder, which learns whose it was
+(:attr:`TableLock.taken_over`) to close that run as abandoned.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Any, Callable
 
 import sqlalchemy as sa
 
 from .backends import archive_ops_for
 from .errors import LeaseLost
 from .policy import utcnow
-from .schema import table_leases
+from .schema import table_locks
+
+log = logging.getLogger(__name__)
+
+HOST = socket.gethostname()[:255]
 
 
 def new_holder_id() -> str:
     """A holder id unique to this process and call: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[:255]
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[:255]
 
 
-class TableLease:
-    """The lease on one (table, kind) for one holder.
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
-    ``acquire()`` returns whether we hold it; ``renew()`` extends it or raises
-    :class:`LeaseLost`; ``renew_if_due()`` renews once a third of the TTL has
-    passed (cheap to call between batches); ``release()`` gives it up.
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds (or held) a table's lock."""
+
+    table_name: str
+    kind: str
+    run_id: int | None
+    host: str
+    pid: int
+    since: datetime
+    heartbeat_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"table_name": self.table_name, "kind": self.kind, "run_id": self.run_id, "host": self.host,
+                "pid": self.pid, "since": self.since.isoformat(), "heartbeat_at": self.heartbeat_at.isoformat()}
+
+    def describe(self) -> str:
+        run = f"{self.kind} run {self.run_id}" if self.run_id is not None else f"a {self.kind} run"
+        return f"{run} on host {self.host}, pid {self.pid}, since {self.since.isoformat(timespec='seconds')}"
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _holder(row: Any) -> Holder:
+    return Holder(row.table_name, row.kind, row.run_id, row.host, row.pid, _aware(row.acquired_at),
+                  _aware(row.heartbeat_at))
+
+
+class TableLock:
+    """The lock on one table for one runner.
+
+    ``acquire(kind)`` returns whether we hold it (``blocker`` says who does when
+    not; ``taken_over`` whose dead lock we replaced); ``attach(run_id)`` records
+    our run in the row; ``renew_if_due()`` (between batches) raises
+    :class:`LeaseLost` when the lock is no longer ours; ``release()`` gives it up.
     """
 
-    def __init__(self, archive: sa.Engine, table_name: str, *, kind: str = "archive", holder: str | None = None,
-                 ttl_seconds: int, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, archive: sa.Engine, table_name: str, *, heartbeat_seconds: float = 5.0,
+                 stale_seconds: float = 30.0, clock: Callable[[], datetime] = utcnow,
+                 holder: str | None = None, host: str | None = None, pid: int | None = None) -> None:
         self.archive = archive
         self.table_name = table_name
-        self.kind = kind
-        self.holder = holder or new_holder_id()
-        self.ttl = timedelta(seconds=ttl_seconds)
+        self.heartbeat = float(heartbeat_seconds)
+        self.stale = timedelta(seconds=stale_seconds)
         self.clock = clock
+        self.holder = holder or new_holder_id()
+        self.host = host or HOST
+        self.pid = os.getpid() if pid is None else pid
+        self.kind = "archive"
+        self.run_id: int | None = None
         self.held = False
-        self._renewed_at: datetime | None = None
+        self.blocker: Holder | None = None
+        self.taken_over: Holder | None = None
         self._ops = archive_ops_for(archive)
+        self.advisory = self._ops.capabilities.advisory_locks
+        self._conn: sa.Connection | None = None   # advisory: the connection holding the lock
+        self._name: Any = None
+        self._beat_at = 0.0
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @property
     def name(self) -> str:
         return f"{self.kind}:{self.table_name}"
 
+    # -- helpers -------------------------------------------------------------
     def _dt(self, value: datetime) -> datetime:
         return self._ops.datetime_param(value.astimezone(timezone.utc))
 
     def _key(self) -> sa.ColumnElement[bool]:
-        t = table_leases.c
-        return sa.and_(t.table_name == self.table_name, t.kind == self.kind)
+        return table_locks.c.table_name == self.table_name
 
-    def _upsert(self, now: datetime) -> sa.Executable:
-        t = table_leases
-        values = {"table_name": self.table_name, "kind": self.kind, "holder": self.holder,
-                  "acquired_at": self._dt(now), "expires_at": self._dt(now + self.ttl)}
-        return self._ops.lease_upsert(values, sa.or_(t.c.expires_at < self._dt(now), t.c.holder == self.holder))
+    def _row(self, now: datetime) -> dict[str, Any]:
+        return {"table_name": self.table_name, "holder": self.holder, "kind": self.kind, "run_id": self.run_id,
+                "host": self.host, "pid": self.pid, "acquired_at": self._dt(now), "heartbeat_at": self._dt(now)}
 
-    def acquire(self) -> bool:
-        """Take the lease if it is free, expired or already ours; True when held."""
-        now = self.clock()
-        with self.archive.begin() as conn:
-            conn.execute(self._upsert(now))
-            holder = conn.execute(sa.select(table_leases.c.holder).where(self._key())).scalar_one_or_none()
-        self.held = holder == self.holder
+    def _read(self, conn: sa.Connection) -> Any:
+        return conn.execute(sa.select(table_locks).where(self._key())).one_or_none()
+
+    # -- acquire ---------------------------------------------------------------
+    def acquire(self, kind: str = "archive", run_id: int | None = None) -> bool:
+        """Take the table's lock for a ``kind`` run if it is free (or its holder is dead); True when held."""
+        self.kind, self.run_id = kind, run_id
+        self.blocker = self.taken_over = None
+        self._lost.clear()
+        self.held = self._acquire_advisory() if self.advisory else self._acquire_lease()
         if self.held:
-            self._renewed_at = now
+            self._beat_at = _monotonic()
+            if not self.advisory:
+                self._start_heartbeat()
         return self.held
 
-    def renew(self) -> None:
-        """Push the expiry to now + TTL; raises LeaseLost if another runner took it."""
+    def _acquire_advisory(self) -> bool:
+        conn = self.archive.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            self._name = self._ops.lock_name(conn, self.table_name)
+            got = self._ops.try_lock(conn, self._name)
+            conn.commit()  # AUTOCOMMIT: ends SQLAlchemy's transaction object only
+            if not got:
+                with self.archive.connect() as other:
+                    row = self._read(other)
+                self.blocker = _holder(row) if row is not None else None
+                conn.close()
+                return False
+            now = self.clock()
+            # We hold the lock: nobody else writes this row meanwhile.
+            row = self._read(conn)
+            conn.execute(sa.delete(table_locks).where(self._key()))
+            conn.execute(sa.insert(table_locks).values(**self._row(now)))
+            conn.commit()
+        except BaseException:
+            _discard(conn)
+            raise
+        # A row we found belonged to a holder whose session ended (it released before deleting
+        # nothing: a holder deletes its row before it unlocks), so that holder is dead.
+        self.taken_over = _holder(row) if row is not None and row.holder != self.holder else None
+        self._conn = conn
+        return True
+
+    def _acquire_lease(self) -> bool:
         now = self.clock()
+        with self.archive.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            row = self._read(conn)
+            if row is not None and row.holder != self.holder:
+                current = _holder(row)
+                if not self._is_dead(current, now):
+                    self.blocker = current
+                    return False
+                self.taken_over = current
+            conn.execute(sa.delete(table_locks).where(self._key()))
+            conn.execute(sa.insert(table_locks).values(**self._row(now)))
+        return True
+
+    def _is_dead(self, holder: Holder, now: datetime) -> bool:
+        if holder.host == self.host and not pid_alive(holder.pid):
+            return True
+        return now - holder.heartbeat_at > self.stale
+
+    # -- while held --------------------------------------------------------------
+    def attach(self, run_id: int) -> None:
+        """Record the run that holds the lock (the row is written before the run record exists)."""
+        self.run_id = run_id
+        self._update(run_id=run_id)
+
+    def _update(self, **values: Any) -> int:
+        stmt = sa.update(table_locks).where(self._key(), table_locks.c.holder == self.holder).values(**values)
+        if self._conn is not None:
+            n = self._conn.execute(stmt).rowcount
+            self._conn.commit()
+            return n
         with self.archive.begin() as conn:
-            n = conn.execute(sa.update(table_leases).where(self._key(), table_leases.c.holder == self.holder)
-                             .values(expires_at=self._dt(now + self.ttl))).rowcount
-        if n != 1:
-            self.held = False
-            raise LeaseLost(self.name)
-        self._renewed_at = now
+            return conn.execute(stmt).rowcount
 
     def renew_if_due(self) -> None:
-        """Renew when a third of the TTL has passed since the last renewal."""
-        if self._renewed_at is None or self.clock() - self._renewed_at >= self.ttl / 3:
-            self.renew()
+        """Between batches: raise LeaseLost if the lock is no longer ours (advisory: the lock's
+        connection answers; lease: the heartbeat thread still owns the row)."""
+        if not self.held:
+            raise LeaseLost(self.name)
+        if self._lost.is_set():
+            self.held = False
+            raise LeaseLost(self.name)
+        if self.advisory and _monotonic() - self._beat_at >= self.heartbeat:
+            try:
+                n = self._update(heartbeat_at=self._dt(self.clock()))
+            except sa.exc.DBAPIError as exc:
+                self.held = False
+                self._lost.set()
+                why = f"the archive database connection holding it failed: {self._ops.explain(exc)}"
+                raise LeaseLost(self.name, why, side="archive") from exc
+            if n != 1:  # our row is gone: someone took the table over (it must have seen us dead)
+                self.held = False
+                self._lost.set()
+                raise LeaseLost(self.name)
+            self._beat_at = _monotonic()
 
+    renew = renew_if_due
+
+    def _start_heartbeat(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name=f"lock-heartbeat:{self.table_name}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.heartbeat):
+            try:
+                n = self._update(heartbeat_at=self._dt(self.clock()))
+            except Exception:  # noqa: BLE001 - busy or unreachable: try again; staleness decides
+                failures += 1
+                log.warning("could not renew the lock on %s (%d time(s) in a row)", self.table_name, failures)
+                continue
+            failures = 0
+            if n != 1:
+                log.error("the lock on %s was taken over by another runner", self.table_name)
+                self._lost.set()
+                return
+
+    # -- release -------------------------------------------------------------------
     def release(self) -> None:
-        """Give the lease up (only if still ours)."""
-        with self.archive.begin() as conn:
-            conn.execute(sa.delete(table_leases).where(self._key(), table_leases.c.holder == self.holder))
-        self.held = False
+        """Give the lock up (only if still ours): its row first, then the advisory lock."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.heartbeat + 5)
+            self._thread = None
+        was_held, self.held = self.held, False
+        conn, self._conn = self._conn, None
+        try:
+            if was_held or conn is not None:
+                stmt = sa.delete(table_locks).where(self._key(), table_locks.c.holder == self.holder)
+                if conn is not None:
+                    conn.execute(stmt)
+                    self._ops.unlock(conn, self._name)
+                    conn.commit()
+                else:
+                    with self.archive.begin() as c:
+                        c.execute(stmt)
+        except BaseException:
+            if conn is not None:
+                _discard(conn)  # never return a connection that may still hold the lock to the pool
+                conn = None
+            raise
+        finally:
+            if conn is not None:
+                conn.close()
 
-    def current_holder(self) -> str | None:
-        """Who holds the lease row now (expired or not), or None."""
+    def drop(self) -> None:
+        """Let the lock go without talking to the archive database (its connection failed): the
+        advisory lock's connection is discarded (the server ends the session, and the lock with
+        it); a lease row is left to go stale, or to be taken over once this process has ended."""
+        self._stop.set()
+        self.held = False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _discard(conn)
+
+    def current_holder(self) -> Holder | None:
+        """Who the ``table_locks`` row names now (None: nobody)."""
         with self.archive.connect() as conn:
-            return conn.execute(sa.select(table_leases.c.holder).where(self._key())).scalar_one_or_none()
+            row = self._read(conn)
+        return _holder(row) if row is not None else None
+
+
+def _discard(conn: sa.Connection) -> None:
+    try:
+        conn.invalidate()
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _monotonic() -> float:
+    return time.monotonic()
+
+
+#: The old name, still used by the engine's entry points' signatures.
+TableLease = TableLock
+
+__all__ = ["HOST", "Holder", "TableLease", "TableLock", "new_holder_id", "pid_alive"]

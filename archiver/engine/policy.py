@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from .sizing import BatchSizer, SizingSettings
+from .throttle import ThrottleSettings
 
 #: How a policy sizes its batches: ``adaptive`` (the default; ``batch_size``, when set, is the
 #: ceiling) or ``fixed`` (every batch exactly ``batch_size`` rows).
@@ -45,6 +46,7 @@ class PolicySpec:
     batch_size: int | None = None
     children: tuple[NamedChild, ...] = ()
     batch_mode: str = "adaptive"
+    throttle: ThrottleSettings = ThrottleSettings()  # sleeps, pauses and budgets (see .throttle)
 
     def __post_init__(self) -> None:
         if self.archive_after_days < 0:

@@ -44,13 +44,18 @@ archived_rows = Table(
           sqlite_where=text("root_id IS NOT NULL")),
 )
 
-# One runner per (table, job kind) across processes: a row with a holder and an expiry
-# (see engine/lease.py). Archive and purge of one table take different leases.
-table_leases = Table(
-    "table_leases", metadata,
+# One runner per table across processes and hosts (see engine/lease.py): archive, purge and restore
+# of a table exclude each other. On PostgreSQL and MySQL/MariaDB the lock itself is a session-level
+# advisory lock that dies with its connection; this row only says who holds it. On SQLite the row is
+# the lock: a holder (host, pid) with a heartbeat, taken over when that process is gone or silent.
+table_locks = Table(
+    "table_locks", metadata,
     Column("table_name", String(255), primary_key=True),
-    Column("kind", String(16), primary_key=True, default="archive"),
-    Column("holder", String(255), nullable=False),
+    Column("holder", String(255), nullable=False),  # host:pid:random, unique per acquisition
+    Column("kind", String(16), nullable=False),      # archive | purge | restore
+    Column("run_id", BigInteger, nullable=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )

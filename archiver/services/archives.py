@@ -26,12 +26,11 @@ from typing import Any, Iterator, Mapping
 
 import orjson
 import sqlalchemy as sa
-from flask import current_app
 
 from ..engine.errors import LeaseLost
 from ..engine.failures import describe_error
 from ..engine.criteria import CriteriaError
-from ..engine.lease import TableLease
+from ..engine.lease import TableLock
 from ..engine.payload_filter import compile_payload_filter, types_from_payload
 from ..engine.restore import (ArchiveFilters, RestoreError, RestoreResult, RestoreSelection,
                               reflect_source_table, restore_rows)
@@ -42,6 +41,7 @@ from ..models import ArchivePolicy, RunKind, RunStatus
 from . import audit, runs
 from .audit import Actor
 from .cursors import decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor
+from .locks import TableHeld, table_lock
 from .source_db import archive_engine, reflect_table, source_engine
 
 log = logging.getLogger(__name__)
@@ -532,10 +532,10 @@ def restore(table_name: str, selection: RestoreSelection, username: str | None =
             actor: Actor | None = None) -> dict[str, Any]:
     """Restore the selected archived rows into the source table, recorded as a ``restore`` run.
 
-    Holds the table's archive lease throughout, so no archive run moves rows of
-    the table meanwhile (Conflict if one is running). A source table that is
-    gone raises the engine's RestoreError as it is. Audited (selection and result, or the
-    reason it failed) once the table is known.
+    Holds the table's lock throughout (the one archive and purge runs take), so no
+    other run works on the table meanwhile (TableHeld, a Conflict, if one is running). A source
+    table that is gone raises the engine's RestoreError as it is. Audited (selection and result,
+    or the reason it failed) once the table is known.
     """
     actor = actor or (Actor.system(username) if username else audit.SYSTEM)
     username = username or actor.username or "system"
@@ -562,27 +562,27 @@ def restore(table_name: str, selection: RestoreSelection, username: str | None =
 def _restore(table_name: str, selection: RestoreSelection, username: str) -> dict[str, Any]:
     db.session.rollback()  # no open snapshot on the archive DB while we write to it (SQLite)
     reflect_source_table(source_engine(), table_name)
-    lease = TableLease(archive_engine(), table_name, kind=RunKind.ARCHIVE.value,
-                       ttl_seconds=current_app.config["LEASE_TTL_SECONDS"])
-    if not lease.acquire():
-        raise Conflict("An archive run is in progress for this table; try again when it has finished")
+    lease = table_lock(table_name)
+    if not lease.acquire(RunKind.RESTORE.value):
+        raise TableHeld(table_name, lease.blocker)
     try:
         return _restore_with_lease(table_name, selection, username, lease)
     finally:
         try:
             lease.release()
-        except Exception:  # noqa: BLE001 - it expires on its own
-            log.warning("could not release the archive lease on %s after a restore", table_name)
+        except Exception:  # noqa: BLE001 - it dies with this process or goes stale
+            log.warning("could not release the lock on %s after a restore", table_name)
 
 
 def _restore_with_lease(table_name: str, selection: RestoreSelection, username: str,
-                        lease: TableLease) -> dict[str, Any]:
+                        lease: TableLock) -> dict[str, Any]:
     run_id = runs.start_run(RunKind.RESTORE.value, table_name, runs.trigger_for_user(username))
     # End the session's read transaction now: on SQLite a snapshot taken before the restore's
     # archive writes would make finish_run's UPDATE fail with "database is locked".
     db.session.rollback()
-    # Restores of this table need this lease too: one still "running" was killed mid-way.
-    runs.close_interrupted(RunKind.RESTORE.value, table_name, run_id)
+    lease.attach(run_id)
+    # Every run of this table needs this lock: one still "running" belongs to a process that died.
+    runs.abandon_dead_runs(table_name, run_id, lease.taken_over)
     try:
         result = restore_rows(source_engine(), archive_engine(), table_name, selection, lease=lease)
     except (RestoreError, LeaseLost) as exc:

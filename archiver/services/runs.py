@@ -1,12 +1,15 @@
 """Run history: every archive, purge and restore run is recorded here."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import select, update
 
-from ..errors import NotFound
+from ..engine.lease import HOST, Holder
+from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..models import ArchiveRun, RunStatus
 from ..models._types import utcnow
@@ -21,12 +24,90 @@ class RunCounts:
     batches: int = 0
     rows_skipped: int = 0
     details: dict[str, Any] | None = None  # {"children": {table: rows}, "skipped": {reference: rows}}
+    rate: float | None = None  # rows per second (rows deleted from the source, or purged)
 
 
-def start_run(kind: str, table_name: str, trigger: str, dry_run: bool = False) -> int:
-    """Insert a ``running`` run and commit it at once; returns its id."""
+def _runs() -> sa.Table:
+    return ArchiveRun.__table__  # type: ignore[return-value]
+
+
+def record_progress(run_id: int, counts: RunCounts) -> None:
+    """Write a running run's counters (after each committed batch). Its own short transaction on
+    the archive engine, outside the session: safe from any thread, never waits for source rows."""
+    values: dict[str, Any] = {"rows_read": counts.rows_read, "rows_written": counts.rows_written,
+                              "rows_deleted": counts.rows_deleted, "batches": counts.batches,
+                              "rows_skipped": counts.rows_skipped, "rate": counts.rate, "progress_at": utcnow()}
+    with db.engines[None].begin() as conn:
+        conn.execute(sa.update(_runs()).where(_runs().c.id == run_id,
+                                              _runs().c.status == RunStatus.RUNNING.value).values(**values))
+
+
+def set_rows_total(run_id: int, rows_total: int) -> None:
+    with db.engines[None].begin() as conn:
+        conn.execute(sa.update(_runs()).where(_runs().c.id == run_id).values(rows_total=rows_total))
+
+
+def cancel_requested(run_id: int) -> bool:
+    """Whether someone asked (POST /runs/{id}/cancel, from any process) to cancel this run."""
+    with db.engines[None].connect() as conn:
+        return conn.execute(sa.select(_runs().c.cancel_requested_at).where(_runs().c.id == run_id)).scalar() \
+            is not None
+
+
+def request_cancel(run_id: int, by: str) -> ArchiveRun:
+    """Ask a running run to stop after its current batch (it ends ``cancelled``).
+
+    NotFound for an unknown run; Conflict for a run that is over. Asking twice is harmless.
+    """
+    run = db.session.get(ArchiveRun, run_id)
+    if run is None:
+        raise NotFound("No run with this id")
+    if run.status != RunStatus.RUNNING.value:
+        raise Conflict(f"Run {run_id} is {run.status}: only a running run can be cancelled",
+                       {"run_id": run_id, "status": run.status}, code="run_not_running")
+    if run.cancel_requested_at is None:
+        run.cancel_requested_at = utcnow()
+        run.cancel_requested_by = by[:96]
+    db.session.commit()
+    return run
+
+
+ABANDONED_MESSAGE = ("abandoned: its process ended without recording the end of the run (killed, crashed, or "
+                     "the archive database unreachable when it finished)")
+
+
+def abandon_dead_runs(table_name: str, current_run_id: int | None, dead: Holder | None) -> list[int]:
+    """Close runs of ``table_name`` still ``running`` (other than ours, dry runs aside) as ``abandoned``.
+
+    Only call while holding the table's lock: then no other runner works on the table, so such
+    runs belong to a process that died. Their counters stay as last written (after their last
+    committed batch); ``finished_at`` is when this was detected.
+    """
+    now = utcnow()
+    t = _runs()
+    cond = [t.c.table_name == table_name, t.c.status == RunStatus.RUNNING.value, t.c.dry_run.is_(False)]
+    if current_run_id is not None:
+        cond.append(t.c.id != current_run_id)
+    detected = f"detected at {now.isoformat(timespec='seconds')}" + (
+        f" by run {current_run_id}" if current_run_id is not None else "")
+    with db.engines[None].begin() as conn:
+        ids = list(conn.execute(sa.select(t.c.id).where(*cond)).scalars())
+        for run_id in ids:
+            who = ""
+            if dead is not None and dead.run_id == run_id:
+                who = f" (host {dead.host}, pid {dead.pid}, lock held since {dead.since.isoformat(timespec='seconds')})"
+            conn.execute(sa.update(t).where(t.c.id == run_id, t.c.status == RunStatus.RUNNING.value).values(
+                status=RunStatus.ABANDONED.value, finished_at=now,
+                error=f"{ABANDONED_MESSAGE}{who}; {detected}"))
+    return ids
+
+
+def start_run(kind: str, table_name: str, trigger: str, dry_run: bool = False,
+              rows_total: int | None = None, status: str = RunStatus.RUNNING.value) -> int:
+    """Insert a ``running`` run (this host and process) and commit it at once; returns its id."""
     run = ArchiveRun(kind=kind, table_name=table_name, trigger=trigger[:96], dry_run=dry_run,
-                     status=RunStatus.RUNNING.value, started_at=utcnow())
+                     status=status, started_at=utcnow(), rows_total=rows_total, host=HOST[:255],
+                     pid=os.getpid())
     db.session.add(run)
     db.session.flush()
     run_id = run.id  # read before commit: reading after would reopen a snapshot (SQLite locks)
@@ -49,6 +130,8 @@ def finish_run(run_id: int, status: str, counts: RunCounts | None = None, error:
         run.batches = counts.batches
         run.rows_skipped = counts.rows_skipped
         run.details = counts.details or None
+        if counts.rate is not None:
+            run.rate = counts.rate
     run.error = (error or None) and error[:2000]
     db.session.commit()
     return run
@@ -84,22 +167,3 @@ def list_runs(*, table_name: str | None = None, kind: str | None = None, status:
 
 def get_run(run_id: int) -> ArchiveRun | None:
     return db.session.get(ArchiveRun, run_id)
-
-
-INTERRUPTED_MESSAGE = "interrupted: the runner stopped before finishing (process killed or crashed)"
-
-
-def close_interrupted(kind: str, table_name: str, current_run_id: int) -> int:
-    """Mark earlier non-dry runs of ``table_name``/``kind`` still 'running' as failed.
-
-    Only call while holding the table's lease: then no other runner can be
-    working on it, so such runs belong to a runner that died.
-    """
-    stmt = (update(ArchiveRun)
-            .where(ArchiveRun.kind == kind, ArchiveRun.table_name == table_name,
-                   ArchiveRun.status == RunStatus.RUNNING.value, ArchiveRun.dry_run.is_(False),
-                   ArchiveRun.id != current_run_id)
-            .values(status=RunStatus.FAILED.value, error=INTERRUPTED_MESSAGE, finished_at=utcnow()))
-    count = db.session.execute(stmt).rowcount
-    db.session.commit()
-    return count

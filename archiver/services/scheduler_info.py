@@ -14,8 +14,11 @@ from typing import Any
 
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
+import sqlalchemy as sa
+
 from ..errors import Conflict
-from ..extensions import scheduler
+from ..extensions import db, scheduler
+from ..models import ScheduleCheck
 from . import database
 
 TEST_JOB_PREFIX = "scheduler_test_"
@@ -27,7 +30,11 @@ _test_runs_lock = threading.Lock()
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """ISO 8601 in UTC with its offset, like every timestamp of the API (SQLite's naive values are UTC)."""
+    if value is None:
+        return None
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.isoformat()
 
 
 def _state() -> str:
@@ -52,7 +59,15 @@ def scheduler_status() -> dict[str, Any]:
     jobs.sort(key=lambda j: (j["next_run_time"] is None, j["next_run_time"] or "", j["id"]))
     timezone_name = str(scheduler.scheduler.timezone) if hasattr(scheduler.scheduler, "timezone") else None
     return {"running": scheduler.running, "state": _state(), "timezone": timezone_name,
-            "jobs": jobs, "test_runs": recorded_test_runs()}
+            "jobs": jobs, "test_runs": recorded_test_runs(), "checks": schedule_checks()}
+
+
+def schedule_checks() -> list[dict[str, Any]]:
+    """The scheduler's last look at each table and kind (a tick that moves nothing records no run)."""
+    rows = db.session.execute(sa.select(ScheduleCheck).order_by(ScheduleCheck.table_name,
+                                                                ScheduleCheck.kind)).scalars()
+    return [{"table_name": r.table_name, "kind": r.kind, "checked_at": _iso(r.checked_at), "outcome": r.outcome,
+             "run_id": r.run_id} for r in rows]
 
 
 def schedule_test_job(delay_seconds: int = 3) -> dict[str, Any]:

@@ -33,8 +33,11 @@ class RunSchema(ma.Schema):
     table_name = fields.String()
     trigger = fields.String(metadata={"description": "scheduler, cli or api:<username>"})
     status = fields.String(metadata={"enum": [s.value for s in RunStatus],
-                                     "description": "running | succeeded | failed | partial (stopped between "
-                                                    "batches) | skipped (another runner held the table's lease)"})
+                                     "description": "running | succeeded | failed | partial (restore: rows left "
+                                                    "in place) | skipped (another run held the table) | cancelled "
+                                                    "(POST /runs/{id}/cancel) | interrupted (SIGTERM/SIGINT) | "
+                                                    "abandoned (its process died; finished_at is when that was "
+                                                    "detected)"})
     dry_run = fields.Boolean()
     started_at = UtcDateTime()
     finished_at = UtcDateTime(allow_none=True)
@@ -51,11 +54,65 @@ class RunSchema(ma.Schema):
                                                                     "with them, by table; skipped: rows held back, "
                                                                     "by reference"})
     error = fields.String(allow_none=True, metadata={"description": "Short reason when failed or skipped"})
+    rows_total = fields.Integer(allow_none=True, metadata={
+        "description": "Rows that qualified when the run started (the ETA counts down from it)"})
+    rate = fields.Float(allow_none=True, metadata={"description": "Rows per second (recent, while running)"})
+    progress_at = UtcDateTime(allow_none=True, metadata={"description": "When the counters were last written "
+                                                                            "(after each committed batch)"})
+    percent = fields.Method("_percent", allow_none=True)
+    eta_seconds = fields.Method("_eta", allow_none=True, metadata={
+        "description": "Running: seconds left at the current rate (null when unknown)"})
+    host = fields.String(allow_none=True, metadata={"description": "Host of the process running it"})
+    pid = fields.Integer(allow_none=True, metadata={"description": "Process id running it"})
+    cancel_requested_at = UtcDateTime(allow_none=True)
+    cancel_requested_by = fields.String(allow_none=True)
+    url = fields.Method("_url")
 
     def _duration(self, run) -> float | None:
         if run.finished_at is None or run.started_at is None:
             return None
         return round((run.finished_at - run.started_at).total_seconds(), 3)
+
+    @staticmethod
+    def _done(run) -> int:
+        return (run.rows_deleted or 0) + (run.rows_skipped or 0)
+
+    def _percent(self, run) -> float | None:
+        if not run.rows_total:
+            return 100.0 if run.rows_total == 0 else None
+        return round(min(100.0, 100.0 * self._done(run) / run.rows_total), 1)
+
+    def _eta(self, run) -> float | None:
+        if run.status != RunStatus.RUNNING.value or run.rows_total is None:
+            return None
+        left = max(0, run.rows_total - self._done(run))
+        if left == 0:
+            return 0.0
+        return round(left / run.rate, 1) if run.rate else None
+
+    def _url(self, run) -> str:
+        return f"/runs/{run.id}"
+
+
+class StartRunSchema(ma.Schema):
+    """POST /runs: start a run of one table in the background."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    table_name = fields.String(required=True, validate=Length(1, 255))
+    kind = fields.String(load_default=RunKind.ARCHIVE.value,
+                         validate=OneOf([RunKind.ARCHIVE.value, RunKind.PURGE.value]))
+    dry_run = fields.Boolean(load_default=False)
+
+
+class RunStartedSchema(ma.Schema):
+    run_id = fields.Integer()
+    url = fields.String(metadata={"example": "/runs/42"})
+    status = fields.String()
+    table_name = fields.String()
+    kind = fields.String()
+    dry_run = fields.Boolean()
 
 
 class RunPageSchema(ma.Schema):

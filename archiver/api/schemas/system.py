@@ -37,12 +37,22 @@ class TestRunsSchema(ma.Schema):
     runs = fields.List(fields.Nested(TestRunSchema), metadata={"description": "Newest last (last 20, this process)"})
 
 
+class ScheduleCheckSchema(ma.Schema):
+    table_name = fields.String()
+    kind = fields.String(metadata={"description": "archive | purge"})
+    checked_at = fields.String(metadata={"description": "ISO-8601: the scheduler's last look at the table"})
+    outcome = fields.String(metadata={"description": "nothing to move | held by … | run started"})
+    run_id = fields.Integer(allow_none=True, metadata={"description": "The last run the scheduler started"})
+
+
 class SchedulerStatusSchema(ma.Schema):
     running = fields.Boolean()
     state = fields.String(metadata={"description": "running | paused | stopped"})
     timezone = fields.String(allow_none=True)
     jobs = fields.List(fields.Nested(SchedulerJobSchema))
     test_runs = fields.List(fields.Nested(TestRunSchema))
+    checks = fields.List(fields.Nested(ScheduleCheckSchema), metadata={
+        "description": "Per table and kind: the scheduler's last check (ticks that move nothing record no run)"})
 
 
 class TestJobRequestSchema(ma.Schema):

@@ -13,7 +13,7 @@ import importlib
 import sqlalchemy as sa
 
 from ..errors import EngineError
-from .base import ArchiveOps, Backend, Capabilities, SourceOps, generic_reason
+from .base import ArchiveOps, Backend, Capabilities, ConnectionSettings, SourceOps, generic_reason
 
 #: SQLAlchemy dialect name -> backend package (under archiver.engine.backends).
 BACKENDS: dict[str, str] = {
@@ -55,9 +55,10 @@ def archive_ops_for(engine: sa.Engine) -> ArchiveOps:
     return backend.archive_ops(engine)
 
 
-def configure_engine(engine: sa.Engine) -> None:
-    """Apply the engine's backend settings to every connection it opens (idempotent)."""
-    backend_of(engine).configure_engine(engine)
+def configure_engine(engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
+    """Apply the engine's backend settings (and ``settings``' timeouts, default
+    :class:`ConnectionSettings`) to every connection it opens (idempotent)."""
+    backend_of(engine).configure_engine(engine, settings or ConnectionSettings())
 
 
 def explain(exc: BaseException) -> str:
@@ -71,5 +72,5 @@ def explain(exc: BaseException) -> str:
     return generic_reason(exc)
 
 
-__all__ = ["ArchiveOps", "BACKENDS", "Backend", "Capabilities", "SourceOps", "UnsupportedDatabase",
+__all__ = ["ArchiveOps", "BACKENDS", "Backend", "Capabilities", "ConnectionSettings", "SourceOps", "UnsupportedDatabase",
            "archive_ops_for", "backend_for", "backend_of", "configure_engine", "explain", "source_ops_for"]

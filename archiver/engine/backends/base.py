@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from ..errors import UnsupportedDateColumn
+from ..errors import DatabaseError, UnsupportedDateColumn
 from ..graph import Reference
 from ..rowcodec import canonical_pk, to_utc_datetime
 from ..schema import archived_rows
@@ -62,6 +62,27 @@ class Capabilities:
     advisory_locks: bool
     text_dates: bool
     max_bind_params: int
+    signals: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Timeouts every connection of an engine gets (each backend applies them its own way in
+    :meth:`Backend.configure_engine`). Seconds; 0 turns a statement, idle or lock timeout off.
+
+    ``connect``: give up opening a connection. ``statement``: cancel one statement.
+    ``lock``: give up waiting for a row or table lock (SQLite: its busy timeout).
+    ``idle_in_transaction``: the server ends a session left idle inside a transaction (its
+    row locks go with it). ``network``: a peer that stops answering (no RST: a dropped route,
+    a dead host) is given up within about this long (TCP keepalives, TCP_USER_TIMEOUT, socket
+    read/write timeouts).
+    """
+
+    connect: int = 10
+    statement: int = 300
+    lock: int = 30
+    idle_in_transaction: int = 60
+    network: int = 30
 
 
 #: A database without a backend package of its own: the portable protocol, one batch at a time.
@@ -416,6 +437,43 @@ class SourceOps:
 
 # --------------------------------------------------------------------------- archive
 
+    # throttle signals (only asked when ``capabilities.signals`` names them) -----
+    def replica_lag(self, conn: sa.Connection) -> float | None:
+        """Seconds of replication lag seen on ``conn``'s server (None: not known there)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no replica lag")
+
+    def active_sessions(self, conn: sa.Connection) -> int | None:
+        """Sessions of ``conn``'s server running a statement now, ``conn`` left out."""
+        raise NotImplementedError(f"{type(self).__name__} reads no active sessions")
+
+
+class DatabaseSignals:
+    """A throttle's signals read with the backends' own queries, each on a short connection of its
+    own: load on the source, lag on ``replica`` (a replica's ops) or else on the source itself
+    (a PostgreSQL primary knows its standbys' lag; a MariaDB source that is itself a replica its own)."""
+
+    def __init__(self, source: SourceOps, replica: SourceOps | None = None) -> None:
+        self.source, self.replica = source, replica or source
+
+    def _read(self, ops: SourceOps, signal: str, query: Callable[[sa.Connection], Any]) -> Any:
+        if signal not in ops.capabilities.signals:
+            return None
+        try:
+            with ops.engine.connect() as conn:
+                value = query(conn)
+                conn.rollback()
+                return value
+        except sa.exc.DBAPIError as exc:
+            side = "source" if ops is self.source else "replica"
+            raise DatabaseError(side, f"cannot read {signal.replace('_', ' ')}: {ops.explain(exc)}") from exc
+
+    def replica_lag(self) -> float | None:
+        return self._read(self.replica, "replica_lag", self.replica.replica_lag)
+
+    def active_sessions(self) -> int | None:
+        return self._read(self.source, "active_sessions", self.source.active_sessions)
+
+
 class ArchiveOps:
     """Archive-side operations on ``archived_rows`` (portable parts)."""
 
@@ -533,8 +591,17 @@ class ArchiveOps:
         stmt = sa.select(sa.func.count()).select_from(archived_rows).where(self.expired(table_name, cutoff))
         return int(conn.execute(stmt).scalar_one())
 
-    def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:
-        """Insert the lease row, or take it over where ``free`` holds (one atomic statement)."""
+    # table locks (``Capabilities.advisory_locks``; see engine/lease.py) ---------
+    def lock_name(self, conn: sa.Connection, table_name: str) -> Any:
+        """The advisory lock's name (or key) for a table of this archive database."""
+        raise NotImplementedError
+
+    def try_lock(self, conn: sa.Connection, name: Any) -> bool:
+        """Take the session-level advisory lock ``name`` on ``conn`` without waiting; True when taken."""
+        raise NotImplementedError
+
+    def unlock(self, conn: sa.Connection, name: Any) -> None:
+        """Release the advisory lock ``name`` held by ``conn``'s session."""
         raise NotImplementedError
 
 
@@ -554,7 +621,7 @@ class Backend:
     #: Top-level DB-API driver modules whose errors :meth:`explain` describes.
     drivers: tuple[str, ...] = ()
 
-    def configure_engine(self, engine: sa.Engine) -> None:
+    def configure_engine(self, engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
         """Settings every connection of ``engine`` needs (event listeners); none by default."""
 
     def explain(self, exc: BaseException) -> str | None:

@@ -14,8 +14,9 @@ from typing import Callable
 import sqlalchemy as sa
 
 from ...plan import TablePlan
-from ..base import Backend, Mover, SourceOps
+from ..base import ConnectionSettings, Backend, Mover, SourceOps
 from . import errors
+from .connections import configure_engine
 from .archive import MySQLArchiveOps
 from .in_server import open_in_server_move
 from .capabilities import CAPABILITIES
@@ -28,6 +29,9 @@ class MySQLBackend(Backend):
     source_ops = MySQLSourceOps
     archive_ops = MySQLArchiveOps
     drivers = ("pymysql", "MySQLdb")
+
+    def configure_engine(self, engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
+        configure_engine(engine, settings)
 
     def explain(self, exc: BaseException) -> str | None:
         return errors.reason(exc)

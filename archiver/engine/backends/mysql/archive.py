@@ -7,13 +7,15 @@ bound-parameter upsert on other drivers.
 """
 from __future__ import annotations
 
+import hashlib
+
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
 
-from ...schema import archived_rows, table_leases
+from ...schema import archived_rows
 from ..base import ArchiveOps
 from . import errors
 from .capabilities import CAPABILITIES
@@ -62,18 +64,16 @@ class MySQLArchiveOps(ArchiveOps):
     def datetime_param(self, value: datetime | None) -> datetime | None:
         return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None)
 
-    def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:
-        t = table_leases
-        insert = mysql_dialect.insert(t).values(**values)
-        ins = insert.inserted
-        mine = t.c.holder == values["holder"]
-        # MySQL applies the assignments left to right: decide the holder first,
-        # then move the times only if the holder is now us.
-        return insert.on_duplicate_key_update([
-            ("holder", sa.case((free, ins.holder), else_=t.c.holder)),
-            ("acquired_at", sa.case((mine, ins.acquired_at), else_=t.c.acquired_at)),
-            ("expires_at", sa.case((mine, ins.expires_at), else_=t.c.expires_at)),
-        ])
+    def lock_name(self, conn: sa.Connection, table_name: str) -> str:
+        # GET_LOCK names are server-wide and at most 64 characters: this database and the table, hashed.
+        database = conn.execute(sa.text("SELECT DATABASE()")).scalar() or ""
+        return "archiver:" + hashlib.sha256(f"{database}\0{table_name}".encode()).hexdigest()[:48]
+
+    def try_lock(self, conn: sa.Connection, name: str) -> bool:
+        return conn.execute(sa.text("SELECT GET_LOCK(:name, 0)"), {"name": name}).scalar() == 1
+
+    def unlock(self, conn: sa.Connection, name: str) -> None:
+        conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
     def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
                archived_at: datetime, run_id: int | None) -> int:

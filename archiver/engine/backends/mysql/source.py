@@ -28,7 +28,7 @@ from ...plan import TablePlan
 from ...rowcodec import to_utc_datetime
 from ..base import Batch
 from ..serverjson import ServerJsonSourceOps
-from . import errors
+from . import errors, signals
 from .capabilities import CAPABILITIES
 from .statements import execute_literal, force_primary_key
 
@@ -279,3 +279,9 @@ class MySQLSourceOps(ServerJsonSourceOps):
         column = conn.dialect.identifier_preparer.quote(plan.pk[0].name)
         return execute_literal(conn, f"{self.delete_head(conn, plan)}{column} IN ({keys}){self.delete_tail(conn, plan, n)}",
                         "DELETE ... WHERE key IN (...)")
+
+    def replica_lag(self, conn: sa.Connection) -> float | None:
+        return signals.replica_lag(conn)
+
+    def active_sessions(self, conn: sa.Connection) -> int | None:
+        return signals.active_sessions(conn)

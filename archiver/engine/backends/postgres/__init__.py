@@ -15,8 +15,9 @@ import sqlalchemy as sa
 
 from ...pipeline import Slot
 from ...plan import TablePlan
-from ..base import ArchiveOps, Backend, Mover, SourceOps
+from ..base import ConnectionSettings, ArchiveOps, Backend, Mover, SourceOps
 from . import errors
+from .connections import configure_engine
 from .archive import PostgresArchiveOps
 from .copy_pipe import CopyPipe
 from .capabilities import CAPABILITIES
@@ -29,6 +30,9 @@ class PostgresBackend(Backend):
     source_ops = PostgresSourceOps
     archive_ops = PostgresArchiveOps
     drivers = ("psycopg2",)
+
+    def configure_engine(self, engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
+        configure_engine(engine, settings)
 
     def explain(self, exc: BaseException) -> str | None:
         return errors.reason(exc)

@@ -10,13 +10,15 @@ connection keeps its own.
 """
 from __future__ import annotations
 
+import hashlib
+
 from datetime import datetime
 from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from ...schema import archived_rows, table_leases
+from ...schema import archived_rows
 from ..base import ArchiveOps
 from . import errors
 from .capabilities import CAPABILITIES
@@ -92,12 +94,18 @@ class PostgresArchiveOps(ArchiveOps):
                                                   c.source_pk == sa.any_(sa.cast(sa.bindparam("pks"), pg.ARRAY(sa.Text))))
         return dict(conn.execute(stmt, {"pks": source_pks}).all())
 
-    def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:
-        insert = pg.insert(table_leases).values(**values)
-        ex = insert.excluded
-        return insert.on_conflict_do_update(
-            index_elements=[table_leases.c.table_name, table_leases.c.kind],
-            set_={"holder": ex.holder, "acquired_at": ex.acquired_at, "expires_at": ex.expires_at}, where=free)
+    def lock_name(self, conn: sa.Connection, table_name: str) -> int:
+        # Advisory locks are per database; the key covers the archive schema too (one database may
+        # hold several archives, one per schema) and the table, hashed to a signed 64-bit key.
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar() or ""
+        digest = hashlib.sha256(f"archiver\0{schema}\0{table_name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def try_lock(self, conn: sa.Connection, name: int) -> bool:
+        return bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": name}).scalar())
+
+    def unlock(self, conn: sa.Connection, name: int) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": name})
 
     def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
                archived_at: datetime, run_id: int | None) -> int:

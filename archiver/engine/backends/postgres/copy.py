@@ -6,6 +6,8 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
+from .watchdog import guarded
+
 
 def run_copy(conn: sa.Connection, sql: str, data: Any, params: dict[str, Any] | None = None) -> int:
     """``COPY … FROM STDIN`` (``data`` is read) or ``COPY … TO STDOUT`` (``data`` is written) on
@@ -14,7 +16,8 @@ def run_copy(conn: sa.Connection, sql: str, data: Any, params: dict[str, Any] | 
     dbapi_conn = conn.connection.dbapi_connection
     error = conn.dialect.loaded_dbapi.Error
     try:
-        with dbapi_conn.cursor() as cur:
+        deadline = getattr(conn.engine, "_archiver_pg_deadline", None)
+        with dbapi_conn.cursor() as cur, guarded(dbapi_conn, deadline):
             cur.copy_expert(sql if params is None else cur.mogrify(sql, params).decode(), data, size=1 << 16)
             return cur.rowcount
     except error as exc:

@@ -60,6 +60,7 @@ _INT_LIST = re.compile(r"-?[0-9]+(?:,-?[0-9]+)*")
 class _Piped(Held):
     keys: str = ""  # "{1,2,3}", once copied
     n: int = 0
+    limit: int = 0  # the batch's row count, asked before its transaction began
 
 
 class CopyPipe(Mover):
@@ -85,6 +86,7 @@ class CopyPipe(Mover):
                     generic_batch=generic_batch, committed=committed, read_ahead=False)
 
     def _read(self, slot: Slot, after: tuple | None) -> _Piped | None:
+        limit = self._size()  # may wait (a throttle's pause): before the transaction begins
         trans = slot.conn.begin()
         try:
             found = self.sops.any_left(slot.conn, self.plan, after)
@@ -94,10 +96,10 @@ class CopyPipe(Mover):
         if not found:
             trans.rollback()
             return None
-        return _Piped(slot, trans, after, None)
+        return _Piped(slot, trans, after, None, limit=limit)
 
     def _hand_on(self, held: _Piped) -> Future:
-        sql, params = self.sops.copy_out_statement(self.plan, held.after, self._size(), self.now,
+        sql, params = self.sops.copy_out_statement(self.plan, held.after, held.limit, self.now,
                                                    self.run_id)
         rfd, wfd = os.pipe()
         reader, writer = os.fdopen(rfd, "rb", buffering=1 << 16), os.fdopen(wfd, "wb", buffering=1 << 16)

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from ...plan import TablePlan
 from ..serverjson import ServerJsonSourceOps
-from . import errors
+from . import errors, signals
 from .capabilities import CAPABILITIES
 from .copy import run_copy
 
@@ -180,3 +180,9 @@ class PostgresSourceOps(ServerJsonSourceOps):
             array = sa.cast(sa.bindparam("keys"), pg.ARRAY(col.type))
             stmt = plan.extra["fast_delete"] = sa.delete(plan.table).where(col == sa.any_(array))
         return conn.execute(stmt, {"keys": [k[0] for k in keys]}).rowcount
+
+    def replica_lag(self, conn: sa.Connection) -> float | None:
+        return signals.replica_lag(conn)
+
+    def active_sessions(self, conn: sa.Connection) -> int | None:
+        return signals.active_sessions(conn)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ..base import Backend
+from ..base import Backend, ConnectionSettings
 from . import errors
 from .archive import SQLiteArchiveOps
 from .connections import configure_engine, same_file
@@ -24,8 +24,8 @@ class SQLiteBackend(Backend):
     archive_ops = SQLiteArchiveOps
     drivers = ("sqlite3",)
 
-    def configure_engine(self, engine: sa.Engine) -> None:
-        configure_engine(engine)
+    def configure_engine(self, engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
+        configure_engine(engine, settings)
 
     def explain(self, exc: BaseException) -> str | None:
         return errors.reason(exc)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from ...schema import archived_rows, table_leases
+from ...schema import archived_rows
 from ..base import ArchiveOps, row_date_text
 from . import errors
 from .capabilities import CAPABILITIES
@@ -60,10 +60,3 @@ class SQLiteArchiveOps(ArchiveOps):
 
     def purge_batch(self, conn: sa.Connection, table_name: str, cutoff: datetime, limit: int) -> tuple[int, int]:
         return self.purge_batch_in_one_statement(conn, table_name, cutoff, limit)
-
-    def lease_upsert(self, values: dict[str, Any], free: sa.ColumnElement[bool]) -> sa.Executable:
-        insert = sqlite_dialect.insert(table_leases).values(**values)
-        ex = insert.excluded
-        return insert.on_conflict_do_update(
-            index_elements=[table_leases.c.table_name, table_leases.c.kind],
-            set_={"holder": ex.holder, "acquired_at": ex.acquired_at, "expires_at": ex.expires_at}, where=free)

@@ -7,8 +7,10 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from ..base import ConnectionSettings
 
-def configure_engine(engine: sa.Engine) -> None:
+
+def configure_engine(engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
     """Give pysqlite real transactions and sane concurrency settings.
 
     The driver's own transaction handling is turned off and SQLAlchemy emits
@@ -19,13 +21,15 @@ def configure_engine(engine: sa.Engine) -> None:
     """
     if getattr(engine, "_archiver_sqlite", False):
         return
+    settings = settings or ConnectionSettings()
+    busy_ms = int(settings.lock * 1000)  # how long a writer waits for the write lock
     is_file = engine.url.database not in (None, "", ":memory:")
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every sqlite test
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
         cur.execute("PRAGMA foreign_keys = ON")
         if is_file:
             cur.execute("PRAGMA journal_mode = WAL")
