@@ -454,3 +454,51 @@ def test_a_background_request_with_an_expired_token_does_not_rotate_the_session(
     assert REFRESH not in set_cookies(resp) and client.get_cookie(REFRESH, path="/ui/").value == refresh
     assert client.get("/ui/runs").status_code == 303      # the page view renews
     assert client.get("/ui/runs").status_code == 200
+
+
+def _wait_for_run(client, run_id: int, timeout: float = 20) -> dict:
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.get(f"/ui/runs/{run_id}", headers={"Accept": "application/json"}).get_json()
+        if run["status"] != "running" or time.monotonic() > deadline:
+            return run
+        time.sleep(0.1)
+
+
+def test_admin_starts_a_dry_run_and_cancels_from_the_console(app, client, accounts, orders, source_engine):
+    with source_engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO orders (id, status, amount, created_at) VALUES "
+                             "(100, 'closed', 1.50, '2020-01-01 00:00:00'), (101, 'open', 2.50, '2020-01-02 00:00:00')")
+    accounts.create("root", role="admin")
+    login(client, "root")
+    with app.app_context():
+        db.session.add(ArchivePolicy(table_name="orders", date_column="created_at", archive_after_days=30,
+                                     delete_after_days=365))
+        db.session.commit()
+    page = text(client.get("/ui/policies/orders"))
+    assert 'id="dry-run"' in page and 'id="archive-now"' in page
+    resp = post(client, "/ui/runs", {"table_name": "orders", "kind": "archive", "dry_run": "on"})
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/ui/runs/")
+    run_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    run = _wait_for_run(client, run_id)
+    assert (run["status"], run["dry_run"], run["rows_read"], run["trigger"]) == ("succeeded", True, 2, "api:root")
+    with source_engine.connect() as conn:   # a dry run moves nothing
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM orders").scalar() == 2
+    # cancelling: a run over is a 409 page; a running one gets its stop request
+    over = post(client, f"/ui/runs/{run_id}/cancel")
+    assert over.status_code == 409 and "only a running run can be cancelled" in text(over)
+    with app.app_context():
+        from archiver.services import runs
+        running = runs.start_run("archive", "events", "cli")
+    assert post(client, f"/ui/runs/{running}/cancel").status_code == 303
+    detail = client.get(f"/ui/runs/{running}", headers={"Accept": "application/json"}).get_json()
+    assert detail["cancel_requested_by"] == "root"
+    with app.app_context():
+        actions = db.session.execute(sa.select(AuditEvent.action, AuditEvent.target, AuditEvent.details)
+                                     .where(AuditEvent.action.like("run.%")).order_by(AuditEvent.id)).all()
+    assert [(a, t) for a, t, _ in actions] == [("run.start", "orders"), ("run.cancel", "events")]
+    assert actions[0][2] == {"run_id": run_id, "kind": "archive", "options": {"dry_run": True}}
+    # a table without an enabled policy cannot be started
+    assert post(client, "/ui/runs", {"table_name": "nothing", "kind": "archive"}).status_code == 404
+    assert post(client, "/ui/runs", {"table_name": "orders", "kind": "restore"}).status_code == 400

@@ -236,7 +236,7 @@ def test_a_viewer_cannot_reach_another_table_or_an_admin_page(page, server):
     assert wait(driver, "main h1").text == "Not allowed"
 
 
-def test_an_admin_creates_a_policy_with_a_preview_and_edits_grants(page, server):
+def test_an_admin_creates_a_policy_with_a_preview_starts_a_dry_run_and_edits_grants(page, server):
     driver = page
     sign_in(driver, server, "admin")
     open_page(driver, server.url + "/ui/policies")
@@ -261,6 +261,13 @@ def test_an_admin_creates_a_policy_with_a_preview_and_edits_grants(page, server)
     wait(driver, ".notice")
     assert driver.find_element(*by(".notice")).text == "Created."
     assert driver.find_element(*by("#archive_after_days")).get_attribute("value") == "100"
+    # a dry run from the policy page: counts what would move, moves nothing
+    navigate(driver, driver.find_element(*by("#dry-run")).click)
+    assert "/ui/runs/" in driver.current_url
+    wait_until(lambda: text_of(driver, "#run-detail [data-field=status]") == "succeeded", 20, "the dry run to end")
+    assert text_of(driver, "#run-detail [data-field=rows_read]") == "71"
+    assert "dry run" in driver.find_element(*by("#run-detail")).text
+    no_console_errors(driver)
     open_page(driver, server.url + "/ui/policies")
     assert "invoices" in [a.text for a in driver.find_elements(*by("#policies tbody th a"))]
 

@@ -15,6 +15,8 @@ from ...engine.errors import DatabaseError, InvalidPolicy
 from ...engine.policy import BATCH_MODES
 from ...errors import Conflict, DomainError, InvalidInput, NotFound
 from ...models import RunKind, RunStatus
+from ...services import audit
+from ...services import jobs as job_service
 from ...services import policies as policy_service
 from ...services import runs as run_service
 from ...services import tables as table_service
@@ -193,9 +195,42 @@ def runs():
     items, next_before = run_service.list_runs(table_name=table_name, kind=kind, status=status, limit=50,
                                                before_id=before_id)
     filters = {k: v for k, v in (("table_name", table_name), ("kind", kind), ("status", status)) if v}
+    runnable = [p.table_name for p in policy_service.list_policies() if p.enabled]
     return render_template("console/runs.html", runs=[_RUN.dump(r) for r in items], next_before=next_before,
                            filters=filters, kinds=[k.value for k in RunKind], statuses=[s.value for s in RunStatus],
-                           first=before_id is not None)
+                           first=before_id is not None, runnable=runnable, notice=_notice())
+
+
+#: What the console may start (POST /runs takes the same kinds).
+STARTABLE_KINDS = (RunKind.ARCHIVE.value, RunKind.PURGE.value)
+
+
+@bp.route("/runs", methods=["POST"])
+@auth.page(admin=True)
+def run_start():
+    """Start an archive or purge run (or dry run) of one table in the background, as POST /runs does;
+    a table another run holds is a 409 page naming that run."""
+    form = request.form
+    kind = form.get("kind", RunKind.ARCHIVE.value)
+    table_name = (form.get("table_name") or "").strip()
+    if kind not in STARTABLE_KINDS or not table_name:
+        raise InvalidInput(details={"kind" if kind not in STARTABLE_KINDS else "table_name": ["Choose one."]})
+    dry_run = form.get("dry_run") in ("on", "true", "1")
+    actor = current_actor()
+    run_id = job_service.start_background(kind, table_name, dry_run=dry_run,
+                                          trigger=run_service.trigger_for_user(actor.username))
+    audit.record_run_started(actor, run_id, kind, table_name, options={"dry_run": dry_run})
+    return redirect(f"/ui/runs/{run_id}", code=303)
+
+
+@bp.route("/runs/<id:run_id>/cancel", methods=["POST"])
+@auth.page(admin=True)
+def run_cancel(run_id: int):
+    """Stop a running run after its current batch (``cancelled``), as POST /runs/{id}/cancel does."""
+    actor = current_actor()
+    found = job_service.request_cancel(run_id, actor.username)
+    audit.record_run_cancelled(actor, run_id, found.kind, found.table_name)
+    return redirect(f"/ui/runs/{run_id}", code=303)
 
 
 @bp.route("/runs/<id:run_id>")
@@ -207,7 +242,7 @@ def run(run_id: int):
     data = _RUN.dump(found)
     if request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json":
         return jsonify(data)  # the console script's progress poll
-    return render_template("console/run.html", run=data)
+    return render_template("console/run.html", run=data, notice=_notice())
 
 
 # --- users --------------------------------------------------------------------------------------

@@ -74,15 +74,29 @@
           return r.ok ? r.json() : null;
         }).then(function (run) {
           if (!run) { return; }
+          var derived = {
+            percent_text: run.percent === null ? "starting…" : run.percent.toFixed(1) + " %",
+            rate_text: run.rate ? Math.round(run.rate).toLocaleString("en-US") + " rows/s" : "",
+            eta_text: run.eta_seconds === null || run.eta_seconds === undefined ? "" :
+              "about " + Math.round(run.eta_seconds) + " s left"
+          };
           el.querySelectorAll("[data-field]").forEach(function (cell) {
             var name = cell.getAttribute("data-field");
+            if (name in derived) { cell.textContent = derived[name]; return; }
             if (!(name in run)) { return; }
+            if (cell.tagName === "PROGRESS") {
+              if (run[name] !== null) { cell.value = run[name]; }
+              return;
+            }
             var value = run[name];
             if (name === "duration_seconds") { value = value === null ? "…" : value.toFixed(1) + " s"; }
             else if (name === "status") { cell.className = "badge status-" + value; }
             cell.textContent = name === "duration_seconds" || name === "status" ? value : number(value);
           });
-          if (run.status !== "running") { el.removeAttribute("data-live"); }
+          if (run.status !== "running") {
+            el.removeAttribute("data-live");
+            if (el.id === "run-detail") { window.location.reload(); }   // the final record, without the cancel button
+          }
         }).catch(function () { /* try again at the next tick */ });
       });
       window.setTimeout(poll, 2000);
