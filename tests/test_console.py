@@ -502,3 +502,32 @@ def test_admin_starts_a_dry_run_and_cancels_from_the_console(app, client, accoun
     # a table without an enabled policy cannot be started
     assert post(client, "/ui/runs", {"table_name": "nothing", "kind": "archive"}).status_code == 404
     assert post(client, "/ui/runs", {"table_name": "orders", "kind": "restore"}).status_code == 400
+
+
+def test_every_console_page_needs_a_session(app, client):
+    """Every /ui/ route but the sign-in page and the static files: no cookie, or a forged one, and
+    the answer is the sign-in page (a page view) or a 401 (the script's requests), never the page."""
+    import jwt as pyjwt
+    from tests.test_rbac_tokens import _dummy_values
+    adapter = app.url_map.bind("localhost")
+    forged = pyjwt.encode({"sub": "1", "type": "access", "jti": "x", "exp": 4102444800, "iat": 0, "ver": 0,
+                           "fam": "f" * 32, "csrf": "c", "role": "admin", "permissions": []},
+                          "not-the-secret-key-of-this-service-000", algorithm="HS256")
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("console.") or rule.endpoint in ("console.static", "console.login",
+                                                                          "console.login_submit"):
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            path = adapter.build(rule.endpoint, _dummy_values(rule), method=method)
+            for cookie in (None, forged):
+                fresh = app.test_client()
+                if cookie:
+                    fresh.set_cookie(ACCESS, cookie, path="/ui/")
+                resp = fresh.open(path, method=method, data={"csrf_token": "c"})
+                assert resp.status_code == 302 and resp.headers["Location"].startswith("/ui/login"), (method, path)
+                resp = fresh.open(path, method=method, data={"csrf_token": "c"},
+                                  headers={"Accept": "application/json"})
+                assert resp.status_code == 401, (method, path)
+            checked += 1
+    assert checked >= 20

@@ -21,7 +21,9 @@ OTHER_SECRET = "another-secret-that-is-also-long-enough-0123456789"
 
 # Routes anyone may call without a token; everything else must be protected.
 PUBLIC_RULES = {"/health", "/ready", "/openapi.json", "/auth/signup", "/auth/login"}
-PUBLIC_PREFIXES = ("/docs", "/static")
+# /ui/: the console's pages take a cookie session, not a bearer token (tests/test_console.py checks
+# that every one of them needs that session).
+PUBLIC_PREFIXES = ("/docs", "/static", "/ui/")
 
 
 def b64url(data: dict) -> str:
