@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 #: app is built without the API (OpenAPI schemas, blueprints) and the scheduler, which they never
 #: use, so they start in a fraction of the time (tests/test_startup.py).
 HEADLESS_COMMANDS = frozenset({"archive-now", "purge-now", "init-db", "create-admin", "seed-demo", "db",
-                               "prune-security"})
+                               "prune-security", "first-run"})
 #: Of those, the ones that need the migrations (Flask-Migrate, Alembic).
 MIGRATING_COMMANDS = frozenset({"init-db", "db"})
 

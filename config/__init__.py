@@ -204,6 +204,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUDIT_RETENTION_DAYS", int, 365, minimum=0, maximum=36500),
     Setting("AUDIT_SYNC_READS", bool, False),
     Setting("TRUSTED_PROXY_HOPS", int, 0, minimum=0, maximum=5),
+    # --- the console (/ui/): its login cookies carry the Secure flag (sent over HTTPS only)
+    Setting("CONSOLE_COOKIE_SECURE", bool, True, by_env={"development": False, "testing": False},
+            key="JWT_COOKIE_SECURE"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 #: app.config keys derived from a setting: set the setting instead (so it is validated).
@@ -226,7 +229,22 @@ class BaseConfig:
     # JWT
     JWT_ALGORITHM = "HS256"
     JWT_DECODE_ALGORITHMS = ["HS256"]
+    # The API reads bearer tokens from the Authorization header only; the console (/ui/) reads the
+    # same tokens from cookies (api/console/auth.py asks for that location explicitly), so no API
+    # route ever accepts a cookie. Console cookies: HttpOnly, SameSite=Strict, sent to /ui/ only, and
+    # every state-changing request must echo the token's CSRF value (form field or X-CSRF-TOKEN).
     JWT_TOKEN_LOCATION = ["headers"]
+    JWT_COOKIE_SAMESITE = "Strict"
+    JWT_COOKIE_CSRF_PROTECT = True
+    JWT_CSRF_CHECK_FORM = True
+    JWT_ACCESS_COOKIE_NAME = "archiver_access"
+    JWT_REFRESH_COOKIE_NAME = "archiver_refresh"
+    JWT_ACCESS_CSRF_COOKIE_NAME = "archiver_csrf_access"
+    JWT_REFRESH_CSRF_COOKIE_NAME = "archiver_csrf_refresh"
+    JWT_ACCESS_COOKIE_PATH = "/ui/"
+    JWT_REFRESH_COOKIE_PATH = "/ui/"
+    JWT_ACCESS_CSRF_COOKIE_PATH = "/ui/"
+    JWT_REFRESH_CSRF_COOKIE_PATH = "/ui/"
     JWT_ERROR_MESSAGE_KEY = "message"
     # Flask-Limiter (the limits themselves are SETTINGS): a sliding window, so "5 per minute" means
     # any 60 seconds; if the shared storage (Redis) is unreachable, limit per process in memory.

@@ -1,8 +1,11 @@
 """Helpers of the API tests: log in, bearer headers, decode a token, check an error body."""
 from __future__ import annotations
 
+import uuid
+
 import jwt as pyjwt
 import sqlalchemy as sa
+from werkzeug.routing import FloatConverter, IntegerConverter, UUIDConverter
 
 from archiver.extensions import db
 from archiver.models import User
@@ -37,3 +40,18 @@ def assert_error(resp, status: int, code: str | None = None) -> dict:
     if code is not None:
         assert body["error"]["code"] == code
     return body["error"]
+
+
+def dummy_path_values(rule) -> dict:
+    """A value for each variable of a URL rule, so that the rule can be built."""
+    values = {}
+    for name, converter in rule._converters.items():
+        if isinstance(converter, IntegerConverter):
+            values[name] = 1
+        elif isinstance(converter, FloatConverter):
+            values[name] = 1.0
+        elif isinstance(converter, UUIDConverter):
+            values[name] = uuid.UUID(int=1)
+        else:
+            values[name] = "dummy"
+    return values

@@ -15,8 +15,8 @@ from archiver.models import AuditEvent
 from archiver.models._types import utcnow
 from archiver.services import audit
 from archiver.services.audit import Actor
-from tests.archive_helpers import archive_synthetic, source_rows
 from tests.app_support import PASSWORD
+from tests.archive_helpers import archive_synthetic, known_tables, source_rows
 from tests.auth_support import assert_error, bearer, login
 
 ADDRESS = "203.0.113.9"
@@ -112,6 +112,7 @@ def test_signup_is_recorded_taken_or_not(app, client, signup_enabled):
 
 def test_user_changes_are_recorded_with_before_and_after(app, client, admin):
     admin_id, headers = admin
+    known_tables(app, "orders", "invoices")
     resp = post(client, "/users", headers=headers, json={"username": "carol", "password": PASSWORD,
                                                         "permissions": ["orders"]})
     assert resp.status_code == 201
@@ -265,7 +266,7 @@ def test_a_failed_restore_is_recorded_as_a_failure(app, client, accounts, archiv
     assert failed.outcome == "failure" and failed.details["selection"] == {"all": True} and failed.details["error"]
 
 
-# --- runs (POST /runs does not exist yet: its service functions) ------------------------------------------
+# --- runs started and cancelled (POST /runs, POST /runs/{id}/cancel; the console does the same) ----------
 
 def test_run_started_and_cancelled_are_recorded(app):
     actor = Actor(7, "root", ADDRESS)
@@ -276,6 +277,27 @@ def test_run_started_and_cancelled_are_recorded(app):
     assert (started.actor_id, started.actor, started.address, started.target) == (7, "root", ADDRESS, "orders")
     assert started.details == {"run_id": 41, "kind": "archive", "options": {"dry_run": True}}
     assert cancelled.details == {"run_id": 41, "kind": "archive"}
+
+
+def test_post_runs_and_cancel_are_recorded(app, client, accounts, source_engine):
+    import time
+    from tests.archive_helpers import add_policy
+    with source_engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, created_at TIMESTAMP NOT NULL)")
+    add_policy(app, "orders")
+    headers = accounts.admin("root")
+    resp = client.post("/runs", json={"table_name": "orders", "kind": "archive", "dry_run": True}, headers=headers)
+    assert resp.status_code == 202, resp.get_json()
+    run_id = resp.get_json()["run_id"]
+    started = only(app, "run.start")
+    assert (started.actor, started.target) == ("root", "orders")
+    assert started.details == {"run_id": run_id, "kind": "archive", "options": {"dry_run": True}}
+    for _ in range(100):
+        if client.get(f"/runs/{run_id}", headers=headers).get_json()["status"] != "running":
+            break
+        time.sleep(0.1)
+    assert client.post(f"/runs/{run_id}/cancel", headers=headers).status_code == 409   # over: not recorded
+    assert not events(app, "run.cancel")
 
 
 # --- GET /audit ------------------------------------------------------------------------------------------
@@ -389,7 +411,7 @@ def test_read_records_skip_the_wal_flush_on_postgresql_unless_told(app, client, 
         relaxed = [s for s in seen if "synchronous_commit" in s]
         assert relaxed == ([] if sync_reads else ["SET LOCAL synchronous_commit TO OFF"])
         seen.clear()
-        assert client.put("/users/1/permissions", headers=headers, json={"permissions": ["x"]}).status_code == 200
+        assert client.put("/users/1/permissions", headers=headers, json={"permissions": ["orders"]}).status_code == 200
         assert not [s for s in seen if "synchronous_commit" in s]
     finally:
         sa.event.remove(archive_engine, "before_cursor_execute", spy)

@@ -9,6 +9,7 @@ from archiver.extensions import db
 from archiver.models import TablePermission, User
 from archiver.services import auth as auth_service
 from tests.app_support import PASSWORD, make_app
+from tests.archive_helpers import known_tables
 from tests.auth_support import MAX_PASSWORD, TOO_LONG_PASSWORD, assert_error, bearer, decode, login, user_count
 
 # --- signup -----------------------------------------------------------------
@@ -198,6 +199,7 @@ def test_login_malformed_body_is_400(client, accounts, body):
 def test_refresh_issues_new_tokens_with_permissions_reread(app, client, accounts):
     uid = accounts.create("alice", tables=["orders"])
     admin = accounts.admin()
+    known_tables(app, "orders", "invoices")
     tokens = login(client, "alice").get_json()
     assert decode(tokens["access_token"])["permissions"] == ["orders"]
 

@@ -58,7 +58,7 @@ def test_create_then_update_keeps_one_row(app, client, admin, source_tables):
     assert (rows[0].archive_after_days, rows[0].batch_size, rows[0].enabled, rows[0].date_column) == \
         (7, 250, False, "placed_on")
 
-    listed = client.get("/config/", headers=admin).get_json()
+    listed = client.get("/config/", headers=admin).get_json()["items"]
     assert [p["table_name"] for p in listed] == ["orders"]
     assert client.get("/config/orders", headers=admin).get_json()["archive_after_days"] == 7
 
@@ -140,7 +140,7 @@ def test_get_and_delete(app, client, admin, source_tables):
     assert client.delete("/config/orders", headers=admin).status_code == 404
     client.post("/config", json=GOOD, headers=admin)
     client.post("/config", json={**GOOD, "table_name": "events"}, headers=admin)
-    assert [p["table_name"] for p in client.get("/config/", headers=admin).get_json()] == ["events", "orders"]
+    assert [p["table_name"] for p in client.get("/config/", headers=admin).get_json()["items"]] == ["events", "orders"]
     resp = client.delete("/config/orders", headers=admin)
     assert resp.status_code == 204 and resp.data == b""
     assert client.get("/config/orders", headers=admin).status_code == 404
@@ -168,7 +168,7 @@ def test_user_reads_only_granted_tables_and_nothing_else(client, accounts, admin
         assert resp.get_json()["error"]["code"] == "forbidden"
 
     # Admin still sees both, untouched.
-    assert len(client.get("/config/", headers=admin).get_json()) == 2
+    assert len(client.get("/config/", headers=admin).get_json()["items"]) == 2
 
 
 def test_no_token_is_401(client, source_tables):

@@ -12,16 +12,17 @@ import warnings
 
 import jwt as pyjwt
 import pytest
-from werkzeug.routing import FloatConverter, IntegerConverter, UUIDConverter
 
 from tests.app_support import JWT_SECRET
-from tests.auth_support import PASSWORD, assert_error, bearer, login
+from tests.auth_support import PASSWORD, assert_error, bearer, dummy_path_values, login
 
 OTHER_SECRET = "another-secret-that-is-also-long-enough-0123456789"
 
 # Routes anyone may call without a token; everything else must be protected.
 PUBLIC_RULES = {"/health", "/ready", "/openapi.json", "/auth/signup", "/auth/login"}
-PUBLIC_PREFIXES = ("/docs", "/static")
+# /ui/: the console's pages take a cookie session, not a bearer token (tests/test_console.py checks
+# that every one of them needs that session).
+PUBLIC_PREFIXES = ("/docs", "/static", "/ui/")
 
 
 def b64url(data: dict) -> str:
@@ -184,20 +185,6 @@ def _is_public(rule: str) -> bool:
     return rule in PUBLIC_RULES or rule.startswith(PUBLIC_PREFIXES)
 
 
-def _dummy_values(rule) -> dict:
-    values = {}
-    for name, converter in rule._converters.items():
-        if isinstance(converter, IntegerConverter):
-            values[name] = 1
-        elif isinstance(converter, FloatConverter):
-            values[name] = 1.0
-        elif isinstance(converter, UUIDConverter):
-            values[name] = uuid.UUID(int=1)
-        else:
-            values[name] = "dummy"
-    return values
-
-
 def protected_requests(app) -> list[tuple[str, str, str]]:
     adapter = app.url_map.bind("localhost")
     found = []
@@ -205,7 +192,7 @@ def protected_requests(app) -> list[tuple[str, str, str]]:
         if _is_public(rule.rule):
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            path = adapter.build(rule.endpoint, _dummy_values(rule), method=method)
+            path = adapter.build(rule.endpoint, dummy_path_values(rule), method=method)
             found.append((rule.rule, method, path))
     return found
 

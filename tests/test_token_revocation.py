@@ -2,6 +2,7 @@
 password change, and the claims every token must carry."""
 from __future__ import annotations
 
+
 import time
 import uuid
 from datetime import timedelta
@@ -15,6 +16,7 @@ from archiver.models import AuditEvent, TokenFamily, User
 from archiver.models._types import utcnow
 from archiver.services import tokens
 from tests.app_support import JWT_SECRET, PASSWORD
+from tests.archive_helpers import known_tables
 from tests.auth_support import assert_error, bearer, decode, login
 
 NEW_PASSWORD = "a-brand-new-passphrase"
@@ -164,9 +166,10 @@ def test_role_change_makes_older_tokens_401(client, accounts, alice):
     assert_error(refresh(client, old["refresh_token"]), 401, "token_revoked")
 
 
-def test_grant_changes_and_no_op_patches_keep_sessions(client, accounts, alice):
+def test_grant_changes_and_no_op_patches_keep_sessions(app, client, accounts, alice):
     uid, old = alice
     admin = accounts.admin("root")
+    known_tables(app, "invoices")
     assert client.put(f"/users/{uid}/permissions", json={"permissions": ["invoices"]}, headers=admin).status_code == 200
     assert client.patch(f"/users/{uid}", json={"role": "user", "active": True}, headers=admin).status_code == 200
     body = me(client, old["access_token"])

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from archiver.extensions import db
 from archiver.models import User
+from tests.archive_helpers import known_tables
 from tests.auth_support import MAX_PASSWORD, PASSWORD, TOO_LONG_PASSWORD, assert_error, bearer, login, user_count
 
 
@@ -50,8 +51,9 @@ def test_plain_user_gets_403_on_every_admin_route(app, client, accounts):
     assert get_user_row(app, "newbie") is None
 
 
-def test_admin_can_use_every_admin_route(client, accounts):
+def test_admin_can_use_every_admin_route(app, client, accounts):
     headers = accounts.admin()
+    known_tables(app, "orders")
     uid = accounts.create("bob")
     expected = {"get": 200, "post": 201, "patch": 200, "put": 200, "delete": 200}
     seen_post = False
@@ -80,6 +82,7 @@ def test_demoted_admin_with_unexpired_admin_token_is_refused(client, accounts):
 
 def test_admin_creates_user_with_role_and_deduplicated_permissions(app, client, accounts):
     headers = accounts.admin()
+    known_tables(app, "orders", "invoices", "sales.q1")
     resp = client.post("/users", headers=headers, json={
         "username": "carol", "password": PASSWORD, "role": "user",
         "permissions": ["orders", "invoices", "orders", "sales.q1"]})
@@ -226,6 +229,7 @@ def test_put_permissions_replaces_and_deduplicates(app, client, accounts):
     headers = accounts.admin()
     uid = accounts.create("bob", tables=["orders", "invoices"])
     long_name = "t" * 255
+    known_tables(app, "invoices", "customers", long_name)
     resp = client.put(f"/users/{uid}/permissions", headers=headers,
                       json={"permissions": ["invoices", "customers", "customers", long_name]})
     assert resp.status_code == 200
@@ -280,3 +284,29 @@ def test_deactivated_admin_token_stops_working_on_admin_routes(client, accounts)
     other_id = client.get("/auth/me", headers=other).get_json()["id"]
     assert client.delete(f"/users/{other_id}", headers=root).status_code == 200
     assert_error(client.get("/users", headers=other), 401)
+
+
+def test_grant_to_a_table_that_does_not_exist_is_refused(app, client, accounts, source_engine, archive_engine):
+    """A table exists when it is a source table, has a policy or has archived rows; any other
+    name is refused (400 naming it), on create and on replace; an existing grant may be kept."""
+    from tests.archive_helpers import archive_synthetic
+    headers = accounts.admin()
+    with source_engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE live_src (id INTEGER PRIMARY KEY)")
+    archive_synthetic(archive_engine, "only_archived", 1)
+    known_tables(app, "with_policy")
+    uid = accounts.create("bob", tables=["dropped_long_ago"])
+    resp = client.put(f"/users/{uid}/permissions", headers=headers,
+                      json={"permissions": ["live_src", "only_archived", "with_policy", "dropped_long_ago"]})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["permissions"] == ["dropped_long_ago", "live_src", "only_archived", "with_policy"]
+    resp = client.put(f"/users/{uid}/permissions", headers=headers, json={"permissions": ["live_src", "typo"]})
+    assert resp.status_code == 400
+    error = resp.get_json()["error"]
+    assert error["code"] == "unknown_table" and "typo" in error["message"]
+    assert "typo" in error["details"]["permissions"]["1"][0]
+    assert get_user_row(app, "bob").table_names == ["dropped_long_ago", "live_src", "only_archived", "with_policy"]
+    resp = client.post("/users", headers=headers, json={"username": "carol", "password": PASSWORD,
+                                                        "permissions": ["nope"]})
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "unknown_table"
+    assert get_user_row(app, "carol") is None

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import archives, audit, auth, config, docs_ui, runs, system, users
+from . import archives, audit, auth, config, docs_ui, runs, source, system, users
+from .console import register_console
 from .converters import IdConverter
 from .errors import register_error_handlers
 from .headers import register_security_headers
@@ -11,7 +12,7 @@ from .input_guard import register_input_guard
 from .openapi import openapi
 from .transactions import register_write_intent
 
-BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, archives.blp, runs.blp, audit.blp)
+BLUEPRINTS = (system.blp, auth.blp, users.blp, config.blp, source.blp, archives.blp, runs.blp, audit.blp)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -24,6 +25,7 @@ def register_blueprints(app: Flask) -> None:
     for blp in BLUEPRINTS:
         openapi.register_blueprint(blp)
     app.register_blueprint(docs_ui.bp)
+    register_console(app)
 
 
 __all__ = ["register_blueprints", "register_error_handlers"]

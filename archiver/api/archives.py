@@ -71,7 +71,8 @@ def list_rows(args: dict[str, Any], table_name: str):
     """
     require_table_access(table_name)
     body = archives.list_rows_json(table_name, _filters(args), actor=current_actor(), order=args["order"],
-                                   limit=args["limit"], cursor=args.get("cursor"), must_exist=is_admin())
+                                   limit=args["limit"], cursor=args.get("cursor"), must_exist=is_admin(),
+                                   sort=args["sort"])
     return _json(body)
 
 

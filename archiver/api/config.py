@@ -8,7 +8,8 @@ from flask.views import MethodView
 
 from ..services import policies as policy_service
 from .openapi import Blueprint, ErrorSchema
-from .schemas.policies import PolicyInSchema, PolicySchema
+from .schemas.policies import (PolicyInSchema, PolicyListSchema, PolicyPatchSchema, PolicyPreviewSchema,
+                               PolicySchema)
 from .docs import error_responses
 from .security import admin_required, current_actor, is_admin, login_required, require_table_access
 
@@ -34,12 +35,12 @@ def _errors(*statuses: int) -> Callable[[Callable[..., Any]], Callable[..., Any]
 
 @blp.route("/", strict_slashes=False)
 class Policies(MethodView):
-    @blp.response(200, PolicySchema(many=True))
+    @blp.response(200, PolicyListSchema)
     @_errors(401, 403)
     @admin_required
     def get(self):
-        """List every policy, ordered by table name."""
-        return policy_service.list_policies()
+        """List every policy, ordered by table name: `{"items": [...]}` like the other listings."""
+        return {"items": policy_service.list_policies()}
 
     @blp.response(201, PolicySchema, description="Policy created")
     @blp.alt_response(200, schema=PolicySchema, description="Existing policy replaced")
@@ -75,6 +76,18 @@ class PolicyByTable(MethodView):
         # the same policy without who changed it last (the schema leaves out what is missing)
         return SimpleNamespace(**{name: getattr(policy, name) for name in _USER_VISIBLE})
 
+    @blp.response(200, PolicySchema)
+    @_errors(400, 401, 403, 404, 413, 415)
+    @admin_required
+    @blp.arguments(PolicyPatchSchema)
+    def patch(self, data: dict[str, Any], table_name: str):
+        """Change some fields of a policy; the fields not sent keep their stored values.
+
+        The result is validated against the source like a whole policy (`POST /config`);
+        a refused change leaves the stored policy as it was.
+        """
+        return policy_service.update_policy(table_name, data, actor=current_actor())
+
     @blp.response(204, description="Policy removed (archived rows are kept)")
     @_errors(401, 403, 404)
     @admin_required
@@ -87,17 +100,25 @@ class PolicyByTable(MethodView):
 # Further /config routes are appended below.
 
 
-# --- preview (archival engine) -------------------------------------------------
-from ..services import jobs as job_service  # noqa: E402
+# --- preview ----------------------------------------------------------------------
 from .schemas.runs import PreviewSchema  # noqa: E402
 
 
 @blp.route("/<string:table_name>/preview", methods=["POST"])
+@blp.arguments(PolicyPreviewSchema, required=False)
 @blp.response(200, PreviewSchema)
-@blp.alt_response(400, schema=ErrorSchema, description="The policy no longer fits the source table")
-@_errors(401, 403, 404)
+@blp.alt_response(400, schema=ErrorSchema, description="The (previewed) policy does not fit the source table")
+@_errors(401, 403, 404, 413, 415)
 @blp.alt_response(503, schema=ErrorSchema, description="Source database error")
 @admin_required
-def preview_policy(table_name: str):
-    """Count the rows an archive run would move now, and the cutoff (moves nothing)."""
-    return job_service.preview(table_name)
+def preview_policy(data: dict[str, Any] | None, table_name: str):
+    """Count the rows an archive run would move now, with the cutoff and a few sample rows (moves nothing).
+
+    Without a body: the stored policy (404 if there is none). With policy fields in the body:
+    the stored policy with those fields changed, or, for a table without a policy, the policy
+    they describe (`archive_after_days` required) — a live preview before saving. `sample_rows`
+    (0-50, default 5) qualifying rows are returned as they would be archived.
+    """
+    data = dict(data or {})
+    sample_rows = data.pop("sample_rows", policy_service.DEFAULT_SAMPLE_ROWS)
+    return policy_service.preview_policy(table_name, data, sample_rows=sample_rows)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import jwt as pyjwt
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify, request
 from flask_jwt_extended.default_callbacks import default_decode_key_callback
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
@@ -149,6 +149,25 @@ def error_response(err: BaseException):
     return _json(*answer_for(err))
 
 
+#: ``app.extensions`` key of the HTML error pages: ``[(path prefix, render(status, body, headers))]``.
+PAGE_ERRORS = "archiver.page_errors"
+
+
+def register_page_errors(app: Flask, prefix: str, render: Callable[[int, dict[str, Any], Headers], Any]) -> None:
+    """Answer errors of requests under ``prefix`` that want HTML with ``render`` (the console's
+    pages): the same statuses, codes and messages as the JSON envelope, as a page."""
+    app.extensions.setdefault(PAGE_ERRORS, []).append((prefix, render))
+
+
+def _respond(status: int, body: dict[str, Any], headers: Headers | None = None):
+    """The error as JSON, or as a page for a request under a registered prefix that wants HTML."""
+    for prefix, render in current_app.extensions.get(PAGE_ERRORS, ()):
+        if request.path.startswith(prefix) and request.accept_mimetypes.best_match(
+                ["text/html", "application/json"]) != "application/json":
+            return render(status, body, headers or {})
+    return _json(status, body, headers)
+
+
 # --- plain HTTP errors (routing, webargs parsing, Werkzeug) --------------------
 
 #: Codes for HTTP statuses raised by Flask/Werkzeug routing and parsing.
@@ -209,7 +228,7 @@ def register_error_handlers(app: Flask) -> None:
             log.warning("%s: %s", type(err).__name__, err)
         elif status >= 500:
             log.error("%s: %s", type(err).__name__, err, exc_info=err)
-        return _json(status, body, headers)
+        return _respond(status, body, headers)
 
     for error_type in ERROR_MAP:
         app.register_error_handler(error_type, _handle_mapped)
@@ -218,13 +237,13 @@ def register_error_handlers(app: Flask) -> None:
     def _handle_http(err: HTTPException):
         db.session.rollback()
         body, status, headers = http_exception_answer(err)
-        return _json(status, body, headers)
+        return _respond(status, body, headers)
 
     @app.errorhandler(Exception)
     def _handle_unexpected(err: Exception):
         db.session.rollback()
         log.exception("unhandled error")
-        return _json(500, error_body("internal_error", "Internal server error"))
+        return _respond(500, error_body("internal_error", "Internal server error"))
 
     # Flask-JWT-Extended: every token failure is a 401 in our envelope (not its 422).
     @jwt.unauthorized_loader

@@ -5,7 +5,8 @@ and CSP ``frame-ancestors 'none'``), ``Referrer-Policy: no-referrer``, same-orig
 cross-origin policies and ``Cache-Control: no-store`` (tokens, archived rows and the audit trail
 must not be kept by browsers or proxies; only the docs' static files set their own caching).
 The Content-Security-Policy is ``default-src 'none'`` for the API's JSON and exports, and
-allows only this origin for HTML pages (``/docs``; the console later). Over HTTPS (as told by a
+allows only this origin for HTML pages (``/docs`` and the console at ``/ui/``; ``/docs`` also allows
+the hash of the one fixed style element Swagger UI inserts). Over HTTPS (as told by a
 trusted proxy) ``Strict-Transport-Security`` is added.
 
 ``TRUSTED_PROXY_HOPS`` > 0 trusts that many ``X-Forwarded-For`` / ``X-Forwarded-Proto`` hops
@@ -20,6 +21,10 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-act
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
             "base-uri 'none'; form-action 'self'")
+#: /docs: Swagger UI (flask-swagger-ui, pinned) adds one fixed <style> element at start-up; its hash is
+#: allowed on that page only (tests/test_console_browser.py renders /docs in Chromium: no violation).
+SWAGGER_STYLE_HASH = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
+DOCS_CSP = PAGE_CSP.replace("style-src 'self'", f"style-src 'self' {SWAGGER_STYLE_HASH}")
 HSTS = "max-age=31536000; includeSubDomains"
 
 _ALWAYS = {
@@ -35,7 +40,10 @@ def _secure_headers(response: Response) -> Response:
     headers = response.headers
     for name, value in _ALWAYS.items():
         headers[name] = value
-    headers["Content-Security-Policy"] = PAGE_CSP if response.mimetype == "text/html" else API_CSP
+    if response.mimetype != "text/html":
+        headers["Content-Security-Policy"] = API_CSP
+    else:
+        headers["Content-Security-Policy"] = DOCS_CSP if request.path in ("/docs", "/docs/") else PAGE_CSP
     if "Cache-Control" not in headers:
         headers["Cache-Control"] = "no-store"
     if request.is_secure:

@@ -35,12 +35,15 @@ def client_address() -> str:
 
 
 def _body_username() -> str:
-    """The ``username`` of a JSON body, normalised (case-folded, hashed when odd), as a limit key."""
+    """The ``username`` of a JSON body (or of the console's login form), normalised (case-folded,
+    hashed when odd), as a limit key."""
     try:
         body: Any = request.get_json(silent=True)
     except Exception:  # noqa: BLE001 - a body the parser cannot read is refused later, with a 400
         body = None
-    name = body.get("username") if isinstance(body, dict) else None
+    if body is None and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        body = request.form
+    name = body.get("username") if hasattr(body, "get") else None
     if not isinstance(name, str) or not name:
         return "-"
     name = name.casefold()

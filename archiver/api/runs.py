@@ -8,12 +8,13 @@ from flask_jwt_extended import current_user
 from marshmallow import RAISE
 
 from ..errors import NotFound
+from ..services import audit
 from ..services import jobs as job_service
 from ..services import runs as run_service
 from .docs import error_responses
 from .openapi import Blueprint
 from .schemas.runs import RunListArgsSchema, RunPageSchema, RunSchema, RunStartedSchema, StartRunSchema
-from .security import admin_required
+from .security import admin_required, current_actor
 
 blp = Blueprint("runs", __name__, url_prefix="/runs",
                 description="Run history, live progress, and starting or cancelling a run")
@@ -59,6 +60,8 @@ def start_run(body: dict[str, Any]):
     """
     run_id = job_service.start_background(body["kind"], body["table_name"], dry_run=body["dry_run"],
                                           trigger=run_service.trigger_for_user(current_user.username))
+    audit.record_run_started(current_actor(), run_id, body["kind"], body["table_name"],
+                             options={"dry_run": body["dry_run"]})
     return {"run_id": run_id, "url": f"/runs/{run_id}", "status": "running", "table_name": body["table_name"],
             "kind": body["kind"], "dry_run": body["dry_run"]}
 
@@ -85,4 +88,6 @@ def cancel_run(run_id: int):
     Seen at once by a run of this process, within about a second by a run of
     another process (the CLI, another service process). 409 if the run is over.
     """
-    return job_service.request_cancel(run_id, current_user.username)
+    run = job_service.request_cancel(run_id, current_user.username)
+    audit.record_run_cancelled(current_actor(), run_id, run.kind, run.table_name)
+    return run

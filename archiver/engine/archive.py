@@ -6,7 +6,7 @@ how a run's batches move are in :mod:`.batches`; the policy check in :mod:`.chec
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
@@ -21,6 +21,7 @@ from .lease import TableLease
 from .objects import count_graph
 from .plan import TablePlan
 from .policy import PolicySpec, as_utc
+from .rowcodec import encode_row
 from .sizing import SizingSettings
 from .throttle import NoSignals, Signals, Throttle, ThrottleSettings
 
@@ -52,15 +53,29 @@ class ArchivePreview:
     cutoff: datetime
     moves_with: list[dict]
     held_by: list[dict]
+    #: The first qualifying rows in primary-key order, JSON-ready (as they would be archived).
+    samples: list[dict] = field(default_factory=list)
+
+#: The most sample rows a preview returns.
+MAX_SAMPLE_ROWS = 50
 
 
-def preview_archive(source: sa.Engine, spec: PolicySpec, *, now: datetime) -> ArchivePreview:
-    """Check the policy and count what a run would move now, its child tables included (moves nothing)."""
+def preview_archive(source: sa.Engine, spec: PolicySpec, *, now: datetime, sample_rows: int = 0) -> ArchivePreview:
+    """Check the policy and count what a run would move now, its child tables included (moves nothing).
+
+    ``sample_rows`` (at most :data:`MAX_SAMPLE_ROWS`): also return that many of the qualifying rows,
+    first by primary key, encoded as their archived payloads would be.
+    """
     ops = source_ops_for(source)
     plan = plan_table(source, spec, now, ops)
     with db_side("source"), source.connect() as conn:
         graph = count_graph(conn, ops, plan)
-        return ArchivePreview(ops.count(conn, plan), plan.cutoff, graph.moves_with, graph.held_by)
+        preview = ArchivePreview(ops.count(conn, plan), plan.cutoff, graph.moves_with, graph.held_by)
+        limit = max(0, min(int(sample_rows), MAX_SAMPLE_ROWS))
+        if limit and preview.would_archive:
+            stmt = sa.select(plan.table).where(plan.predicate).order_by(*plan.pk).limit(limit)
+            preview.samples = [encode_row(dict(row._mapping)) for row in conn.execute(stmt)]
+        return preview
 
 
 def throttle_for(source: sa.Engine, settings: ThrottleSettings, *, replica: sa.Engine | None = None,

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
@@ -51,7 +51,12 @@ class SourceTableMissing(RestoreError):
 class ArchiveFilters:
     """Filters over one table's archived rows; datetimes are aware UTC.
 
-    ``*_from`` bounds are inclusive, ``*_to`` bounds exclusive.
+    ``*_from`` bounds are inclusive, ``*_to`` bounds exclusive. ``where`` is a condition on the
+    archived payloads in criteria syntax (``status = 'closed' AND amount >= 100``); it needs the
+    table's column types, so the caller compiles it (:func:`archiver.engine.payload_filter.
+    compile_payload_filter`) and passes the result with :meth:`with_payload_clause` before
+    :meth:`clauses` is asked (which refuses an uncompiled ``where``, so no selection is ever wider
+    than asked).
     """
 
     archived_from: datetime | None = None
@@ -59,14 +64,26 @@ class ArchiveFilters:
     row_date_from: datetime | None = None
     row_date_to: datetime | None = None
     source_pk: str | None = None
+    where: str | None = None
+    payload_clause: Any = field(default=None, compare=False, repr=False)
+
+    #: The filter values a caller sets (payload_clause is derived from ``where``).
+    FIELDS: ClassVar[tuple[str, ...]] = ("archived_from", "archived_to", "row_date_from", "row_date_to",
+                                         "source_pk", "where")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "ArchiveFilters":
         data = data or {}
-        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+        where = data.get("where")
+        values = {name: data.get(name) for name in cls.FIELDS}
+        values["where"] = where if isinstance(where, str) and where.strip() else None
+        return cls(**values)
 
     def is_empty(self) -> bool:
-        return all(getattr(self, name) is None for name in self.__dataclass_fields__)
+        return all(getattr(self, name) is None for name in self.FIELDS)
+
+    def with_payload_clause(self, clause: Any) -> "ArchiveFilters":
+        return replace(self, payload_clause=clause)
 
     def clauses(self) -> list[sa.ColumnElement[bool]]:
         """WHERE conditions on ``archived_rows`` (bound parameters only)."""
@@ -82,12 +99,16 @@ class ArchiveFilters:
             out.append(c.row_date < self.row_date_to)
         if self.source_pk is not None:
             out.append(c.source_pk == self.source_pk)
+        if self.where is not None:
+            if self.payload_clause is None:
+                raise ValueError("ArchiveFilters.where must be compiled before use (with_payload_clause)")
+            out.append(self.payload_clause)
         return out
 
     def fingerprint(self) -> str:
         """A short stable hash of the filter values (binds a cursor to its filters)."""
         canon = {name: (v.isoformat() if isinstance(v, datetime) else v)
-                 for name in sorted(self.__dataclass_fields__)
+                 for name in sorted(self.FIELDS)
                  if (v := getattr(self, name)) is not None}
         raw = json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()[:16]

@@ -17,6 +17,7 @@ numbers such as ``-12.5`` are left alone). ``raw=True`` writes every value exact
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -28,17 +29,19 @@ import sqlalchemy as sa
 
 from ..engine.errors import LeaseLost
 from ..engine.failures import describe_error
+from ..engine.criteria import CriteriaError
 from ..engine.lease import TableLock
+from ..engine.payload_filter import compile_payload_filter, types_from_payload
 from ..engine.restore import (ArchiveFilters, RestoreError, RestoreResult, RestoreSelection,
                               reflect_source_table, restore_rows)
 from ..engine.schema import archived_rows
-from ..errors import Conflict, DomainError, NotFound
+from ..errors import Conflict, DomainError, InvalidInput, NotFound
 from ..extensions import db
 from ..models import ArchivePolicy, RunKind, RunStatus
 from . import audit, runs
 from .audit import Actor
+from .cursors import decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor
 from .locks import TableHeld, table_lock
-from .cursors import decode_cursor, encode_cursor
 from .source_db import archive_engine, reflect_table, source_engine
 
 log = logging.getLogger(__name__)
@@ -104,7 +107,47 @@ def _keyset(stmt: sa.Select, order: str, last_id: int | None) -> sa.Select:
 def filters_details(filters: ArchiveFilters) -> dict[str, Any]:
     """The filters that are set, as JSON-ready values (for the audit trail)."""
     return {name: (value.isoformat() if isinstance(value, datetime) else value)
-            for name in filters.__dataclass_fields__ if (value := getattr(filters, name)) is not None}
+            for name in filters.FIELDS if (value := getattr(filters, name)) is not None}
+
+
+# --- payload filters -----------------------------------------------------------
+
+def payload_columns(table_name: str) -> dict[str, sa.types.TypeEngine]:
+    """The columns a payload filter may name, with their types: the source table's (reflected), or,
+    when it is gone, those of the table's newest archived payload (JSON types). Empty if neither."""
+    try:
+        table = reflect_table(table_name)
+    except sa.exc.SQLAlchemyError:
+        table = None
+    if table is not None:
+        return {c.name: c.type for c in table.columns}
+    newest = db.session.execute(
+        sa.select(sa.cast(_C.payload, sa.Text)).where(_C.table_name == table_name)
+        .order_by(_C.id.desc()).limit(1)).scalar()
+    if newest is None:
+        return {}
+    payload = orjson.loads(newest)
+    return types_from_payload(payload) if isinstance(payload, dict) else {}
+
+
+def compiled(table_name: str, filters: ArchiveFilters) -> ArchiveFilters:
+    """``filters`` with its payload condition (``where``) compiled for the table's columns;
+    InvalidInput naming ``where`` if it is not allowed (the criteria parser's reason)."""
+    if filters.where is None:
+        return filters
+    try:
+        clause = compile_payload_filter(filters.where, table_name, payload_columns(table_name),
+                                        archive_engine().dialect.name)
+    except CriteriaError as exc:
+        raise InvalidInput(f"invalid where: {str(exc)[:300]}", {"where": [str(exc)[:300]]}) from None
+    if clause is None:
+        return ArchiveFilters.from_mapping({**{k: getattr(filters, k) for k in filters.FIELDS}, "where": None})
+    return filters.with_payload_clause(clause)
+
+
+def _uncomparable() -> InvalidInput:
+    return InvalidInput("The where filter cannot be applied to the stored values of this column",
+                        {"where": ["a value stored in the archive cannot be read as that column's type"]})
 
 
 def table_is_known(table_name: str) -> bool:
@@ -163,37 +206,110 @@ def table_summaries(granted: set[str] | None) -> list[dict[str, Any]]:
 
 # --- listing -----------------------------------------------------------------
 
+SORTS = ("id", "row_date")
+
+
 def list_rows_json(table_name: str, filters: ArchiveFilters, *, actor: Actor, order: str = "desc",
-                   limit: int = 50, cursor: str | None = None, must_exist: bool = False) -> bytes:
+                   limit: int = 50, cursor: str | None = None, must_exist: bool = False,
+                   sort: str = "id") -> bytes:
     """One page of archived rows as JSON bytes: ``{"items": [...], "next_cursor": str|null}``.
 
-    ``must_exist``: an empty first page of an unknown table is NotFound (admins). The read is
-    audited (table, filters, page, rows returned) and committed before the page is returned.
+    ``sort``: ``id`` (archive order, the default) or ``row_date`` (the policy's date column; rows
+    without a date come last in either order). ``must_exist``: an empty first page of an unknown
+    table is NotFound (admins). The read is audited (table, filters, page, rows returned) and
+    committed before the page is returned.
     """
+    filters = compiled(table_name, filters)
     fp = filters.fingerprint()
-    last_id = decode_cursor(cursor, table_name, order, fp) if cursor is not None else None
-    stmt = _page_query(order == "asc", last_id is not None)
     clauses = filters.clauses()
-    if clauses:
-        stmt = stmt.where(*clauses)
-    params = {"table_name": table_name, "page_limit": limit + 1}
-    if last_id is not None:
-        params["last_id"] = last_id
-    # The request's session connection (already checked out for the token's user lookup).
-    rows = db.session.execute(stmt, params).all()
+    position: Any = None
+    try:
+        if sort == "row_date":
+            key_order = f"row_date:{order}"
+            position = decode_key_cursor(cursor, table_name, key_order, fp) if cursor is not None else None
+            rows = _date_page(table_name, clauses, order, limit, position)
+        else:
+            position = decode_cursor(cursor, table_name, order, fp) if cursor is not None else None
+            stmt = _page_query(order == "asc", position is not None)
+            if clauses:
+                stmt = stmt.where(*clauses)
+            params = {"table_name": table_name, "page_limit": limit + 1}
+            if position is not None:
+                params["last_id"] = position
+            # The request's session connection (already checked out for the token's user lookup).
+            rows = db.session.execute(stmt, params).all()
+    except sa.exc.DataError:
+        db.session.rollback()
+        raise _uncomparable() from None
     if not rows and must_exist and cursor is None:
         ensure_known(table_name)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(table_name, order, fp, rows[-1].id) if more else None
+    next_cursor = None
+    if more:
+        last = rows[-1]
+        if sort == "row_date":
+            key = ["n", None, last.id] if last.row_date is None else ["d", _utc(last.row_date).isoformat(), last.id]
+            next_cursor = encode_key_cursor(table_name, f"row_date:{order}", fp, key)
+        else:
+            next_cursor = encode_cursor(table_name, order, fp, last.id)
     body = orjson.dumps({"items": [_row_item(r) for r in rows], "next_cursor": next_cursor})
     details: dict[str, Any] = {"rows": len(rows), "order": order, "limit": limit}
+    if sort != "id":
+        details["sort"] = sort
     if clauses:
         details["filters"] = filters_details(filters)
-    if last_id is not None:
-        details["after_id"] = last_id
+    if position is not None:
+        details["after" if sort == "row_date" else "after_id"] = position
     audit.record_now(audit.ARCHIVE_LIST, actor, target=table_name, details=details, read=True)
     return body
+
+
+def position_cursor(table_name: str, filters: ArchiveFilters, order: str, sort: str, item: Mapping[str, Any]) -> str:
+    """A cursor for the rows after ``item`` (a listed row: ``id`` and ``row_date`` as listed) in
+    ``order``: lets a page link back (the reversed order from its first row) as well as on."""
+    fp = filters.fingerprint()
+    if sort == "row_date":
+        row_date = item.get("row_date")
+        key = ["n", None, item["id"]] if row_date is None else ["d", str(row_date), item["id"]]
+        return encode_key_cursor(table_name, f"row_date:{order}", fp, key)
+    return encode_cursor(table_name, order, fp, int(item["id"]))
+
+
+def _date_page(table_name: str, clauses: list, order: str, limit: int, position: list | None) -> list[sa.Row]:
+    """A page ordered by (row_date, id), rows without a date after the dated ones; keyset both ways."""
+    asc = order == "asc"
+    base = sa.select(*_row_columns()).where(_C.table_name == table_name, *clauses)
+    phase, last_date, last_id = "d", None, None
+    if position is not None:
+        try:
+            phase, date_text, last_id = position
+            if phase not in ("d", "n") or not isinstance(last_id, int) or isinstance(last_id, bool):
+                raise ValueError
+            last_date = datetime.fromisoformat(date_text) if phase == "d" else None
+        except (TypeError, ValueError):
+            raise InvalidInput("Invalid cursor", {"cursor": ["Not a cursor issued for this listing"]},
+                               code="invalid_cursor") from None
+    rows: list[sa.Row] = []
+    if phase == "d":
+        dated = base.where(_C.row_date.is_not(None))
+        if last_date is not None:
+            if asc:
+                dated = dated.where(sa.or_(_C.row_date > last_date,
+                                           sa.and_(_C.row_date == last_date, _C.id > last_id)))
+            else:
+                dated = dated.where(sa.or_(_C.row_date < last_date,
+                                           sa.and_(_C.row_date == last_date, _C.id < last_id)))
+        dated = dated.order_by(*((_C.row_date.asc(), _C.id.asc()) if asc else (_C.row_date.desc(), _C.id.desc())))
+        rows = list(db.session.execute(dated.limit(limit + 1)).all())
+        last_id = None
+    if len(rows) <= limit:
+        undated = base.where(_C.row_date.is_(None))
+        if last_id is not None:
+            undated = undated.where(_C.id > last_id if asc else _C.id < last_id)
+        undated = undated.order_by(_C.id.asc() if asc else _C.id.desc())
+        rows += db.session.execute(undated.limit(limit + 1 - len(rows))).all()
+    return rows
 
 
 #: Rows of an object listed with one of its rows (the rest are only counted).
@@ -379,12 +495,18 @@ def export_rows(table_name: str, filters: ArchiveFilters, *, actor: Actor, fmt: 
     """
     if must_exist:
         ensure_known(table_name)
+    filters = compiled(table_name, filters)
     details: dict[str, Any] = {"format": fmt, "order": order, "raw": raw, "rows": None, "complete": False}
     if not filters.is_empty():
         details["filters"] = filters_details(filters)
-    event_id = audit.record_started(audit.ARCHIVE_EXPORT, actor, target=table_name, details=details)
     engine = archive_engine()
-    batches = _counted(_export_batches(engine, table_name, filters, order), engine, event_id, details)
+    raw_batches = _export_batches(engine, table_name, filters, order)
+    try:  # the first chunk now: a where filter the stored values cannot take is a 400, not a cut stream
+        first = next(raw_batches, None)
+    except sa.exc.DataError:
+        raise _uncomparable() from None
+    event_id = audit.record_started(audit.ARCHIVE_EXPORT, actor, target=table_name, details=details)
+    batches = _counted(itertools.chain([first] if first else [], raw_batches), engine, event_id, details)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     filename = f"{_safe_filename_part(table_name)}-archive-{stamp}.{fmt}"
     if fmt == "csv":
@@ -418,6 +540,7 @@ def restore(table_name: str, selection: RestoreSelection, username: str | None =
     actor = actor or (Actor.system(username) if username else audit.SYSTEM)
     username = username or actor.username or "system"
     ensure_known(table_name)
+    selection = RestoreSelection(ids=selection.ids, filters=compiled(table_name, selection.filters))
     details: dict[str, Any] = {"selection": _selection_details(selection)}
     try:
         result = _restore(table_name, selection, username)

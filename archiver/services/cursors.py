@@ -42,3 +42,24 @@ def decode_cursor(token: str, table_name: str, order: str, filters_hash: str) ->
             or not isinstance(last_id, int) or isinstance(last_id, bool) or last_id < 0):
         raise invalid
     return last_id
+
+
+def encode_key_cursor(table_name: str, order: str, filters_hash: str, key: list) -> str:
+    """A cursor holding a composite position (``key``: JSON values) instead of a last id."""
+    return _serializer().dumps({"t": table_name, "o": order, "f": filters_hash, "k": key})
+
+
+def decode_key_cursor(token: str, table_name: str, order: str, filters_hash: str) -> list:
+    """The position inside ``token`` (a list); InvalidInput if forged or issued for another listing."""
+    invalid = InvalidInput("Invalid cursor", {"cursor": ["Not a cursor issued for this listing"]},
+                           code="invalid_cursor")
+    if not token or len(token) > MAX_CURSOR_LENGTH:
+        raise invalid
+    try:
+        data = _serializer().loads(token)
+    except (BadData, ValueError, TypeError):
+        raise invalid from None
+    if (not isinstance(data, dict) or data.get("t") != table_name or data.get("o") != order
+            or data.get("f") != filters_hash or not isinstance(data.get("k"), list)):
+        raise invalid
+    return data["k"]

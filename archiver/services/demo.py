@@ -161,3 +161,34 @@ def seed_demo(now: datetime | None = None) -> DemoResult:
         policies.create_or_update(data, updated_by="seed-demo")
         result.policies_created.append(table.name)
     return result
+
+
+@dataclass
+class FirstRun:
+    """What ``first-run`` found and did in the archive database it serves."""
+
+    seeded: DemoResult | None = None          # demo data made (an empty archive database, --demo)
+    created_admin: UserResult | None = None   # an admin made (no active admin there)
+    admins: list[str] = field(default_factory=list)  # the active admins there now
+
+
+def first_run(demo: bool = False, admin_username: str = ADMIN_USERNAME) -> FirstRun:
+    """Make sure the archive database this app serves can be signed in to.
+
+    ``demo`` and no user at all: seed the demo (tables, users, policies; passwords returned once).
+    Otherwise, when no active admin exists: create ``admin_username`` (a random password, returned
+    once). Idempotent: with an active admin, nothing changes.
+    """
+    result = FirstRun()
+    if demo and db.session.execute(sa.select(sa.func.count(User.id))).scalar() == 0:
+        result.seeded = seed_demo()
+    admins = list(db.session.execute(sa.select(User.username).where(
+        User.role == Role.ADMIN.value, User.active.is_(True)).order_by(User.id)).scalars())
+    if not admins:
+        existing = db.session.execute(sa.select(User).where(User.username == admin_username)).scalar_one_or_none()
+        if existing is not None:  # the name is taken by a non-admin or a deactivated admin: pick another
+            admin_username = f"{admin_username}-{secrets.token_hex(3)}"
+        result.created_admin = _ensure_user(admin_username, Role.ADMIN.value, [])
+        admins = [admin_username]
+    result.admins = admins
+    return result

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from ..engine.archive import plan_table
+from ..engine.archive import MAX_SAMPLE_ROWS, plan_table, preview_archive
 from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH
 from ..engine.errors import DatabaseError, InvalidPolicy
 from ..engine.policy import BATCH_MODES, NamedChild, PolicySpec, utcnow
@@ -254,3 +254,66 @@ def delete_policy(table_name: str, *, actor: Actor = audit.SYSTEM) -> None:
     audit.record(audit.POLICY_DELETE, actor, target=table_name, details={"before": snapshot(policy)})
     db.session.delete(policy)
     db.session.commit()
+
+
+def _stored(policy: ArchivePolicy) -> dict[str, Any]:
+    """A stored policy's fields as a request would give them (no children: an empty list)."""
+    values = snapshot(policy) or {}
+    values["children"] = list(values.get("children") or [])
+    if values.get("batch_mode") is None:
+        values["batch_mode"] = DEFAULTS["batch_mode"]
+    return values
+
+
+def update_policy(table_name: str, changes: Mapping[str, Any], *, actor: Actor = audit.SYSTEM) -> ArchivePolicy:
+    """Change some fields of ``table_name``'s policy (PATCH): the others keep their stored values.
+
+    NotFound without a policy; the merged policy is validated like a whole one (InvalidInput) and
+    audited with before and after.
+    """
+    policy = require_policy(table_name)
+    if "table_name" in changes and changes["table_name"] != table_name:
+        raise InvalidInput(details={"table_name": ["The table of a policy cannot be changed."]})
+    merged = {**_stored(policy), **changes, "table_name": policy.table_name}
+    updated, _created = create_or_update(merged, actor=actor)
+    return updated
+
+
+#: Sample rows a preview returns unless asked otherwise.
+DEFAULT_SAMPLE_ROWS = 5
+
+
+def preview_policy(table_name: str, changes: Mapping[str, Any] | None = None, *,
+                   sample_rows: int = DEFAULT_SAMPLE_ROWS) -> dict[str, Any]:
+    """What an archive run of ``table_name`` would move now, for its stored policy with ``changes``
+    applied — or, for a table without a policy, for the policy ``changes`` describe (nothing is
+    saved, nothing moves): the count, the cutoff, ``samples`` (the first qualifying rows as they
+    would be archived), child tables that would move along and references holding rows back.
+
+    NotFound when the table has no policy and no ``changes`` were given; InvalidInput when the
+    previewed policy is not valid (the same field errors as saving it).
+    """
+    changes = dict(changes or {})
+    policy = get_policy(table_name)
+    if policy is None and not changes:
+        raise NotFound(f"No policy for table {table_name}")
+    base = _stored(policy) if policy is not None else {"delete_after_days": 365}
+    values = with_defaults({**base, **changes, "table_name": table_name})
+    errors = _check_shape(values)
+    if errors:
+        raise InvalidInput(details=errors)
+    enabled = values["enabled"]
+    db.session.rollback()
+    spec = to_spec(values)
+    try:
+        found = preview_archive(source_db.source_engine(), spec, now=utcnow(),
+                                sample_rows=max(0, min(sample_rows, MAX_SAMPLE_ROWS)))
+    except InvalidPolicy as exc:
+        if changes:  # a policy being edited: name the fields, as saving it would
+            raise InvalidInput(details=exc.problems) from None
+        raise
+    return {"table_name": spec.table_name, "would_archive": found.would_archive, "cutoff": found.cutoff,
+            "date_column": spec.date_column, "archive_after_days": spec.archive_after_days,
+            "custom_criteria": spec.custom_criteria, "batch_size": spec.batch_size,
+            "batch_mode": spec.batch_mode, "enabled": enabled, "saved": policy is not None and not changes,
+            "moves_with": found.moves_with, "held_by": found.held_by, "samples": found.samples}

@@ -30,7 +30,11 @@ _test_runs_lock = threading.Lock()
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """ISO 8601 in UTC with its offset, like every timestamp of the API (SQLite's naive values are UTC)."""
+    if value is None:
+        return None
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.isoformat()
 
 
 def _state() -> str:

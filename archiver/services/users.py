@@ -22,6 +22,7 @@ from ..models import Role, TablePermission, User
 from . import audit, tokens
 from .audit import Actor
 from .passwords import bcrypt_slot, check_password, hash_password, password_problem
+from .tables import unknown_tables
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,64}")
 USERNAME_RULE = "Username must be 3-64 characters of letters, digits, '_', '.' or '-'"
@@ -51,13 +52,24 @@ def table_name_problem(name: str) -> str | None:
     return None
 
 
-def clean_table_names(names: Iterable[str]) -> list[str]:
-    """Validated, de-duplicated, sorted table names (InvalidInput naming the bad entries)."""
+def clean_table_names(names: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
+    """Validated, de-duplicated, sorted names of existing tables (InvalidInput naming the bad
+    entries). A table exists when it is a source table, has a policy or has archived rows
+    (:mod:`.tables`); names in ``keep`` (grants the user already holds) need not exist any more."""
     names = list(names)
     problems = {str(i): [p] for i, n in enumerate(names) if (p := table_name_problem(n))}
     if problems:
         raise InvalidInput(details={"permissions": problems})
-    return sorted(set(names))
+    wanted = sorted(set(names))
+    missing = unknown_tables(set(wanted) - set(keep))
+    if missing:
+        shown = ", ".join(missing[:10]) + (" …" if len(missing) > 10 else "")
+        raise InvalidInput(f"No such table: {shown}",
+                           {"permissions": {str(names.index(n)): [f"No such table: {n} (not in the source "
+                                                                  "database, no policy, nothing archived)"]
+                                            for n in missing[:100]}},
+                           code="unknown_table")
+    return wanted
 
 
 def require_valid_username(username: str) -> None:
@@ -195,8 +207,8 @@ def deactivate_user(actor: Actor, user_id: int) -> User:
 def set_permissions(user_id: int, tables: Iterable[str], *, actor: Actor = audit.SYSTEM) -> User:
     """Replace the user's table grants with ``tables`` (validated, de-duplicated); audited."""
     user = get_user(user_id)
-    wanted = clean_table_names(tables)
     current = {p.table_name: p for p in user.permissions}
+    wanted = clean_table_names(tables, keep=current)
     before = sorted(current)
     user.permissions = [current.get(t) or TablePermission(table_name=t) for t in wanted]
     if wanted != before:

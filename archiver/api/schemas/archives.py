@@ -1,49 +1,17 @@
 """Request and response schemas of the /archives routes."""
 from __future__ import annotations
 
-import re
-from datetime import datetime, timezone
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from ...models import MAX_ID
+from .common import UtcDateTime
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_RESTORE_IDS = 10_000
-
-# A "+" in a query string arrives as a space: "2024-01-01T10:00:00 02:00".
-_SPACE_OFFSET = re.compile(r"^(.+[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
-
-
-class UtcDateTime(fields.DateTime):
-    """ISO 8601 date or date-time; naive values are taken as UTC; loads an aware UTC datetime."""
-
-    default_error_messages = {"invalid": "Not a valid ISO 8601 date/time (e.g. 2024-01-31T00:00:00Z)."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        if not isinstance(value, str) or not value.strip() or len(value) > 64:
-            raise self.make_error("invalid")
-        text = value.strip()
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            match = _SPACE_OFFSET.match(text)
-            if not match:
-                raise self.make_error("invalid") from None
-            try:
-                parsed = datetime.fromisoformat(f"{match.group(1)}+{match.group(2)}")
-            except ValueError:
-                raise self.make_error("invalid") from None
-        try:
-            if parsed.tzinfo is None:
-                return parsed.replace(tzinfo=timezone.utc)
-            return parsed.astimezone(timezone.utc)
-        except (OverflowError, ValueError):
-            raise self.make_error("invalid") from None
-
 
 class ArchiveFiltersSchema(ma.Schema):
     """Filters shared by listing, export and restore. ``*_from`` inclusive, ``*_to`` exclusive."""
@@ -54,6 +22,11 @@ class ArchiveFiltersSchema(ma.Schema):
     row_date_to = UtcDateTime(metadata={"description": "row_date < this"})
     source_pk = fields.String(validate=validate.Length(min=1, max=512),
                               metadata={"description": 'Exact source primary key: 42, or ["eu",42]'})
+    where = fields.String(validate=validate.Length(max=2000), metadata={
+        "description": "Condition on the archived row's columns, in the custom_criteria language: "
+                       "equality and ranges (`status = 'closed' AND amount >= 100`, "
+                       "`created_at BETWEEN '2024-01-01' AND '2024-02-01'`), IN, LIKE, IS NULL",
+        "example": "status = 'closed'"})
 
     @ma.validates_schema
     def _ranges(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -71,7 +44,10 @@ class ArchiveListQuerySchema(ArchiveFiltersSchema):
     cursor = fields.String(validate=validate.Length(min=1, max=1024),
                            metadata={"description": "next_cursor of the previous page"})
     order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]),
-                          metadata={"description": "By archive id: desc (newest first, default) or asc"})
+                          metadata={"description": "desc (newest first, default) or asc"})
+    sort = fields.String(load_default="id", validate=validate.OneOf(["id", "row_date"]),
+                         metadata={"description": "id (archive order, default) or row_date (the policy's date "
+                                                  "column; rows without one come last)"})
 
 
 class ArchiveExportQuerySchema(ArchiveFiltersSchema):
@@ -118,10 +94,10 @@ class PolicySummarySchema(ma.Schema):
 class ArchiveTableSchema(ma.Schema):
     table_name = fields.String()
     row_count = fields.Integer()
-    oldest_archived_at = fields.DateTime(allow_none=True)
-    newest_archived_at = fields.DateTime(allow_none=True)
-    oldest_row_date = fields.DateTime(allow_none=True)
-    newest_row_date = fields.DateTime(allow_none=True)
+    oldest_archived_at = UtcDateTime(allow_none=True)
+    newest_archived_at = UtcDateTime(allow_none=True)
+    oldest_row_date = UtcDateTime(allow_none=True)
+    newest_row_date = UtcDateTime(allow_none=True)
     policy = fields.Nested(PolicySummarySchema, allow_none=True)
 
 
@@ -132,8 +108,8 @@ class ArchiveTableListSchema(ma.Schema):
 class ArchivedRowSchema(ma.Schema):
     id = fields.Integer()
     source_pk = fields.String(metadata={"description": 'Canonical source key: "42" or "[\\"eu\\",42]"'})
-    row_date = fields.DateTime(allow_none=True)
-    archived_at = fields.DateTime()
+    row_date = UtcDateTime(allow_none=True)
+    archived_at = UtcDateTime()
     payload = fields.Dict(metadata={"description": "The archived row, JSON-encoded per column"})
 
 

@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 
 from ...models import MAX_ID
 from ...services.audit import ACTIONS, MAX_PAGE_SIZE, OUTCOMES
-from .archives import UtcDateTime
+from .common import UtcDateTime
 
 
 class AuditFiltersSchema(ma.Schema):
@@ -43,7 +43,7 @@ class AuditExportQuerySchema(AuditFiltersSchema):
 
 class AuditEventSchema(ma.Schema):
     id = fields.Integer()
-    at = fields.DateTime()
+    at = UtcDateTime()
     action = fields.String()
     outcome = fields.String(metadata={"enum": list(OUTCOMES)})
     actor_id = fields.Integer(allow_none=True)

@@ -1,14 +1,13 @@
 """Archive policy bodies (POST /config) and their representation."""
 from __future__ import annotations
 
-from datetime import timezone
-
 import marshmallow as ma
 from marshmallow import fields
 from marshmallow.validate import Length, OneOf, Range
 
 from ...engine.policy import BATCH_MODES
 from ...services import policies as rules
+from .common import UtcDateTime
 
 
 class NamedChildSchema(ma.Schema):
@@ -73,13 +72,37 @@ class PolicyInSchema(ma.Schema):
                                                     "it with ON DELETE CASCADE (found by themselves)"})
 
 
-class UtcDateTime(fields.DateTime):
-    """ISO-8601 in UTC; naive values (SQLite keeps no zone) are taken as UTC."""
+class _PolicyFieldsSchema(PolicyInSchema):
+    """Some fields of a policy (its table comes from the path); omitted fields are left as they are."""
 
-    def _serialize(self, value, attr, obj, **kwargs):
-        if value is not None:
-            value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-        return super()._serialize(value, attr, obj, **kwargs)
+    class Meta:
+        unknown = ma.RAISE
+        exclude = ("table_name",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(*args, **kwargs)
+
+
+class PolicyPatchSchema(_PolicyFieldsSchema):
+    """The fields of a policy to change (PATCH); the others keep their stored values."""
+
+    @ma.validates_schema
+    def _not_empty(self, data, **kwargs) -> None:
+        if not data:
+            raise ma.ValidationError("Give at least one field to change.", "_schema")
+
+
+class PolicyPreviewSchema(_PolicyFieldsSchema):
+    """Optional: policy fields to try before saving them (over the stored policy, if any), and how
+    many sample rows to return."""
+
+    sample_rows = fields.Integer(strict=True, validate=Range(0, 50),
+                                 metadata={"description": "Qualifying rows to return as samples (default 5)"})
+
+
+class PolicyListSchema(ma.Schema):
+    items = fields.List(fields.Nested(lambda: PolicySchema()))
 
 
 class PolicySchema(ma.Schema):

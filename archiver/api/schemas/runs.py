@@ -7,6 +7,7 @@ from marshmallow.validate import Length, OneOf, Range
 
 from ...models import MAX_ID, RunKind, RunStatus
 from ...services.runs import MAX_PAGE_SIZE
+from .common import UtcDateTime
 
 
 class RunListArgsSchema(ma.Schema):
@@ -38,8 +39,8 @@ class RunSchema(ma.Schema):
                                                     "abandoned (its process died; finished_at is when that was "
                                                     "detected)"})
     dry_run = fields.Boolean()
-    started_at = fields.DateTime()
-    finished_at = fields.DateTime(allow_none=True)
+    started_at = UtcDateTime()
+    finished_at = UtcDateTime(allow_none=True)
     duration_seconds = fields.Method("_duration", allow_none=True)
     rows_read = fields.Integer()
     rows_written = fields.Integer(metadata={"description": "Rows written to the archive (archive) or source (restore)"})
@@ -56,14 +57,14 @@ class RunSchema(ma.Schema):
     rows_total = fields.Integer(allow_none=True, metadata={
         "description": "Rows that qualified when the run started (the ETA counts down from it)"})
     rate = fields.Float(allow_none=True, metadata={"description": "Rows per second (recent, while running)"})
-    progress_at = fields.DateTime(allow_none=True, metadata={"description": "When the counters were last written "
+    progress_at = UtcDateTime(allow_none=True, metadata={"description": "When the counters were last written "
                                                                             "(after each committed batch)"})
     percent = fields.Method("_percent", allow_none=True)
     eta_seconds = fields.Method("_eta", allow_none=True, metadata={
         "description": "Running: seconds left at the current rate (null when unknown)"})
     host = fields.String(allow_none=True, metadata={"description": "Host of the process running it"})
     pid = fields.Integer(allow_none=True, metadata={"description": "Process id running it"})
-    cancel_requested_at = fields.DateTime(allow_none=True)
+    cancel_requested_at = UtcDateTime(allow_none=True)
     cancel_requested_by = fields.String(allow_none=True)
     url = fields.Method("_url")
 
@@ -137,7 +138,7 @@ class PreviewSchema(ma.Schema):
 
     table_name = fields.String()
     would_archive = fields.Integer(metadata={"description": "Rows that qualify right now"})
-    cutoff = fields.DateTime(metadata={"description": "Rows dated strictly before this instant (UTC) qualify"})
+    cutoff = UtcDateTime(metadata={"description": "Rows dated strictly before this instant (UTC) qualify"})
     date_column = fields.String()
     archive_after_days = fields.Integer()
     custom_criteria = fields.String(allow_none=True)
@@ -148,3 +149,7 @@ class PreviewSchema(ma.Schema):
         "description": "Child tables whose rows would move with the qualifying rows"})
     held_by = fields.List(fields.Nested(HeldBySchema), metadata={
         "description": "References that hold rows back: a referenced row stays, with its whole object"})
+    samples = fields.List(fields.Dict(), metadata={
+        "description": "The first qualifying rows by primary key, as they would be archived (payload form)"})
+    saved = fields.Boolean(metadata={"description": "true: the stored policy as it is; false: the policy with "
+                                                    "the fields sent (not saved)"})

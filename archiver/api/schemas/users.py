@@ -5,6 +5,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from ...services.passwords import MAX_BYTES, MIN_LENGTH, password_problem
+from .common import UtcDateTime
 from ...services.users import ROLES, TABLE_NAME_MAX, USERNAME_RULE, table_name_problem, username_problem
 
 MAX_GRANTS = 1000
@@ -57,8 +58,8 @@ class UserSchema(ma.Schema):
     role = ma.fields.String(dump_only=True, metadata={"enum": list(ROLES)})
     active = ma.fields.Boolean(dump_only=True)
     permissions = ma.fields.List(ma.fields.String(), attribute="table_names", dump_only=True)
-    created_at = ma.fields.DateTime(dump_only=True)
-    updated_at = ma.fields.DateTime(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
+    updated_at = UtcDateTime(dump_only=True)
 
 
 class UserCreateSchema(ma.Schema):
