@@ -73,12 +73,26 @@ def wait_until(condition, timeout: float = 10, message: str = "condition"):
 
 def navigate(driver, action) -> None:
     """Do ``action`` (a click, a key press) and wait for the next page to replace this one."""
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
     old = driver.find_element(*by("html"))
     action()
-    WebDriverWait(driver, 15).until(ec.staleness_of(old))
+    WebDriverWait(driver, 15).until(lambda _driver: is_stale(old))
     wait(driver, "main")
+
+
+def is_stale(element) -> bool:
+    """The element left the document. Chromium says so either with a stale-element error or, when
+    asked in the middle of the navigation, with "Node with given id does not belong to the document"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def text_of(driver, css: str) -> str:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
+from .source_db import end_read_transaction
 from ..models import AuditEvent
 from ..models._types import utcnow
 
@@ -117,6 +118,7 @@ def record_now(action: str, actor: Actor, *, target: str | None = None, details:
     once, but a crash of the database server (not of the service) within a fraction of a second
     could lose it. That flush is the whole cost of auditing a read (README "Security").
     """
+    end_read_transaction()  # the reads before it are done (SQLite: a snapshot cannot then write)
     record(action, actor, target=target, details=details, outcome=outcome)
     if read:
         _relax_commit()
@@ -133,6 +135,7 @@ def _relax_commit() -> None:
 def record_started(action: str, actor: Actor, *, target: str | None = None,
                    details: Mapping[str, Any] | None = None) -> int:
     """Record an event whose outcome comes later (an export); commits and returns its id."""
+    end_read_transaction()
     event = AuditEvent(**_row(action, actor, target=target, details=details, outcome="success"))
     db.session.add(event)
     db.session.flush()  # the id (no RETURNING: MySQL has none)

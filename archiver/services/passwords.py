@@ -26,7 +26,7 @@ import bcrypt
 from flask import current_app
 
 from ..errors import RateLimited
-from ..extensions import db
+from .source_db import end_read_transaction
 
 MIN_LENGTH = 12
 MAX_BYTES = 72
@@ -93,9 +93,7 @@ def init_gate(app) -> None:
 def bcrypt_slot() -> contextlib.AbstractContextManager[None]:
     """A slot of the current app's gate (``RateLimited`` when none is free), the session's read
     transaction ended first (see the module docstring: read what the check needs before)."""
-    session = db.session()  # the current Session (the scoped proxy has no in_transaction)
-    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
-        session.commit()  # only reads so far: nothing is written, the locks are let go
+    end_read_transaction()  # only reads so far: nothing is written, the locks are let go
     return current_app.extensions[GATE_KEY].slot()
 
 

@@ -24,6 +24,18 @@ def archive_writes_expected() -> ContextManager[None]:
     return writes_expected(archive_engine())
 
 
+def end_read_transaction() -> None:
+    """Commit the session's transaction if it has only read so far (nothing pending is written).
+
+    Before a write in a request that began by reading (an audit record after a read of archived
+    rows) or before slow work (bcrypt): on SQLite a read snapshot cannot become a write once a
+    run's batch has committed ("database is locked"), and no lock should be held while waiting.
+    """
+    session = db.session()  # the current Session (the scoped proxy has no in_transaction)
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()
+
+
 def reflect_table(table_name: str) -> sa.Table | None:
     """The source table named exactly ``table_name`` (reflected), or None."""
     engine = source_engine()

@@ -32,6 +32,7 @@ from ..models import TokenFamily, User
 from ..models._types import utcnow
 from . import audit
 from .audit import Actor
+from .source_db import archive_writes_expected, end_read_transaction
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,15 @@ def open_family(user: User, address: str | None = None) -> dict[str, Any]:
 
 
 def access_token_for(user: User) -> str:
-    """An access token in a new session of its own (committed): for tools and tests that act as a user."""
-    body = open_family(user)
-    db.session.commit()
+    """An access token in a new session of its own (committed): for tools and tests that act as a user.
+
+    Outside a request (no write intent declared): the reads before it end here, and its own
+    transaction writes from its start (on SQLite, behind a run's batch rather than failing).
+    """
+    end_read_transaction()
+    with archive_writes_expected():
+        body = open_family(user)
+        db.session.commit()
     return body["access_token"]
 
 
