@@ -77,6 +77,8 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
         raise SystemExit(2) from None
     app.config.from_mapping(cfg)
     app.config["SQLALCHEMY_BINDS"] = {"source": app.config["SOURCE_DATABASE_URL"]}
+    if app.config.get("REPLICA_DATABASE_URL"):  # read by the throttles (services/throttles.py)
+        app.config["SQLALCHEMY_BINDS"]["replica"] = app.config["REPLICA_DATABASE_URL"]
     app.config.setdefault("API_SPEC_OPTIONS", {
         "security": [{"bearerAuth": []}],
         "info": {"description": "Archive old rows from a source database; browse them through JWT/RBAC."},

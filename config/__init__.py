@@ -60,8 +60,19 @@ def _parse_bool(label: str, raw: str) -> bool:
     raise ConfigError(f"{label} must be a boolean (true/false), got {raw!r}")
 
 
-_PARSERS: dict[type, Callable[[str, str], Any]] = {int: _parse_int, bool: _parse_bool, str: lambda label, raw: raw}
-_TYPE_NAMES = {int: "an integer", bool: "a boolean (True/False)", str: "a string"}
+def _parse_float(label: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{label} must be a number, got {raw!r}")
+    return value
+
+
+_PARSERS: dict[type, Callable[[str, str], Any]] = {int: _parse_int, bool: _parse_bool, float: _parse_float,
+                                                   str: lambda label, raw: raw}
+_TYPE_NAMES = {int: "an integer", bool: "a boolean (True/False)", float: "a number", str: "a string"}
 
 
 # --- the settings ------------------------------------------------------------
@@ -76,8 +87,8 @@ class Setting:
     name: str
     type: type
     default: Default = None  # None: no value unless given (validate_config decides if that is fatal)
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
     by_env: Mapping[str, Default] = field(default_factory=dict)  # ARCHIVER_ENV -> default there
     key: str | None = None  # app.config key, when it is not ``name``
     convert: Callable[[Any], Any] | None = None  # value -> app.config value
@@ -95,6 +106,8 @@ class Setting:
         """Check a Python value (instance/config.py, create_app overrides): type, then bounds."""
         if self.type is str and isinstance(value, str):
             return self.check(value.strip(), where)
+        if self.type is float and type(value) in (int, float):
+            return self.check(float(value), where)
         if type(value) is not self.type:  # noqa: E721 - exact: True is not an integer here
             raise ConfigError(f"{self.name}{where} must be {_TYPE_NAMES[self.type]}, "
                               f"got {value!r} ({type(value).__name__})")
@@ -192,6 +205,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BATCH_TARGET_MS", int, 1000, minimum=50, maximum=60_000),
     Setting("BATCH_MAX_ROWS", int, 50_000, minimum=100, maximum=1_000_000),
     Setting("BATCH_MAX_MB", int, 32, minimum=1, maximum=1024),
+    # Throttles (engine/throttle.py, docs/operations.md): the default of every policy whose own field
+    # is empty (null); 0 is off. A policy's field has the same bounds (services/policies.py).
+    Setting("THROTTLE_SLEEP_MS", int, 0, minimum=0, maximum=600_000),
+    Setting("THROTTLE_SLEEP_RATIO", float, 0.0, minimum=0, maximum=100),
+    Setting("THROTTLE_MAX_RUN_SECONDS", int, 0, minimum=0, maximum=7 * 86400),
+    Setting("THROTTLE_MAX_ROWS_PER_RUN", int, 0, minimum=0, maximum=10**12),
+    Setting("THROTTLE_MAX_REPLICA_LAG_SECONDS", float, 0.0, minimum=0, maximum=86400),
+    Setting("THROTTLE_MAX_ACTIVE_SESSIONS", int, 0, minimum=0, maximum=100_000),
+    Setting("THROTTLE_CRITICAL_ACTIVE_SESSIONS", int, 0, minimum=0, maximum=100_000),
+    # How often the replica lag and load are read while all is well, and again while paused.
+    Setting("THROTTLE_CHECK_MS", int, 1000, minimum=10, maximum=60_000),
+    # A replica whose lag the throttle reads (PostgreSQL: now() - pg_last_xact_replay_timestamp();
+    # MariaDB/MySQL: Seconds_Behind_Master). Unset: the source itself (PostgreSQL: pg_stat_replication).
+    Setting("REPLICA_DATABASE_URL", str),
     # --- security (README "Security") ---
     Setting("SIGNUP_ENABLED", bool, False, by_env={"development": True}),
     Setting("RATELIMIT_ENABLED", bool, True),
@@ -367,6 +394,21 @@ def _resolve(setting: Setting, layers: list[tuple[dict[str, Any], str]], env: Ma
     return found[0] if found else None
 
 
+def load_limits_problem(high: int | None, critical: int | None) -> str | None:
+    """Why a critical load (stops a run) at or under the pausing load is refused, or None (0 or None: off).
+    The one rule for the THROTTLE_* settings and a policy's own fields alike."""
+    if high and critical and critical <= high:
+        return (f"must be more than max_active_sessions (the critical load stops the run, the other "
+                f"pauses it), got {critical} <= {high}")
+    return None
+
+
+#: A policy's throttle field -> the setting that is its default (and whose bounds it shares).
+THROTTLE_DEFAULTS = {field: f"THROTTLE_{field.upper()}" for field in (
+    "sleep_ms", "sleep_ratio", "max_run_seconds", "max_rows_per_run", "max_replica_lag_seconds",
+    "max_active_sessions", "critical_active_sessions")}
+
+
 def validate_config(cfg: Mapping[str, Any]) -> None:
     """Refuse configurations that cannot run safely (raises ConfigError)."""
     missing = [key for key, label in (("SOURCE_DATABASE_URL", "SOURCE_DATABASE_URL"),
@@ -378,3 +420,6 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     secret = cfg.get("JWT_SECRET_KEY") or ""
     if cfg.get("ENV_NAME") != "development" and len(secret.encode()) < 32:
         raise ConfigError("JWT_SECRET_KEY must be set and at least 32 bytes long")
+    problem = load_limits_problem(cfg.get("THROTTLE_MAX_ACTIVE_SESSIONS"), cfg.get("THROTTLE_CRITICAL_ACTIVE_SESSIONS"))
+    if problem:
+        raise ConfigError(f"THROTTLE_CRITICAL_ACTIVE_SESSIONS {problem}")

@@ -98,6 +98,10 @@ class PlainProgress:
         click.echo(line)
         sys.stdout.flush()
 
+    def pause(self, table: str, why: str) -> None:
+        click.echo(f"{table}: {why}")
+        sys.stdout.flush()
+
     def close(self) -> None:
         pass
 
@@ -126,6 +130,9 @@ class BarProgress:
         rate = p.total_rows / p.elapsed_seconds if p.elapsed_seconds > 0 else 0.0
         self.progress.update(task, completed=p.total_rows + p.rows_skipped, rate=f"{rate:,.0f}")
 
+    def pause(self, table: str, why: str) -> None:
+        self.progress.console.print(f"{table}: {why}")
+
     def close(self) -> None:
         self.progress.stop()
 
@@ -135,6 +142,21 @@ def _progress(progress: bool | None) -> PlainProgress | BarProgress | None:
     if progress is False or (progress is None and not tty):
         return None
     return BarProgress() if tty else PlainProgress()
+
+
+def _pause_line(table: str, why: str) -> None:
+    """A throttle's pause, said even without progress output ("orders: paused: replica lag 4.2 s > 2 s")."""
+    click.echo(f"{table}: {why}")
+    sys.stdout.flush()
+
+
+def _throttle_line(throttle: dict[str, Any]) -> str | None:
+    parts = []
+    if throttle.get("slept_seconds"):
+        parts.append(f"slept {throttle['slept_seconds']:.1f} s between batches")
+    for reason, p in (throttle.get("pauses") or {}).items():
+        parts.append(f"paused {p['count']}× for {reason}, {p['seconds']:.1f} s in all (last: {p['last']})")
+    return "  throttle: " + "; ".join(parts) if parts else None
 
 
 def _summary(report: job_service.JobReport) -> None:
@@ -161,6 +183,8 @@ def _summary(report: job_service.JobReport) -> None:
             b = o.batch_sizes
             sizes = f"{b['first']:,}" if b["min"] == b["max"] else f"{b['first']:,} → {b['last']:,} ({b['min']:,}–{b['max']:,})"
             click.echo(f"  {o.batches} batch(es), {b['mode']} size: {sizes} rows")
+        if o.throttle and (line := _throttle_line(o.throttle)):
+            click.echo(line)
         if o.skipped:
             held = "held back" if not o.dry_run else "would be held back"
             total = o.rows_skipped if not o.dry_run else sum(o.skipped.values())
@@ -169,7 +193,7 @@ def _summary(report: job_service.JobReport) -> None:
                 click.echo(f"    {rows} by {reference}")
     rate = report.total_rows / report.seconds if report.seconds > 0 else 0.0
     counts = {s: sum(1 for o in report.outcomes if o.status == s)
-              for s in ("succeeded", "failed", "interrupted", "cancelled", "skipped")}
+              for s in ("succeeded", "partial", "failed", "interrupted", "cancelled", "skipped")}
     click.echo(f"total: {verb} {report.total_rows} rows in {report.seconds:.2f} s ({rate:,.0f} rows/s); "
                f"{len(report.outcomes)} table(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
                + (" - stopped by signal" if report.stopped else ""))
@@ -190,8 +214,9 @@ def _run(kind: str, table: str | None, dry_run: bool, progress: bool | None) -> 
     stop.install()
     try:
         runner = job_service.run_archive if kind == "archive" else job_service.run_purge
+        options: dict[str, Any] = {"on_pause": show.pause if show else _pause_line} if kind == "archive" else {}
         report = runner(table, trigger="cli", dry_run=dry_run, should_stop=stop,
-                        on_batch=show.batch if show else None, on_start=show.start if show else None)
+                        on_batch=show.batch if show else None, on_start=show.start if show else None, **options)
     except job_service.UnknownPolicy as exc:
         click.echo(f"error: {exc.message}", err=True)
         raise SystemExit(EXIT_USAGE) from None

@@ -39,6 +39,7 @@ from .graph import ObjectGraph, build_graph
 from .plan import MemberTable, TablePlan
 from .policy import NamedChild, PolicySpec, archive_cutoff, as_utc
 from .rowcodec import RowEncoder
+from .throttle import SIGNAL_FIELDS
 
 #: How much of an offending value a message quotes.
 _QUOTE_CHARS = 40
@@ -121,15 +122,10 @@ def check_policy(conn: sa.Connection, spec: PolicySpec, ops: SourceOps, now: dat
     return plan
 
 
-#: The throttle settings that read each signal of the source.
-_SIGNAL_FIELDS = {"active_sessions": ("max_active_sessions", "critical_active_sessions"),
-                  "replica_lag": ("max_replica_lag_seconds",)}
-
-
 def _signal_problems(spec: PolicySpec, ops: SourceOps, database: str) -> dict[str, list[str]]:
     """A throttle limit on a signal the source's database cannot report, by field."""
     problems: dict[str, list[str]] = {}
-    for signal, names in _SIGNAL_FIELDS.items():
+    for signal, names in SIGNAL_FIELDS.items():
         if signal in ops.capabilities.signals:
             continue
         for name in names:

@@ -40,6 +40,14 @@ class ThrottleSettings:
                                            self.critical_active_sessions))
 
 
+#: The throttle settings that read each signal of the source (a backend declares the signals it
+#: reports in ``Capabilities.signals``).
+SIGNAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "active_sessions": ("max_active_sessions", "critical_active_sessions"),
+    "replica_lag": ("max_replica_lag_seconds",),
+}
+
+
 class Signals(Protocol):
     """Where a throttle reads the state of the source (a backend's queries, or a test's values)."""
 
@@ -180,4 +188,4 @@ class Throttle:
         return out
 
 
-__all__ = ["NoSignals", "Pause", "Signals", "StopRun", "Throttle", "ThrottleSettings"]
+__all__ = ["NoSignals", "Pause", "SIGNAL_FIELDS", "Signals", "StopRun", "Throttle", "ThrottleSettings"]

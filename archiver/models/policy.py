@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -33,3 +33,12 @@ class ArchivePolicy(db.Model):
     children: Mapped[list | None] = mapped_column(JSON, nullable=True)
     batch_mode: Mapped[str] = mapped_column(String(16), nullable=False, default="adaptive",
                                             server_default=text("'adaptive'"))
+    # Throttles (engine/throttle.py; docs/operations.md): NULL takes the THROTTLE_* default of the
+    # service, 0 turns the limit off for this policy.
+    sleep_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sleep_ratio: Mapped[float | None] = mapped_column(Double, nullable=True)
+    max_run_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_rows_per_run: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_replica_lag_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
+    max_active_sessions: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    critical_active_sessions: Mapped[int | None] = mapped_column(Integer, nullable=True)

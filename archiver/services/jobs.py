@@ -42,6 +42,7 @@ from ..engine.lease import Holder, TableLock
 from ..engine.policy import PolicySpec, utcnow
 from ..engine.purge import purge_table
 from ..engine.sizing import SizingSettings
+from ..engine.throttle import Throttle
 from ..errors import NotFound, Unavailable
 from ..extensions import db
 from ..models import ArchivePolicy, ArchiveRun, RunKind, RunStatus, ScheduleCheck
@@ -49,6 +50,7 @@ from . import runs
 from .locks import TableHeld, table_lock
 from .policies import policy_spec
 from .source_db import archive_engine, source_engine
+from .throttles import check_seconds, run_throttle, throttle_defaults
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ NOTHING_TO_MOVE = "nothing to move"
 
 #: ``on_start(table_name, kind, rows_total)``: a table's run starts; rows_total qualified.
 OnStart = Callable[[str, str, int], None]
+#: ``on_pause(table_name, why)``: a run's throttle pauses it ("paused: replica lag 4.2 s > 2 s").
+OnPause = Callable[[str, str], None]
 
 
 #: Set by :func:`shutdown` (SIGTERM to the serving process): every run of this process stops after
@@ -112,6 +116,7 @@ class TableOutcome:
     children: dict[str, int] = field(default_factory=dict)  # rows that moved with them, by table
     skipped: dict[str, int] = field(default_factory=dict)   # rows held back, by reference
     batch_sizes: dict[str, Any] | None = None  # how the batches were sized (engine/sizing.py summary)
+    throttle: dict[str, Any] | None = None  # sleeps and pauses (engine/throttle.py summary)
 
     @property
     def rows_per_second(self) -> float:
@@ -156,7 +161,9 @@ def _specs(table: str | None) -> list[PolicySpec]:
             raise UnknownPolicy(f"no policy for table '{table}'")
         if not policies[0].enabled:
             raise UnknownPolicy(f"the policy for table '{table}' is disabled")
-    specs = [policy_spec(p) for p in policies if p.enabled]
+    enabled = [p for p in policies if p.enabled]
+    defaults = throttle_defaults() if enabled else {}
+    specs = [policy_spec(p, defaults, check_seconds()) for p in enabled]
     db.session.rollback()  # end the read transaction before the engine writes (SQLite)
     return specs
 
@@ -250,13 +257,15 @@ def _release(lock: TableLock, kind: str, table_name: str) -> None:
 def run_archive(table: str | None = None, *, trigger: str, dry_run: bool = False,
                 should_stop: Callable[[], bool] | None = None,
                 on_batch: Callable[[BatchProgress], None] | None = None,
-                now: datetime | None = None, on_start: OnStart | None = None) -> JobReport:
+                now: datetime | None = None, on_start: OnStart | None = None,
+                on_pause: OnPause | None = None) -> JobReport:
     """Archive every enabled policy's table (or only ``table``); one run record per table run.
 
     Raises UnknownPolicy when ``table`` has no enabled policy.
     """
     return _run_job(RunKind.ARCHIVE.value, table, trigger=trigger, dry_run=dry_run,
-                    should_stop=should_stop or _never, on_batch=on_batch, now=now, on_start=on_start)
+                    should_stop=should_stop or _never, on_batch=on_batch, now=now, on_start=on_start,
+                    on_pause=on_pause)
 
 
 def run_purge(table: str | None = None, *, trigger: str, dry_run: bool = False,
@@ -274,7 +283,7 @@ def _stopping(should_stop: Callable[[], bool]) -> bool:
 
 def _run_job(kind: str, table: str | None, *, trigger: str, dry_run: bool, should_stop: Callable[[], bool],
              on_batch: Callable[[BatchProgress], None] | None, now: datetime | None,
-             on_start: OnStart | None = None) -> JobReport:
+             on_start: OnStart | None = None, on_pause: OnPause | None = None) -> JobReport:
     started = time.perf_counter()
     report = JobReport(kind=kind, dry_run=dry_run)
     scheduled = trigger == "scheduler"
@@ -303,7 +312,8 @@ def _run_job(kind: str, table: str | None, *, trigger: str, dry_run: bool, shoul
             continue
         if scheduled:
             _note_check(kind, spec.table_name, "run started", claim.run_id)
-        outcome = execute(claim, should_stop=should_stop, on_batch=on_batch, now=at, on_start=on_start)
+        outcome = execute(claim, should_stop=should_stop, on_batch=on_batch, now=at, on_start=on_start,
+                          on_pause=on_pause)
         report.outcomes.append(outcome)
         if outcome.status in (RunStatus.INTERRUPTED.value, RunStatus.CANCELLED.value) and _stopping(should_stop):
             report.stopped = True
@@ -397,6 +407,7 @@ class _Progress:
         self.rows = self.batches = self.rows_read = self.rows_archived = self.rows_skipped = 0
         self.window: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
         self.window.append((time.monotonic(), 0))
+        self.throttle: Throttle | None = None  # its sleeps and pauses go on the record with the counts
 
     def rate(self) -> float:
         (t0, r0), (t1, r1) = self.window[0], self.window[-1]
@@ -420,9 +431,31 @@ class _Progress:
 
     def counts(self) -> runs.RunCounts:
         archive = self.kind == RunKind.ARCHIVE.value
+        summary = self.throttle.summary() if self.throttle is not None else None
         return runs.RunCounts(rows_read=self.rows_read if archive else 0,
                               rows_written=self.rows_archived if archive else 0, rows_deleted=self.rows,
-                              batches=self.batches, rows_skipped=self.rows_skipped, rate=round(self.rate(), 3))
+                              batches=self.batches, rows_skipped=self.rows_skipped, rate=round(self.rate(), 3),
+                              details={"throttle": summary} if summary else None)
+
+
+class _Pause:
+    """A run's throttle paused it: the log, the run record (``details.throttle.paused``, until the
+    next batch's counters replace it) and the caller (the CLI's "paused: ..." line) hear of it."""
+
+    def __init__(self, run_id: int, table_name: str, on_pause: OnPause | None, progress: _Progress) -> None:
+        self.run_id, self.table_name, self.on_pause, self.progress = run_id, table_name, on_pause, progress
+
+    def __call__(self, why: str) -> None:
+        log.info("run %s of %s %s", self.run_id, self.table_name, why,
+                 extra={"run_id": self.run_id, "table": self.table_name, "event": "run.paused"})
+        throttle = self.progress.throttle
+        summary = throttle.summary() if throttle is not None else {}
+        try:
+            runs.record_pause(self.run_id, {"throttle": {**summary, "paused": why.removeprefix("paused: ")}})
+        except sa.exc.DBAPIError:
+            log.warning("could not note the pause of run %s on its record", self.run_id)
+        if self.on_pause is not None:
+            self.on_pause(self.table_name, why)
 
 
 def active_runs() -> list[int]:
@@ -433,9 +466,11 @@ def active_runs() -> list[int]:
 
 def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
             on_batch: Callable[[BatchProgress], None] | None = None, now: datetime | None = None,
-            on_start: OnStart | None = None) -> TableOutcome:
+            on_start: OnStart | None = None, on_pause: OnPause | None = None) -> TableOutcome:
     """Run a claimed table to its end, release its lock and close its run record; never raises
-    for a table-level failure (the outcome says ``failed`` and why)."""
+    for a table-level failure (the outcome says ``failed`` and why). An archive run's throttle
+    (policy fields over THROTTLE_* defaults) spaces, pauses or ends it: each pause is logged,
+    shown on the run record at once and told to ``on_pause``."""
     kind, spec, dry_run = claim.kind, claim.spec, claim.dry_run
     now = now or utcnow()
     t0 = time.perf_counter()
@@ -454,11 +489,16 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
                 runs.set_rows_total(claim.run_id, outcome.rows_total)
                 if on_start is not None:
                     on_start(spec.table_name, kind, outcome.rows_total)
+            throttle = None if dry_run else run_throttle(spec, on_pause=_Pause(claim.run_id, spec.table_name,
+                                                                                on_pause, progress))
+            progress.throttle = throttle
             result = archive_table(source_engine(), archive_engine(), spec, now=now, run_id=claim.run_id,
                                    dry_run=dry_run, should_stop=stop, on_batch=progress, lease=lock,
                                    checkpoint=fault_checkpoint(),
-                                   in_server=current_app.config["IN_SERVER_MOVES"], sizing=sizing_settings())
+                                   in_server=current_app.config["IN_SERVER_MOVES"], sizing=sizing_settings(),
+                                   throttle=throttle)
             outcome.cutoff = result.cutoff
+            outcome.throttle = result.extra.get("throttle")
             outcome.batch_sizes = result.extra.get("batch_sizes")
             outcome.children, outcome.skipped = result.children, result.skipped
             if dry_run:
@@ -513,6 +553,7 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
             outcome.rows_read, outcome.rows_written = progress.rows_read, progress.rows_archived
             outcome.rows_skipped = progress.rows_skipped
         outcome.batches = progress.batches
+        outcome.throttle = (progress.throttle.summary() or None) if progress.throttle is not None else None
     finally:
         if archive_down:
             # Do not wait on the failed archive's connections again: drop the lock's connection (the
@@ -533,7 +574,8 @@ def _finish(outcome: TableOutcome, t0: float) -> TableOutcome:
     if outcome.run_id is None:
         return outcome
     details: dict[str, Any] = {k: v for k, v in (("children", outcome.children), ("skipped", outcome.skipped),
-                                                 ("batch_sizes", outcome.batch_sizes)) if v}
+                                                 ("batch_sizes", outcome.batch_sizes), ("throttle", outcome.throttle))
+                               if v}
     if outcome.holder is not None:
         details["held_by"] = outcome.holder.as_dict()
     rate = outcome.rows / outcome.seconds if outcome.seconds > 0 and outcome.status != RunStatus.SKIPPED.value else None

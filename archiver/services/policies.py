@@ -18,7 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from ..engine.archive import MAX_SAMPLE_ROWS, plan_table, preview_archive
 from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH
 from ..engine.errors import DatabaseError, InvalidPolicy
+from config import SETTINGS_BY_NAME, THROTTLE_DEFAULTS, load_limits_problem
+
 from ..engine.policy import BATCH_MODES, NamedChild, PolicySpec, utcnow
+from ..engine.throttle import ThrottleSettings
 from ..errors import Conflict, InvalidInput, NotFound, Unavailable
 from ..extensions import db
 from ..models import ArchivePolicy
@@ -47,7 +50,13 @@ DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "children": [],
     "batch_mode": "adaptive",
+    # Throttles: None takes the service's THROTTLE_* setting; 0 is off for this policy.
+    **{name: None for name in THROTTLE_DEFAULTS},
 }
+#: A throttle field's type and bounds: its THROTTLE_* setting's (config/).
+THROTTLE_FIELDS: dict[str, tuple[type, float, float]] = {
+    name: (SETTINGS_BY_NAME[setting].type, SETTINGS_BY_NAME[setting].minimum, SETTINGS_BY_NAME[setting].maximum)
+    for name, setting in THROTTLE_DEFAULTS.items()}
 REQUIRED = ("table_name", "archive_after_days", "delete_after_days")
 FIELDS = REQUIRED + tuple(DEFAULTS)
 
@@ -65,6 +74,16 @@ def _int_error(value: Any, low: int, high: int) -> str | None:
         return "Not a valid integer."
     if not low <= value <= high:
         return f"Must be greater than or equal to {low} and less than or equal to {high}."
+    return None
+
+
+def _number_error(value: Any, kind: type, low: float, high: float) -> str | None:
+    if kind is int:
+        return _int_error(value, int(low), int(high))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return "Not a valid number."
+    if not low <= value <= high:
+        return f"Must be greater than or equal to {low:g} and less than or equal to {high:g}."
     return None
 
 
@@ -115,6 +134,14 @@ def _check_shape(values: Mapping[str, Any]) -> FieldErrors:
         add("batch_mode", f"Must be one of: {', '.join(BATCH_MODES)}.")
     elif mode == "fixed" and values.get("batch_size") is None:
         add("batch_size", "A fixed batch_mode needs a batch_size.")
+    for name, (kind, low, high) in THROTTLE_FIELDS.items():
+        value = values.get(name)
+        if value is not None and (problem := _number_error(value, kind, low, high)):
+            add(name, problem)
+    if not ({"max_active_sessions", "critical_active_sessions"} & set(errors)):
+        problem = load_limits_problem(values.get("max_active_sessions"), values.get("critical_active_sessions"))
+        if problem:
+            add("critical_active_sessions", problem[0].upper() + problem[1:] + ".")
     return errors
 
 
@@ -148,19 +175,41 @@ def _children_shape(children: Any) -> list[str]:
     return problems
 
 
-def to_spec(values: Mapping[str, Any]) -> PolicySpec:
-    """The engine's immutable view of a policy's fields (a stored row's, or a checked request's)."""
+def throttle_settings(values: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
+                      check_seconds: float = 1.0) -> ThrottleSettings:
+    """The engine's throttle for a policy's fields: an empty field takes ``defaults[field]`` (the
+    THROTTLE_* settings, see :func:`throttle_defaults`; none given: off), and 0 is off."""
+    def value(name: str) -> Any:
+        own = values.get(name)
+        return own if own is not None else (defaults or {}).get(name)
+
+    def limit(name: str) -> Any:
+        return value(name) or None  # 0: no limit
+
+    return ThrottleSettings(sleep_ms=int(value("sleep_ms") or 0), sleep_ratio=float(value("sleep_ratio") or 0),
+                            max_run_seconds=limit("max_run_seconds"), max_rows_per_run=limit("max_rows_per_run"),
+                            max_replica_lag_seconds=limit("max_replica_lag_seconds"),
+                            max_active_sessions=limit("max_active_sessions"),
+                            critical_active_sessions=limit("critical_active_sessions"), check_seconds=check_seconds)
+
+
+def to_spec(values: Mapping[str, Any], throttle_defaults: Mapping[str, Any] | None = None,
+            check_seconds: float = 1.0) -> PolicySpec:
+    """The engine's immutable view of a policy's fields (a stored row's, or a checked request's);
+    its empty throttle fields take ``throttle_defaults`` (none: the policy's own limits only)."""
     children = tuple(NamedChild(c["table"], tuple(c["columns"]), tuple(c["references"]), c.get("parent"))
                      for c in values.get("children") or ())
     return PolicySpec(table_name=values["table_name"], date_column=values["date_column"],
                       archive_after_days=values["archive_after_days"], delete_after_days=values["delete_after_days"],
                       custom_criteria=values["custom_criteria"], batch_size=values["batch_size"], children=children,
-                      batch_mode=values["batch_mode"])
+                      batch_mode=values["batch_mode"],
+                      throttle=throttle_settings(values, throttle_defaults, check_seconds))
 
 
-def policy_spec(policy: ArchivePolicy) -> PolicySpec:
-    """The engine's view of a stored policy."""
-    return to_spec({field: getattr(policy, field) for field in FIELDS})
+def policy_spec(policy: ArchivePolicy, throttle_defaults: Mapping[str, Any] | None = None,
+                check_seconds: float = 1.0) -> PolicySpec:
+    """The engine's view of a stored policy (see :func:`to_spec`)."""
+    return to_spec({field: getattr(policy, field) for field in FIELDS}, throttle_defaults, check_seconds)
 
 
 def _check_against_source(values: Mapping[str, Any]) -> FieldErrors:
@@ -315,5 +364,5 @@ def preview_policy(table_name: str, changes: Mapping[str, Any] | None = None, *,
     return {"table_name": spec.table_name, "would_archive": found.would_archive, "cutoff": found.cutoff,
             "date_column": spec.date_column, "archive_after_days": spec.archive_after_days,
             "custom_criteria": spec.custom_criteria, "batch_size": spec.batch_size,
-            "batch_mode": spec.batch_mode, "enabled": enabled, "saved": policy is not None and not changes,
+            "batch_mode": spec.batch_mode, **{name: values[name] for name in THROTTLE_FIELDS}, "enabled": enabled, "saved": policy is not None and not changes,
             "moves_with": found.moves_with, "held_by": found.held_by, "samples": found.samples}

@@ -37,9 +37,19 @@ def record_progress(run_id: int, counts: RunCounts) -> None:
     values: dict[str, Any] = {"rows_read": counts.rows_read, "rows_written": counts.rows_written,
                               "rows_deleted": counts.rows_deleted, "batches": counts.batches,
                               "rows_skipped": counts.rows_skipped, "rate": counts.rate, "progress_at": utcnow()}
+    if counts.details is not None:  # a throttle's sleeps and pauses so far
+        values["details"] = counts.details
     with db.engines[None].begin() as conn:
         conn.execute(sa.update(_runs()).where(_runs().c.id == run_id,
                                               _runs().c.status == RunStatus.RUNNING.value).values(**values))
+
+
+def record_pause(run_id: int, details: dict[str, Any]) -> None:
+    """A running run has paused (its throttle): ``details`` (``{"throttle": {..., "paused": why}}``)
+    shows it on the run record at once. Its own short transaction, like :func:`record_progress`."""
+    with db.engines[None].begin() as conn:
+        conn.execute(sa.update(_runs()).where(_runs().c.id == run_id, _runs().c.status == RunStatus.RUNNING.value)
+                     .values(details=details, progress_at=utcnow()))
 
 
 def set_rows_total(run_id: int, rows_total: int) -> None:

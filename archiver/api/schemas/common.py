@@ -47,3 +47,12 @@ class UtcDateTime(fields.DateTime):
             return None
         value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
         return value.isoformat()
+
+
+class StrictFloat(fields.Float):
+    """A JSON number (an integer is fine); a string or a boolean is refused, as Integer(strict=True) does."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)

@@ -7,7 +7,7 @@ from marshmallow.validate import Length, OneOf, Range
 
 from ...engine.policy import BATCH_MODES
 from ...services import policies as rules
-from .common import UtcDateTime
+from .common import StrictFloat, UtcDateTime
 
 
 class NamedChildSchema(ma.Schema):
@@ -27,6 +27,15 @@ class NamedChildSchema(ma.Schema):
     parent = fields.String(load_default=None, allow_none=True, validate=Length(1, rules.NAME_MAX_CHARS),
                            metadata={"description": "The parent table (default: the policy's table; or another "
                                                     "child, for a grandchild)"})
+
+
+def _throttle_field(name: str, description: str) -> fields.Field:
+    """A throttle field: null takes the service's THROTTLE_* default, 0 turns it off for this policy."""
+    kind, low, high = rules.THROTTLE_FIELDS[name]
+    options: dict = {"strict": True} if kind is int else {"allow_nan": False}
+    cls = fields.Integer if kind is int else StrictFloat
+    return cls(load_default=None, allow_none=True, validate=Range(low, high), **options,
+               metadata={"description": f"{description}. Null: the THROTTLE_{name.upper()} setting; 0: off."})
 
 
 class PolicyInSchema(ma.Schema):
@@ -66,6 +75,18 @@ class PolicyInSchema(ma.Schema):
                                                         "under BATCH_TARGET_MS and shrink on lock conflicts; "
                                                         "fixed: every batch is batch_size rows"})
     enabled = fields.Boolean(load_default=rules.DEFAULTS["enabled"])
+    sleep_ms = _throttle_field("sleep_ms", "Sleep this long between batches (pt-archiver --sleep)")
+    sleep_ratio = _throttle_field("sleep_ratio", "Also sleep this fraction of the last batch's duration "
+                                                 "(pt-archiver --sleep-coef)")
+    max_run_seconds = _throttle_field("max_run_seconds", "Stop cleanly between batches after this long; the "
+                                                         "run is partial and says why (--run-time)")
+    max_rows_per_run = _throttle_field("max_rows_per_run", "Stop cleanly between batches after this many rows")
+    max_replica_lag_seconds = _throttle_field("max_replica_lag_seconds", "Pause while replication lag is over this "
+                                                                         "(PostgreSQL, MariaDB/MySQL sources)")
+    max_active_sessions = _throttle_field("max_active_sessions", "Pause while more sessions than this run a "
+                                                                 "statement on the source (gh-ost --max-load)")
+    critical_active_sessions = _throttle_field("critical_active_sessions", "Stop the run when more sessions than "
+                                                                           "this run a statement (--critical-load)")
     children = fields.List(fields.Nested(NamedChildSchema), load_default=list,
                            validate=Length(max=rules.CHILDREN_MAX),
                            metadata={"description": "Child tables to move with each row, beyond those that reference "
@@ -117,6 +138,13 @@ class PolicySchema(ma.Schema):
     batch_size = fields.Integer(allow_none=True)
     batch_mode = fields.String()
     enabled = fields.Boolean()
+    sleep_ms = fields.Integer(allow_none=True)
+    sleep_ratio = fields.Float(allow_none=True)
+    max_run_seconds = fields.Integer(allow_none=True)
+    max_rows_per_run = fields.Integer(allow_none=True)
+    max_replica_lag_seconds = fields.Float(allow_none=True)
+    max_active_sessions = fields.Integer(allow_none=True)
+    critical_active_sessions = fields.Integer(allow_none=True)
     children = fields.Method("_children", metadata={"description": "Child tables the policy names"})
     created_at = UtcDateTime()
     updated_at = UtcDateTime()

@@ -144,6 +144,13 @@ class PreviewSchema(ma.Schema):
     custom_criteria = fields.String(allow_none=True)
     batch_size = fields.Integer(allow_none=True)
     batch_mode = fields.String()
+    sleep_ms = fields.Integer(allow_none=True)
+    sleep_ratio = fields.Float(allow_none=True)
+    max_run_seconds = fields.Integer(allow_none=True)
+    max_rows_per_run = fields.Integer(allow_none=True)
+    max_replica_lag_seconds = fields.Float(allow_none=True)
+    max_active_sessions = fields.Integer(allow_none=True)
+    critical_active_sessions = fields.Integer(allow_none=True)
     enabled = fields.Boolean()
     moves_with = fields.List(fields.Nested(MovesWithSchema), metadata={
         "description": "Child tables whose rows would move with the qualifying rows"})
