@@ -30,6 +30,7 @@ from ..services import jobs as job_service
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_HELD = 3
+EXIT_CRITICAL_LOAD = 4
 EXIT_STOPPED = 130
 
 
@@ -239,6 +240,8 @@ def _run(kind: str, table: str | None, dry_run: bool, progress: bool | None) -> 
         raise SystemExit(EXIT_FAILED)
     if report.stopped or stop() or any(o.status == "cancelled" for o in report.outcomes):
         raise SystemExit(EXIT_STOPPED)
+    if any(o.critical_load for o in report.outcomes):
+        raise SystemExit(EXIT_CRITICAL_LOAD)
     if report.held:
         raise SystemExit(EXIT_HELD)
 

@@ -100,6 +100,7 @@ class ArchiveResult:
     would_archive: int | None = None
     rows_skipped: int = 0
     stop_reason: str | None = None  # why a run ended early on its own (a budget, critical load)
+    stopped_on_critical_load: bool = False
     children: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -315,6 +316,7 @@ class BatchRun:
         except StopRun as exc:
             self.result.stopped = True
             self.result.stop_reason = str(exc)
+            self.result.stopped_on_critical_load = exc.critical
 
     def _move(self, archive: sa.Engine, *, in_server: bool, pipeline: bool) -> None:
         """Overlapped (in-server, piped or by the protocol) when the databases allow it, else one

@@ -32,6 +32,8 @@ class PurgeResult:
     children_deleted: int = 0
     batches: int = 0
     stopped: bool = False
+    stop_reason: str | None = None  # purge runs have no throttle: always None (ArchiveResult's twin)
+    stopped_on_critical_load: bool = False
     would_purge: int | None = None
     seconds: float = 0.0
 

@@ -78,7 +78,12 @@ class Pause:
 
 
 class StopRun(Exception):
-    """The run must stop between batches (a budget reached, critical load); ``str()`` says why."""
+    """The run must stop between batches (a budget reached, critical load); ``str()`` says why and
+    ``critical`` is true when the source was overloaded (gh-ost's ``--critical-load``)."""
+
+    def __init__(self, why: str, *, critical: bool = False) -> None:
+        super().__init__(why)
+        self.critical = critical
 
 
 @dataclass
@@ -166,7 +171,8 @@ class Throttle:
             active = self.signals.active_sessions()
             if active is not None:
                 if s.critical_active_sessions is not None and active > s.critical_active_sessions:
-                    raise StopRun(f"critical load: {active} active sessions > {s.critical_active_sessions}")
+                    raise StopRun(f"critical load: {active} active sessions > {s.critical_active_sessions}",
+                                  critical=True)
                 if s.max_active_sessions is not None and active > s.max_active_sessions:
                     return "load", f"load {active} active sessions > {s.max_active_sessions}"
         if s.max_replica_lag_seconds is not None:

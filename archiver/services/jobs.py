@@ -117,6 +117,7 @@ class TableOutcome:
     skipped: dict[str, int] = field(default_factory=dict)   # rows held back, by reference
     batch_sizes: dict[str, Any] | None = None  # how the batches were sized (engine/sizing.py summary)
     throttle: dict[str, Any] | None = None  # sleeps and pauses (engine/throttle.py summary)
+    critical_load: bool = False  # partial: its throttle stopped it on the source's critical load
 
     @property
     def rows_per_second(self) -> float:
@@ -444,6 +445,7 @@ class _Pause:
 
     def __init__(self, run_id: int, table_name: str, on_pause: OnPause | None, progress: _Progress) -> None:
         self.run_id, self.table_name, self.on_pause, self.progress = run_id, table_name, on_pause, progress
+        self.archive = archive_engine()  # called on the run's reader thread too: no app context there
 
     def __call__(self, why: str) -> None:
         log.info("run %s of %s %s", self.run_id, self.table_name, why,
@@ -451,7 +453,8 @@ class _Pause:
         throttle = self.progress.throttle
         summary = throttle.summary() if throttle is not None else {}
         try:
-            runs.record_pause(self.run_id, {"throttle": {**summary, "paused": why.removeprefix("paused: ")}})
+            runs.record_pause(self.run_id, {"throttle": {**summary, "paused": why.removeprefix("paused: ")}},
+                              archive=self.archive)
         except sa.exc.DBAPIError:
             log.warning("could not note the pause of run %s on its record", self.run_id)
         if self.on_pause is not None:
@@ -527,12 +530,13 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
                 outcome.rows = outcome.rows_deleted = presult.rows_deleted
                 outcome.batches = presult.batches
             result = presult
-        own_reason = getattr(result, "stop_reason", None)
+        own_reason = result.stop_reason
         if result.stopped and stop.reason == RunStatus.CANCELLED.value:
             outcome.status, outcome.error = RunStatus.CANCELLED.value, CANCELLED_MESSAGE
         elif result.stopped and stop.reason is None and own_reason:
             # The run ended early on its own (a time or row budget, critical load): rows are left.
             outcome.status, outcome.error = RunStatus.PARTIAL.value, f"stopped early: {own_reason}"
+            outcome.critical_load = result.stopped_on_critical_load
         elif result.stopped:
             outcome.status, outcome.error = RunStatus.INTERRUPTED.value, INTERRUPTED_MESSAGE
         else:

@@ -15,11 +15,11 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from config import SETTINGS_BY_NAME, THROTTLE_DEFAULTS, load_limits_problem
+
 from ..engine.archive import MAX_SAMPLE_ROWS, plan_table, preview_archive
 from ..engine.criteria import MAX_LENGTH as CRITERIA_MAX_LENGTH
 from ..engine.errors import DatabaseError, InvalidPolicy
-from config import SETTINGS_BY_NAME, THROTTLE_DEFAULTS, load_limits_problem
-
 from ..engine.policy import BATCH_MODES, NamedChild, PolicySpec, utcnow
 from ..engine.throttle import ThrottleSettings
 from ..errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -364,5 +364,6 @@ def preview_policy(table_name: str, changes: Mapping[str, Any] | None = None, *,
     return {"table_name": spec.table_name, "would_archive": found.would_archive, "cutoff": found.cutoff,
             "date_column": spec.date_column, "archive_after_days": spec.archive_after_days,
             "custom_criteria": spec.custom_criteria, "batch_size": spec.batch_size,
-            "batch_mode": spec.batch_mode, **{name: values[name] for name in THROTTLE_FIELDS}, "enabled": enabled, "saved": policy is not None and not changes,
+            "batch_mode": spec.batch_mode, **{name: values[name] for name in THROTTLE_FIELDS},
+            "enabled": enabled, "saved": policy is not None and not changes,
             "moves_with": found.moves_with, "held_by": found.held_by, "samples": found.samples}

@@ -44,10 +44,11 @@ def record_progress(run_id: int, counts: RunCounts) -> None:
                                               _runs().c.status == RunStatus.RUNNING.value).values(**values))
 
 
-def record_pause(run_id: int, details: dict[str, Any]) -> None:
+def record_pause(run_id: int, details: dict[str, Any], *, archive: sa.Engine) -> None:
     """A running run has paused (its throttle): ``details`` (``{"throttle": {..., "paused": why}}``)
-    shows it on the run record at once. Its own short transaction, like :func:`record_progress`."""
-    with db.engines[None].begin() as conn:
+    shows it on the run record at once. Its own short transaction on ``archive`` (the archive
+    engine, passed in: a pipelined run's throttle waits on a reader thread, outside the app context)."""
+    with archive.begin() as conn:
         conn.execute(sa.update(_runs()).where(_runs().c.id == run_id, _runs().c.status == RunStatus.RUNNING.value)
                      .values(details=details, progress_at=utcnow()))
 
