@@ -326,6 +326,33 @@ def test_admin_creates_a_policy_with_a_preview(app, client, accounts, orders, so
         assert {who for _, who in actions} == {"root"}
 
 
+def test_admin_sets_and_clears_a_policys_throttles(app, client, accounts, orders):
+    accounts.create("root", role="admin")
+    login(client, "root")
+    fields = {"date_column": "created_at", "archive_after_days": "30", "delete_after_days": "365",
+              "batch_mode": "adaptive", "enabled": "on", "custom_criteria": "", "action": "save"}
+    form = text(client.get("/ui/policies/new?table=orders"))
+    assert 'id="max_rows_per_run"' in form and "Throttles (optional)" in form
+    refused = post(client, "/ui/policies/orders", {**fields, "sleep_ms": "soon", "sleep_ratio": "-1"})
+    assert refused.status_code == 400 and "Not a whole number." in text(refused)
+    refused = post(client, "/ui/policies/orders", {**fields, "sleep_ratio": "-1"})
+    assert refused.status_code == 400 and "greater than or equal to 0" in text(refused)
+    assert "<details class=\"throttles\" open>" in text(refused)   # the error is shown, not folded away
+    saved = post(client, "/ui/policies/orders", {**fields, "sleep_ms": "250", "sleep_ratio": "0.5",
+                                                 "max_rows_per_run": "100000", "max_run_seconds": "0"})
+    assert saved.status_code == 303, text(saved)
+    with app.app_context():
+        policy = db.session.execute(sa.select(ArchivePolicy)).scalar_one()
+        assert (policy.sleep_ms, policy.sleep_ratio, policy.max_rows_per_run, policy.max_run_seconds,
+                policy.max_active_sessions) == (250, 0.5, 100_000, 0, None)
+    page = text(client.get("/ui/policies/orders"))
+    assert 'id="sleep_ms" name="sleep_ms" type="number" min="0" step="1" value="250"' in page
+    assert post(client, "/ui/policies/orders", fields).status_code == 303   # blank: back to the defaults
+    with app.app_context():
+        policy = db.session.execute(sa.select(ArchivePolicy)).scalar_one()
+        assert (policy.sleep_ms, policy.sleep_ratio, policy.max_rows_per_run) == (None, None, None)
+
+
 def test_admin_edits_grants_and_unknown_tables_are_refused(app, client, accounts, orders):
     accounts.create("root", role="admin")
     uid = accounts.create("viewer", tables=["orders"])

@@ -40,6 +40,16 @@ def _notice() -> str | None:
 # --- policies -----------------------------------------------------------------------------------
 
 _INT_FIELDS = ("archive_after_days", "delete_after_days", "batch_size")
+#: The policy form's throttle inputs: field, label, step (docs/operations.md "Throttles").
+THROTTLE_LABELS = (
+    ("sleep_ms", "Sleep between batches (ms)", "1"),
+    ("sleep_ratio", "Sleep as a share of the last batch's time", "any"),
+    ("max_run_seconds", "Stop a run after (seconds)", "1"),
+    ("max_rows_per_run", "Stop a run after (rows)", "1"),
+    ("max_replica_lag_seconds", "Pause while replica lag is over (seconds)", "any"),
+    ("max_active_sessions", "Pause while active sessions are over", "1"),
+    ("critical_active_sessions", "Stop the run when active sessions are over", "1"),
+)
 
 
 def _policy_fields(form) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -56,6 +66,12 @@ def _policy_fields(form) -> tuple[dict[str, Any], dict[str, list[str]]]:
             values[name] = int(text)
         except ValueError:
             errors[name] = ["Not a whole number."]
+    for name, (kind, _low, _high) in policy_service.THROTTLE_FIELDS.items():
+        text = (form.get(name) or "").strip()
+        try:  # blank: the THROTTLE_* default; the ranges are the policy check's
+            values[name] = kind(text) if text else None
+        except ValueError:
+            errors[name] = ["Not a whole number." if kind is int else "Not a number."]
     if (form.get("date_column") or "").strip():
         values["date_column"] = form["date_column"].strip()
     if "custom_criteria" in form:
@@ -88,6 +104,7 @@ def _policy_form(table_name: str, values: dict[str, Any], *, existing: bool, err
     source = _source_table(table_name)
     page = render_template("console/policy_form.html", table_name=table_name, values=values, existing=existing,
                            errors=errors or {}, source=source, batch_modes=BATCH_MODES, preview=preview,
+                           throttle_fields=THROTTLE_LABELS,
                            preview_error=preview_error, notice=_notice())
     return make_response(page, status)
 
