@@ -130,10 +130,15 @@ class _Read(Held):
         super().discard()
 
     def payload_bytes(self) -> int | None:
-        """The batch's payload text (what it held in memory), when it was read whole."""
+        """The batch's payload text, its descendants' included (what it held in memory), when it was
+        read whole: the sizer's byte cap then bounds a parent batch with all that moves with it."""
         if self.batch is None:
             return None
-        return sum(len(r["payload"]) for r in self.batch.records if r["payload"] is not None)
+        total = sum(len(r["payload"]) for r in self.batch.records if r["payload"] is not None)
+        for rows in (self.objects.children.values() if self.objects is not None else ()):
+            total += sum(len(record["payload"]) for _key, record, _root, _level in rows
+                         if record["payload"] is not None)
+        return total
 
 
 class Protocol:
