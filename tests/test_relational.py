@@ -148,6 +148,76 @@ def test_a_foreign_key_cycle_is_refused_naming_it(engines):
     assert "cycle a → b → a" in str(info.value) and list(info.value.problems) == ["children"]
 
 
+def test_a_declared_cascade_cycle_is_refused_naming_it(engines):
+    with engines.source.begin() as conn:  # a ↔ b both ON DELETE CASCADE (the keys added after both tables)
+        conn.exec_driver_sql("CREATE TABLE a (id INTEGER PRIMARY KEY, created_at TIMESTAMP, b_id INTEGER)")
+        conn.exec_driver_sql("CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id) ON DELETE CASCADE)")
+    if engines.backend == "sqlite":  # SQLite cannot add a key to a table: make a again with it
+        with engines.source.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE a")
+            conn.exec_driver_sql("CREATE TABLE a (id INTEGER PRIMARY KEY, created_at TIMESTAMP, "
+                                 "b_id INTEGER REFERENCES b(id) ON DELETE CASCADE)")
+    else:
+        with engines.source.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE a ADD CONSTRAINT a_b FOREIGN KEY (b_id) REFERENCES b(id) ON DELETE CASCADE")
+    with pytest.raises(InvalidPolicy) as info:
+        plan_table(engines.source, spec("a"), NOW)
+    assert "cycle a → b → a" in str(info.value) and list(info.value.problems) == ["table_name"]
+
+
+def test_a_reference_back_from_a_parent_to_its_own_child_is_refused_not_a_stall(engines):
+    """order_items move with orders (CASCADE) while orders.featured_item → order_items (NO ACTION):
+    no order of deletes can move such an order (its item goes first and is still referenced), so the
+    policy is refused naming the loop, instead of a run that fails on every batch."""
+    md = sa.MetaData()
+    orders = sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                      sa.Column("created_at", sa.DateTime), sa.Column("featured_item", sa.Integer))
+    items = sa.Table("order_items", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                     sa.Column("order_id", sa.Integer, sa.ForeignKey("orders.id", ondelete="CASCADE")))
+    create(engines.source, md)
+    if engines.backend == "sqlite":
+        with engines.source.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE order_items")
+            conn.exec_driver_sql("DROP TABLE orders")
+            conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, created_at TIMESTAMP, "
+                                 "featured_item INTEGER REFERENCES order_items(id))")
+            conn.exec_driver_sql("CREATE TABLE order_items (id INTEGER PRIMARY KEY, "
+                                 "order_id INTEGER REFERENCES orders(id) ON DELETE CASCADE)")
+    else:
+        with engines.source.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE orders ADD CONSTRAINT featured FOREIGN KEY (featured_item) "
+                                 "REFERENCES order_items(id)")
+    with pytest.raises(InvalidPolicy) as info:
+        plan_table(engines.source, spec("orders"), NOW)
+    message = str(info.value)
+    assert "cycle orders → order_items → orders" in message and list(info.value.problems) == ["table_name"]
+    assert "orders(featured_item) → order_items(id) ON DELETE NO ACTION" in message
+    del orders, items
+
+
+def test_a_self_reference_without_cascade_moves_a_manager_and_report_of_one_batch(engines):
+    """employees.manager_id → employees (NO ACTION), both old and in one batch: the report and its
+    manager leave together (InnoDB checks a key row by row: the delete must not take the manager first)."""
+    md = sa.MetaData()
+    employees = sa.Table("employees", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                         sa.Column("manager_id", sa.Integer, sa.ForeignKey("employees.id")),
+                         sa.Column("created_at", sa.DateTime))
+    create(engines.source, md)
+    # 1 manages 2 and 3 manages 4 and 5; 6 (new) manages 7; all but 6 old.
+    for id_, manager, created in [(1, None, OLD), (2, 1, OLD), (3, None, OLD), (4, 3, OLD), (5, 3, OLD),
+                                  (6, None, NEW), (7, 6, OLD)]:
+        insert(engines.source, employees, [{"id": id_, "manager_id": manager, "created_at": created}])
+    original = snapshot(engines.source, "employees")
+    first = archive_table(engines.source, engines.archive, spec("employees", batch_size=10), now=NOW)
+    assert first.rows_skipped == 0 or first.rows_deleted > 0
+    for _ in range(3):  # a manager whose reports had to leave first moves on a later run, never stalls
+        if sorted(map(int, source_rows(engines.source, "employees"))) == [6]:
+            break
+        archive_table(engines.source, engines.archive, spec("employees", batch_size=10), now=NOW)
+    assert sorted(map(int, source_rows(engines.source, "employees"))) == [6]
+    assert_each_row_in_one_place(engines.source, engines.archive, original)
+
+
 def test_children_the_policy_names_move_like_cascade_children(engines):
     md = sa.MetaData()
     invoice = sa.Table("invoice", md, sa.Column("invoice_id", sa.Integer, primary_key=True, autoincrement=False),

@@ -13,7 +13,11 @@ Built from the source's foreign keys (reflected by the backend: see
   fail or silently change live data.
 
 A cycle of child relations between different tables (``a → b → a``) is
-refused: no order of deletes can move such an object.
+refused: no order of deletes can move such an object. So is a reference that
+does not cascade from a member back to one of its own descendants (``orders``
+→ ``order_items`` by ``ON DELETE CASCADE``, and ``orders.featured_item`` →
+``order_items``): descendants are deleted first, and that one would still be
+referenced, so every batch would fail.
 """
 from __future__ import annotations
 
@@ -109,7 +113,39 @@ def build_graph(root: str, references: Iterable[Reference], named: Iterable[Name
     _refuse_cycles(child_edges, bool(named_refs))
     members = _parents_first(root, members, child_edges)
     holds = [r for r in refs if r.parent in seen and not r.moves_child]
+    _refuse_back_references(members, child_edges, holds, bool(named_refs))
     return ObjectGraph(root, members, child_edges, holds)
+
+
+#: Rules that leave a referencing row alone when its target goes (the delete then fails).
+_BLOCKING = ("NO ACTION", "RESTRICT")
+
+
+def _refuse_back_references(members: list[str], edges: list[Reference], holds: list[Reference],
+                            any_named: bool) -> None:
+    """Refuse a blocking reference from a member to a member deleted before it (a descendant)."""
+    for hold in holds:
+        if (hold.is_self or hold.child not in members or (hold.on_delete or "NO ACTION").upper() not in _BLOCKING
+                or members.index(hold.parent) < members.index(hold.child)):
+            continue
+        path = _descent(hold.child, hold.parent, edges) or [hold.child, hold.parent]
+        text = " → ".join(path + [hold.child])
+        problem = (f"foreign key cycle {text}: {hold.parent} rows move with {hold.child} and are deleted first, "
+                   f"but {hold.describe()} points back at them; its rows cannot be moved together")
+        field_ = "children" if any_named else "table_name"
+        raise InvalidPolicy({field_: [problem]}, problem)
+
+
+def _descent(top: str, bottom: str, edges: list[Reference]) -> list[str] | None:
+    """Tables from ``top`` down to ``bottom`` along child relations (None: not below it)."""
+    queue: deque[list[str]] = deque([[top]])
+    while queue:
+        path = queue.popleft()
+        if path[-1] == bottom:
+            return path
+        queue.extend(path + [e.child] for e in edges if e.parent == path[-1] and not e.is_self
+                     and e.child not in path)
+    return None
 
 
 def _refuse_cycles(edges: list[Reference], any_named: bool) -> None:

@@ -51,7 +51,9 @@ class Capabilities:
     session-level named locks that die with their connection.
     ``text_dates``: the database has no date type, so a text column may be a
     policy's date column. ``max_bind_params``: bound parameters one statement
-    may carry.
+    may carry. ``statement_key_checks``: a foreign key is checked at the end of
+    each statement, so one DELETE may take a row and the rows of its table that
+    reference it in any order (InnoDB checks row by row: it may not).
     """
 
     row_locks: bool
@@ -64,6 +66,7 @@ class Capabilities:
     text_dates: bool
     max_bind_params: int
     signals: frozenset[str] = frozenset()
+    statement_key_checks: bool = True
 
 
 @dataclass(frozen=True)
