@@ -41,8 +41,7 @@ def make_formatter(log_format: str) -> logging.Formatter:
         from pythonjsonlogger.json import JsonFormatter
         return JsonFormatter("%(levelname)s %(name)s %(message)s", timestamp="time",
                              rename_fields={"levelname": "level", "name": "logger"})
-    formatter = logging.Formatter(TEXT_FORMAT)
-    return formatter
+    return logging.Formatter(TEXT_FORMAT)
 
 
 def configure_logging(level: str, log_format: str) -> logging.Handler:
