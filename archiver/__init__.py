@@ -30,11 +30,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     command = cli_command()
     headless = command in HEADLESS_COMMANDS
     register_config(app, test_config)
+    register_logging(app, command)
     register_extensions(app, migrations=not headless or command in MIGRATING_COMMANDS)
     if not headless:
         register_api(app)
         register_errors(app)
         register_blueprints(app)
+        register_monitoring(app)
     register_cli(app)
     if not headless:
         register_scheduler(app)
@@ -83,6 +85,25 @@ def register_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
         "security": [{"bearerAuth": []}],
         "info": {"description": "Archive old rows from a source database; browse them through JWT/RBAC."},
     })
+
+
+def register_logging(app: Flask, command: str | None = None) -> None:
+    """One handler on the root logger, text or JSON (LOG_FORMAT), the service's loggers at LOG_LEVEL
+    (archiver/logs.py); ``flask db …`` also prints Alembic's progress."""
+    from .logs import configure_logging
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    if command == "db":  # alembic.ini's logging is not applied when a handler is already there
+        for name in ("alembic", "flask_migrate"):
+            logging.getLogger(name).setLevel(logging.INFO)
+
+
+def register_monitoring(app: Flask) -> None:
+    """Metrics in ``app.extensions`` when METRICS_ENABLED (services/monitoring.py), ``GET /metrics``
+    and one log line and count per request (api/monitoring.py)."""
+    from .api.monitoring import register_monitoring as _register
+    from .services.monitoring import init_metrics
+    init_metrics(app)
+    _register(app)
 
 
 def register_extensions(app: Flask, *, migrations: bool = True) -> None:

@@ -167,6 +167,15 @@ def _limits_storage(value: str) -> str | None:
         return "must be a rate-limit storage URI (memory://, redis://host:6379/0, memcached://host:11211, ...)"
     return None
 
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    """A text setting that must be one of ``choices`` (ignoring case)."""
+    def check(value: str) -> str | None:
+        if value.upper() not in {c.upper() for c in choices}:
+            return f"must be one of {', '.join(choices)}"
+        return None
+    return check
+
+
 #: Every tunable setting, once. README's Configuration section documents the same table.
 SETTINGS: tuple[Setting, ...] = (
     Setting("SOURCE_DATABASE_URL", str,
@@ -231,6 +240,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUDIT_RETENTION_DAYS", int, 365, minimum=0, maximum=36500),
     Setting("AUDIT_SYNC_READS", bool, False),
     Setting("TRUSTED_PROXY_HOPS", int, 0, minimum=0, maximum=5),
+    # --- monitoring (docs/operations.md): GET /metrics (Prometheus text; 404 when off), behind a bearer
+    # token when METRICS_TOKEN is set; one log line per request and per run, as JSON or text.
+    Setting("METRICS_ENABLED", bool, False),
+    Setting("METRICS_TOKEN", str),
+    Setting("LOG_FORMAT", str, "text", convert=str.lower, validate=_one_of("text", "json")),
+    Setting("LOG_LEVEL", str, "INFO", convert=str.upper,
+            validate=_one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
     # --- the console (/ui/): its login cookies carry the Secure flag (sent over HTTPS only)
     Setting("CONSOLE_COOKIE_SECURE", bool, True, by_env={"development": False, "testing": False},
             key="JWT_COOKIE_SECURE"),

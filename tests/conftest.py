@@ -11,6 +11,7 @@ never fixtures, and never another test module: tests/test_architecture.py checks
 """
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from typing import Iterator
@@ -27,6 +28,7 @@ from tests.app_support import (BACKENDS, MARIADB_DEFAULT_URL, Accounts, Database
                                mariadb_url, throwaway_databases, unavailable, url_for_database)
 from tests.engine_support import Engines
 from tests.mariadb_support import Server
+from tests.monitoring_support import LogCatcher
 from tests.run_support import RC_BACKENDS, app_on
 
 
@@ -37,9 +39,11 @@ def databases(request, tmp_path) -> Iterator[Databases]:
 
 
 @pytest.fixture
-def app(databases):
-    """The app on fresh databases, its archive schema made by init-db."""
-    app = make_app(databases)
+def app(request, databases):
+    """The app on fresh databases, its archive schema made by init-db; a test marked
+    ``@pytest.mark.app_config(NAME=value, ...)`` gets those settings too."""
+    marker = request.node.get_closest_marker("app_config")
+    app = make_app(databases, **(marker.kwargs if marker else {}))
     with app.app_context():
         database.init_db()
     yield app
@@ -47,6 +51,21 @@ def app(databases):
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    """Every test: no log record (message, extra fields, traceback) holds a token the test could
+    have been issued or a password of the tests (tests/monitoring_support.py lists them)."""
+    catcher = LogCatcher()
+    root = logging.getLogger()
+    root.addHandler(catcher)
+    try:
+        yield
+    finally:
+        root.removeHandler(catcher)
+    leaks = catcher.leaks()
+    assert not leaks, f"secrets in the logs: {leaks[:3]}"
 
 
 @pytest.fixture

@@ -14,10 +14,11 @@ _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
 def documented_rules(app):
-    """url_map rules that the document must describe (not static files, the docs themselves, or the
-    console's HTML pages at /ui/, which are not part of the JSON API: tests/test_console.py)."""
+    """url_map rules that the document must describe (not static files, the docs themselves, the
+    console's HTML pages at /ui/, which are not part of the JSON API: tests/test_console.py, or
+    Prometheus's /metrics: tests/test_monitoring.py)."""
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.endpoint.startswith(("api-docs.", "docs-ui.", "console.")):
+        if rule.endpoint == "static" or rule.endpoint.startswith(("api-docs.", "docs-ui.", "console.", "metrics.")):
             continue
         yield rule
 

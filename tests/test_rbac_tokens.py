@@ -19,7 +19,8 @@ from tests.auth_support import PASSWORD, assert_error, bearer, dummy_path_values
 OTHER_SECRET = "another-secret-that-is-also-long-enough-0123456789"
 
 # Routes anyone may call without a token; everything else must be protected.
-PUBLIC_RULES = {"/health", "/ready", "/openapi.json", "/auth/signup", "/auth/login"}
+# /metrics: off by default (404), else its own METRICS_TOKEN, never a user's (tests/test_monitoring.py).
+PUBLIC_RULES = {"/health", "/ready", "/openapi.json", "/auth/signup", "/auth/login", "/metrics"}
 # /ui/: the console's pages take a cookie session, not a bearer token (tests/test_console.py checks
 # that every one of them needs that session).
 PUBLIC_PREFIXES = ("/docs", "/static", "/ui/")

@@ -45,6 +45,15 @@ def count_archivable(source: sa.Engine, spec: PolicySpec, *, now: datetime) -> t
         return ops.count(conn, plan), plan.cutoff
 
 
+def oldest_archivable(source: sa.Engine, spec: PolicySpec, *, now: datetime) -> tuple[datetime | None, datetime]:
+    """The date of the oldest row that qualifies right now (None: no row does), and the cutoff used:
+    the archive lag's reading (one ``MIN`` over the policy's predicate, in the backend's SQL)."""
+    ops = source_ops_for(source)
+    plan = plan_table(source, spec, now, ops)
+    with db_side("source"), source.connect() as conn:
+        return ops.oldest_date(conn, plan), plan.cutoff
+
+
 @dataclass
 class ArchivePreview:
     """What a run would move now: the rows that qualify, what moves with them, what is held back."""
@@ -172,4 +181,4 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
 
 
 __all__ = ["ArchivePreview", "ArchiveResult", "BatchProgress", "CHECKPOINTS", "archive_table", "count_archivable",
-           "plan_table", "preview_archive", "throttle_for"]
+           "oldest_archivable", "plan_table", "preview_archive", "throttle_for"]

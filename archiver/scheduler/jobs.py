@@ -8,7 +8,7 @@ from flask import Flask
 
 from ..extensions import scheduler
 from ..services import jobs as job_service
-from ..services import retention, scheduler_info
+from ..services import monitoring, retention, scheduler_info
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,17 @@ def register_jobs(app: Flask) -> None:
 
 
 def archival_tick() -> None:
-    """Scheduled: archive every enabled policy's table (runs recorded with trigger 'scheduler')."""
+    """Scheduled: archive every enabled policy's table (runs recorded with trigger 'scheduler'),
+    then measure each table's archive lag (metrics on: ``archiver_archive_lag_seconds``)."""
     _run_scheduled("archive")
+    app = scheduler.app
+    if app is None:  # pragma: no cover - the scheduler was reset meanwhile
+        return
+    with app.app_context():
+        try:
+            monitoring.measure_archive_lag()
+        except Exception:  # noqa: BLE001 - keep the scheduler alive; the next tick measures again
+            log.exception("measuring the archive lag failed")
 
 
 def purge_daily() -> None:

@@ -46,7 +46,7 @@ from ..engine.throttle import Throttle
 from ..errors import NotFound, Unavailable
 from ..extensions import db
 from ..models import ArchivePolicy, ArchiveRun, RunKind, RunStatus, ScheduleCheck
-from . import runs
+from . import monitoring, runs
 from .locks import TableHeld, table_lock
 from .policies import policy_spec
 from .source_db import archive_engine, source_engine
@@ -308,6 +308,7 @@ def _run_job(kind: str, table: str | None, *, trigger: str, dry_run: bool, shoul
             outcome = TableOutcome(spec.table_name, kind, RunStatus.FAILED.value, dry_run=dry_run,
                                    error=describe_error(exc, "archive"))
             log.warning("%s of %s could not start: %s", kind, spec.table_name, outcome.error)
+            monitoring.run_not_started(kind, spec.table_name)
             outcome.seconds = time.perf_counter() - t0
             report.outcomes.append(outcome)
             continue

@@ -13,6 +13,7 @@ from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..models import ArchiveRun, RunStatus
 from ..models._types import utcnow
+from . import monitoring
 
 
 @dataclass
@@ -102,7 +103,8 @@ def abandon_dead_runs(table_name: str, current_run_id: int | None, dead: Holder 
     detected = f"detected at {now.isoformat(timespec='seconds')}" + (
         f" by run {current_run_id}" if current_run_id is not None else "")
     with db.engines[None].begin() as conn:
-        ids = list(conn.execute(sa.select(t.c.id).where(*cond)).scalars())
+        found = conn.execute(sa.select(t.c.id, t.c.kind).where(*cond)).all()
+        ids = [row.id for row in found]
         for run_id in ids:
             who = ""
             if dead is not None and dead.run_id == run_id:
@@ -110,6 +112,7 @@ def abandon_dead_runs(table_name: str, current_run_id: int | None, dead: Holder 
             conn.execute(sa.update(t).where(t.c.id == run_id, t.c.status == RunStatus.RUNNING.value).values(
                 status=RunStatus.ABANDONED.value, finished_at=now,
                 error=f"{ABANDONED_MESSAGE}{who}; {detected}"))
+    monitoring.runs_abandoned([row.kind for row in found])
     return ids
 
 
@@ -123,6 +126,7 @@ def start_run(kind: str, table_name: str, trigger: str, dry_run: bool = False,
     db.session.flush()
     run_id = run.id  # read before commit: reading after would reopen a snapshot (SQLite locks)
     db.session.commit()
+    monitoring.run_started(run_id, kind, table_name, trigger[:96], dry_run)
     return run_id
 
 
@@ -144,7 +148,15 @@ def finish_run(run_id: int, status: str, counts: RunCounts | None = None, error:
         if counts.rate is not None:
             run.rate = counts.rate
     run.error = (error or None) and error[:2000]
+    # What the log line and the metrics need, read before the commit expires the record.
+    end = monitoring.RunEnd(run_id=run.id, kind=run.kind, table_name=run.table_name, trigger=run.trigger,
+                            status=status, dry_run=run.dry_run, started_at=run.started_at,
+                            finished_at=run.finished_at, rows_read=run.rows_read or 0,
+                            rows_written=run.rows_written or 0, rows_deleted=run.rows_deleted or 0,
+                            rows_skipped=run.rows_skipped or 0, rows_conflict=run.rows_conflict or 0,
+                            details=run.details, error=run.error)
     db.session.commit()
+    monitoring.run_ended(end)
     return run
 
 

@@ -347,6 +347,12 @@ class SourceOps:
         stmt = sa.select(sa.func.count()).select_from(plan.table).where(plan.predicate)
         return int(conn.execute(stmt).scalar_one())
 
+    def oldest_date(self, conn: sa.Connection, plan: "TablePlan") -> datetime | None:
+        """The date (aware, UTC) of the oldest row that qualifies now, or None when none does: one
+        ``MIN(date column)`` over the plan's predicate (an index on the date column serves it)."""
+        stmt = sa.select(sa.func.min(plan.date_column)).where(plan.predicate)
+        return to_utc_datetime(conn.execute(stmt).scalar())
+
     # relations -------------------------------------------------------------
     def foreign_keys(self, conn: sa.Connection) -> list[Reference]:
         """Every foreign key of the source's default schema (``ON DELETE`` rule included)."""

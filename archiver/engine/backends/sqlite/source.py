@@ -182,6 +182,13 @@ class SQLiteSourceOps(ServerJsonSourceOps):
         text = cutoff.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         return sa.func.datetime(sa.type_coerce(column, sa.String)) < sa.literal(text, sa.String)
 
+    def oldest_date(self, conn: sa.Connection, plan: TablePlan) -> datetime | None:
+        # The dates are text in any of the forms age_predicate reads: the minimum of their
+        # normalised UTC form ('YYYY-MM-DD HH:MM:SS'), not of the text as written.
+        value = sa.func.datetime(sa.type_coerce(plan.date_column, sa.String))
+        oldest = conn.execute(sa.select(sa.func.min(value)).where(plan.predicate)).scalar()
+        return datetime.fromisoformat(oldest).replace(tzinfo=timezone.utc) if oldest else None
+
     def foreign_keys(self, conn: sa.Connection) -> list[Reference]:
         # SQLAlchemy's SQLite reflection reads ON DELETE only from table-level FOREIGN KEY
         # clauses, not from a column's inline REFERENCES; PRAGMA foreign_key_list has both.
