@@ -228,16 +228,10 @@ def test_archive_schema_is_created_by_init_db(archive_engine):
     assert {schema.archived_rows.name, schema.table_locks.name, "schedule_checks"} <= names
 
 
-def test_a_run_its_own_budget_ends_early_is_partial_with_the_reason(app, source_engine, monkeypatch):
-    """Not a stop request: a throttle's row budget ends the run early; it is recorded `partial`, saying why."""
-    import dataclasses
-
-    from archiver.engine.throttle import ThrottleSettings
+def test_a_run_its_own_budget_ends_early_is_partial_with_the_reason(app, source_engine):
+    """Not a stop request: the policy's row budget ends the run early; it is recorded `partial`, saying why."""
     make_orders(source_engine, old_dates(20))
-    add_policy(app, "orders", batch_size=4, batch_mode="fixed")
-    real = job_service.policy_spec
-    monkeypatch.setattr(job_service, "policy_spec", lambda p: dataclasses.replace(
-        real(p), throttle=ThrottleSettings(max_rows_per_run=8)))
+    add_policy(app, "orders", batch_size=4, batch_mode="fixed", max_rows_per_run=8)
     with app.app_context():
         report = job_service.run_archive(trigger="cli", now=NOW)
     (outcome,) = report.outcomes
