@@ -1,9 +1,11 @@
-"""WSGI entry point: ``waitress-serve wsgi:app`` (scripts/run.sh, the container).
+"""WSGI entry point (``wsgi:app``) for running the service under another WSGI server.
 
-Besides building the app, it makes SIGTERM/SIGINT stop the serving process
-gracefully: the scheduler stops, running jobs finish their current batch and end
-``interrupted``, then waitress exits (``archiver/scheduler/shutdown.py``; the
-bound is ``SHUTDOWN_TIMEOUT_SECONDS``).
+scripts/run.sh and the container (scripts/docker-entrypoint.sh) do not use it: they run
+``python -m archiver.serve`` (waitress with the app's body limit and JSON errors), which
+builds the app the same way. Like it, this installs the SIGTERM/SIGINT handlers (when loaded
+in the main thread): the scheduler stops, running jobs finish their current batch and end
+``interrupted``, then the process exits (``archiver/scheduler/shutdown.py``; the bound is
+``SHUTDOWN_TIMEOUT_SECONDS``).
 """
 from archiver import create_app
 from archiver.scheduler.shutdown import install_signal_handlers

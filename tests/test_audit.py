@@ -298,6 +298,14 @@ def test_post_runs_and_cancel_are_recorded(app, client, accounts, source_engine)
         time.sleep(0.1)
     assert client.post(f"/runs/{run_id}/cancel", headers=headers).status_code == 409   # over: not recorded
     assert not events(app, "run.cancel")
+    with app.app_context():  # a run still going (as a CLI run of another process would be)
+        from archiver.services import runs
+        running = runs.start_run("archive", "orders", "cli")
+    resp = client.post(f"/runs/{running}/cancel", headers=headers)
+    assert resp.status_code == 202 and resp.get_json()["cancel_requested_by"] == "root"
+    cancelled = only(app, "run.cancel")
+    assert (cancelled.actor, cancelled.target, cancelled.outcome) == ("root", "orders", "success")
+    assert cancelled.details == {"run_id": running, "kind": "archive"}
 
 
 # --- GET /audit ------------------------------------------------------------------------------------------

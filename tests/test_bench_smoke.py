@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -22,6 +21,7 @@ from bench import ROOT, cli, datasets, limits, project
 from bench.reads import parse_wrk
 from bench.report import ratio, ratio_table, reference_for
 from bench.servers import query
+from tests.app_support import CI
 
 N = 2000  # 1,850 events older than 30 days; 500 orders (441 old) with 1,500 items
 
@@ -42,7 +42,7 @@ def require(run: cli.Run, key: str):
             conn.exec_driver_sql("SELECT 1")
     except sa.exc.DBAPIError as exc:
         message = f"{key} server at {url} does not answer: {type(exc).__name__}"
-        if os.environ.get("CI") == "true":
+        if CI:
             pytest.fail(message)
         pytest.skip(message)
     finally:
@@ -52,7 +52,7 @@ def require(run: cli.Run, key: str):
 
 def unavailable_tool(message: str) -> None:
     """Skip a test whose external tool is missing — or, under CI=true (.ci/run installs it), fail it."""
-    if os.environ.get("CI") == "true":
+    if CI:
         pytest.fail(message)
     pytest.skip(message)
 

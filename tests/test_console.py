@@ -1,19 +1,23 @@
 """The console (/ui/) through Flask's test client: sign-in cookies and their flags, CSRF, RBAC on every
-page, browsing, the admin pages and their audit records, error pages (every backend)."""
+page, browsing (a row with the rows archived with it), the admin pages and their audit records, error
+pages (every backend)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from archiver.api.headers import PAGE_CSP
+from archiver.engine import schema
 from archiver.extensions import db
 from archiver.models import ArchivePolicy, AuditEvent, User
+from archiver.services import jobs
 from tests.archive_helpers import archive_from_source, archive_synthetic
 from tests.app_support import PASSWORD
 from tests.auth_support import dummy_path_values
+from tests.relational_support import fill_orders, orders_schema
 
 ACCESS, REFRESH, CSRF = "archiver_access", "archiver_refresh", "archiver_csrf_access"
 
@@ -289,6 +293,41 @@ def test_restore_from_the_row_page_warns_about_an_enabled_policy(app, client, ac
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM orders").scalar() == 1
 
 
+def test_a_row_page_lists_the_rows_archived_with_it(app, client, accounts, source_engine, archive_engine):
+    """An order archived with its items and their notes: its page links them (indented by depth), an
+    item's page names its order, and a viewer of orders alone only sees how many rows are hidden."""
+    md, orders_t, items, notes = orders_schema()
+    md.create_all(source_engine)
+    today = datetime.now(timezone.utc).replace(tzinfo=None)  # the service runs at the real clock
+    fill_orders(source_engine, orders_t, items, notes, n=2, old=today - timedelta(days=90))
+    with app.app_context():
+        db.session.add(ArchivePolicy(table_name="orders", date_column="created_at", archive_after_days=30,
+                                     delete_after_days=365))
+        db.session.commit()
+        assert jobs.run_archive("orders", trigger="test").ok
+    ar = schema.archived_rows
+    with archive_engine.connect() as conn:
+        ids = {(t, pk): i for t, pk, i in conn.execute(sa.select(ar.c.table_name, ar.c.source_pk, ar.c.id))}
+    order = ids[("orders", "1")]
+    accounts.create("root", role="admin")
+    login(client, "root")
+    page = text(client.get(f"/ui/tables/orders/rows/{order}"))
+    assert '<h2 id="object-title">Archived with it</h2>' in page
+    listed = re.findall(r'<li>(—*) <a href="/ui/tables/(\w+)/rows/(\d+)">\w+ (\d+)</a></li>', page)
+    assert listed == [("—", "order_items", str(ids[("order_items", pk)]), pk) for pk in ("10", "11", "12")] + \
+        [("——", "item_notes", str(ids[("item_notes", pk)]), pk) for pk in ("100", "102")]
+    assert ids[("order_items", "20")] not in {int(i) for _, _, i, _ in listed}  # order 2's item: not this object
+    item = text(client.get(f"/ui/tables/order_items/rows/{ids[('order_items', '10')]}"))
+    assert f"This row moved with its parent row (archive id {order})." in item
+    assert "Put this row and the rows archived with it back" in page
+    viewer = app.test_client()
+    accounts.create("viewer", tables=["orders"])
+    login(viewer, "viewer")
+    page = text(viewer.get(f"/ui/tables/orders/rows/{order}"))
+    assert "Archived with it" in page and "5 more row(s) in tables you may not read." in page
+    assert "/ui/tables/order_items/rows/" not in page and "/ui/tables/item_notes/rows/" not in page
+
+
 # --- admin pages ---------------------------------------------------------------------------------------
 
 def test_admin_creates_a_policy_with_a_preview(app, client, accounts, orders, source_engine):
@@ -370,6 +409,22 @@ def test_admin_edits_grants_and_unknown_tables_are_refused(app, client, accounts
     assert created.status_code == 303
     weak = post(client, "/ui/users", {"username": "dora", "password": "password", "role": "user"})
     assert weak.status_code == 400 and "password" in text(weak).lower()
+
+
+def test_admin_makes_a_user_an_admin_from_the_user_page(app, client, accounts):
+    root = accounts.create("root", role="admin")
+    uid = accounts.create("ann")
+    login(client, "root")
+    resp = post(client, f"/ui/users/{uid}", {"what": "account", "role": "admin", "active": "on"})
+    assert resp.status_code == 303 and resp.headers["Location"] == f"/ui/users/{uid}?notice=saved"
+    with app.app_context():
+        user = db.session.get(User, uid)
+        assert (user.role, user.active) == ("admin", True)
+        (event,) = db.session.execute(sa.select(AuditEvent).where(AuditEvent.action == "user.update")).scalars()
+        assert (event.actor, event.actor_id, event.target, event.outcome) == ("root", root, f"user:{uid}", "success")
+        assert event.details == {"username": "ann", "before": {"role": "user", "active": True},
+                                 "after": {"role": "admin", "active": True}}
+    assert "<option selected>admin</option>" in text(client.get(f"/ui/users/{uid}"))
 
 
 def test_runs_page_and_the_progress_poll(app, client, accounts, orders):

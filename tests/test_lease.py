@@ -17,7 +17,7 @@ from archiver.engine.archive import archive_table
 from archiver.engine.errors import LeaseLost
 from archiver.engine.lease import TableLock
 from archiver.engine.policy import PolicySpec, utcnow
-from tests.engine_support import NOW, archived, make_orders, old_dates, source_rows  # noqa: F401
+from tests.engine_support import NOW, archived, make_orders, old_dates, source_rows, sqlite_only  # noqa: F401
 
 
 class Clock:
@@ -151,13 +151,8 @@ def test_concurrent_runners_taking_turns_move_each_row_once(engines):
 
 # --- SQLite: a lease with host, pid and heartbeat --------------------------------------------
 
-def _sqlite_only(engines) -> None:
-    if engines.backend != "sqlite":
-        pytest.skip("the lease (pid + heartbeat) is the SQLite lock")
-
-
+@sqlite_only  # the lease (pid + heartbeat) is the SQLite lock
 def test_sqlite_lease_of_a_dead_pid_on_this_host_is_taken_over_at_once(engines):
-    _sqlite_only(engines)
     dead = TableLock(engines.archive, "orders", holder="dead", pid=_dead_pid())
     assert dead.acquire("archive")
     dead.attach(11)
@@ -176,8 +171,8 @@ def test_sqlite_lease_of_a_dead_pid_on_this_host_is_taken_over_at_once(engines):
     me.release()
 
 
+@sqlite_only  # the lease (pid + heartbeat) is the SQLite lock
 def test_sqlite_lease_of_another_host_is_taken_over_once_its_heartbeat_is_stale(engines):
-    _sqlite_only(engines)
     clock = Clock(utcnow())
     remote = TableLock(engines.archive, "orders", holder="remote", host="elsewhere", pid=1, clock=clock,
                        heartbeat_seconds=3600)
@@ -196,8 +191,8 @@ def test_sqlite_lease_of_another_host_is_taken_over_once_its_heartbeat_is_stale(
     mine.release()
 
 
+@sqlite_only  # the lease (pid + heartbeat) is the SQLite lock
 def test_sqlite_heartbeat_keeps_a_live_holder_and_notices_a_takeover(engines):
-    _sqlite_only(engines)
     holder = TableLock(engines.archive, "orders", holder="h", heartbeat_seconds=0.05, stale_seconds=3)
     assert holder.acquire()
     first = holder.current_holder().heartbeat_at
@@ -236,20 +231,25 @@ def test_a_run_whose_lock_is_taken_over_stops_after_its_committed_batch(engines)
     assert not set(src) & set(arc) and set(src) | set(arc) == set(original)
 
 
-# --- PostgreSQL (and MariaDB, tests/test_run_control.py): advisory locks --------------------------
+# --- PostgreSQL and MariaDB: advisory locks (pg_try_advisory_lock, GET_LOCK) ----------------------
 
+#: backend -> (the session's id, the statement that ends that session from another one)
+_SESSIONS = {"postgres": ("SELECT pg_backend_pid()", "SELECT pg_terminate_backend({session})"),
+             "mariadb": ("SELECT CONNECTION_ID()", "KILL {session}")}
+
+
+@pytest.mark.parametrize("databases", ["postgres", "mariadb"], indirect=True)
 def test_advisory_lock_dies_with_its_session_and_the_row_names_the_dead_holder(engines):
-    if engines.backend != "postgres":
-        pytest.skip("session advisory lock: PostgreSQL here")
+    own_id, kill = _SESSIONS[engines.backend]
     dead = TableLock(engines.archive, "orders", holder="dead")
     assert dead.acquire("archive")
     dead.attach(5)
-    pid = dead._conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    session = int(dead._conn.execute(sa.text(own_id)).scalar())
     dead._conn.commit()
     other = TableLock(engines.archive, "orders", holder="other")
     assert other.acquire() is False and other.blocker.run_id == 5
     with engines.archive.connect() as conn:  # the holder's session ends (its process was killed)
-        conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        conn.execute(sa.text(kill.format(session=session)))
         conn.commit()
     deadline = time.monotonic() + 5  # the server ends the session (and frees its locks) in a moment
     while not other.acquire():

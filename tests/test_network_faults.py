@@ -19,9 +19,11 @@ from archiver.engine.lease import TableLock
 from archiver.extensions import db
 from tests.app_support import Databases, make_app
 from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
-from tests.run_support import archive_now, wait_for_line
+from tests.run_support import RC_BACKENDS, archive_now, wait_for_line
 
 pytestmark = pytest.mark.slow
+#: The servers of ``rc`` (SQLite has no network).
+NETWORKED = [backend for backend in RC_BACKENDS if backend != "sqlite"]
 
 
 class Proxy:
@@ -130,12 +132,11 @@ TIMEOUTS = {"DB_CONNECT_TIMEOUT_SECONDS": "3", "DB_NETWORK_TIMEOUT_SECONDS": "4"
 BOUND = 5 + 4 + 15
 
 
+@pytest.mark.parametrize("rc", NETWORKED, indirect=True)
 @pytest.mark.parametrize("side", ["source", "archive"])
 @pytest.mark.parametrize("fault", ["cut", "blackhole"])
 def test_a_network_fault_mid_run_fails_cleanly_naming_the_database(rc, side, fault):  # noqa: F811
     app, dbs, source_engine, archive_engine = rc
-    if dbs.backend == "sqlite":
-        pytest.skip("SQLite has no network")
     make_orders(source_engine, [NOW - timedelta(days=90, minutes=i) for i in range(300)])
     add_policy(app, "orders", batch_size=5)
     original = source_rows(source_engine, "orders")

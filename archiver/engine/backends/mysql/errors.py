@@ -7,10 +7,13 @@ _CODES = {
     1146: "table does not exist", 1054: "column does not exist", 1205: "lock wait timeout",
     1213: "deadlock detected", 1142: "permission denied", 1045: "access denied",
     2003: "cannot connect", 2006: "server has gone away", 2013: "lost connection", 1451: "foreign key violation",
-    1452: "foreign key violation", 1062: "unique violation",
+    1452: "foreign key violation", 1062: "unique violation", 1969: "statement timeout", 3024: "statement timeout",
+    1317: "statement interrupted",
 }
-#: Lock conflicts the server resolved by rolling back (a deadlock) or by giving up on a wait.
-_LOCK_CONFLICTS = {1213, 1205}
+#: Lock conflicts the server resolved by rolling back (a deadlock) or by giving up on a wait, and
+#: statement timeouts (MariaDB ``max_statement_time``: 1969, MySQL ``max_execution_time``: 3024);
+#: not a statement killed by ``KILL QUERY`` (1317).
+_LOCK_CONFLICTS = {1213, 1205, 1969, 3024}
 
 
 def error_number(exc: BaseException) -> int | None:
@@ -33,4 +36,5 @@ def reason(exc: BaseException) -> str | None:
 
 
 def is_lock_conflict(exc: BaseException) -> bool:
+    """A deadlock, a lock wait given up, or a statement timeout: the batch is worth retrying smaller."""
     return error_number(exc) in _LOCK_CONFLICTS
