@@ -141,6 +141,8 @@ def screenshot(driver, name: str) -> None:
         driver.refresh()                  # laid out (and scripted) at this width from the start
         wait(driver, "main")
         time.sleep(0.8)
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} is {overflow}px wider than a {label} window"  # wide tables scroll inside
         path = SCREENSHOTS / f"{name}-{label}.png"
         driver.save_screenshot(str(path))
         assert 0 < path.stat().st_size < 300_000, path
@@ -165,8 +167,12 @@ def sign_in_with_the_keyboard(driver, server, username: str) -> None:
 
 def test_a_viewer_browses_filters_opens_a_row_exports_and_signs_out(page, server, downloads):
     driver = page
+    driver.get(server.url + "/ui/login")
+    wait(driver, "#username")
+    screenshot(driver, "sign-in")
     sign_in_with_the_keyboard(driver, server, "viewer")
     assert driver.current_url == server.url + "/ui/"
+    screenshot(driver, "tables")
     tables = [a.text for a in driver.find_elements(*by("table.data tbody th a"))]
     assert tables == ["orders"]                       # only the granted table
 
@@ -282,11 +288,13 @@ def test_an_admin_creates_a_policy_with_a_preview_starts_a_dry_run_and_edits_gra
     assert text_of(driver, "#run-detail [data-field=rows_read]") == "71"
     assert "dry run" in driver.find_element(*by("#run-detail")).text
     no_console_errors(driver)
+    screenshot(driver, "run")
     open_page(driver, server.url + "/ui/policies")
     assert "invoices" in [a.text for a in driver.find_elements(*by("#policies tbody th a"))]
 
     # the viewer gets the events table too
     open_page(driver, server.url + "/ui/users")
+    screenshot(driver, "users")
     navigate(driver, next(a for a in driver.find_elements(*by("#users tbody th a")) if a.text == "viewer").click)
     wait(driver, "#grants-form")
     box = next(b for b in driver.find_elements(*by("#grants-form input[type=checkbox]"))
