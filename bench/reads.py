@@ -4,7 +4,10 @@ Reads: N archived ``events`` rows are built server-side (generate_series → jso
 in a bench archive database; the service runs under waitress (WAITRESS_THREADS threads,
 loopback, scheduler off) and ``wrk -t2 -c8 --latency`` hits ``GET /archives/events?limit=100``
 on the first page and on a page 5,000 pages deep (its cursor is minted by the app's own
-cursor service, then checked over HTTP before wrk runs).
+cursor service, then checked over HTTP before wrk runs), **while an archive run is going on the
+same archive database**: ``flask archive-now --table events`` over 2N more source rows (their ids
+after the archived ones) starts before the first wrk run; each row of the table says whether the
+run was still going when its wrk run ended.
 
 Purge: the same rows, archived 366+ days ago under a policy with delete_after_days=365,
 removed by the whole ``flask --app archiver purge-now --table events`` process (start-up
@@ -148,14 +151,22 @@ def run(bench: "Run", n: int, reads: bool = True, purge: bool = True) -> list[tu
         pg.execute("VACUUM ANALYZE archived_rows", rarch)
         log(f"archive: built in {time.perf_counter() - t0:.1f}s")
         if reads:
+            log(f"source: building {2 * n:,} events rows to archive during the reads")
+            for sql in datasets.EVENTS.fill("pg", 2 * n, anchor):  # enough to outlast both wrk runs
+                pg.execute(sql, rsrc)
+            pg.execute(f"UPDATE events SET id = id + {int(n)}", rsrc)  # after the archived ids
+            pg.execute("VACUUM ANALYZE events", rsrc)
             sections.append((f"Archive reads with {n:,} archived rows (GET /archives/events?limit={PAGE}, "
                              f"waitress {WAITRESS_THREADS} threads, wrk -t2 -c8 -d{bench.args.wrk_seconds}s)",
-                             read_bench(bench, settings.env(), setup, n, deep_after)))
+                             read_bench(bench, settings, setup, n, deep_after)))
         if purge:
+            count = "SELECT COUNT(*) FROM archived_rows WHERE table_name = 'events'"
+            # Rows the reads' archive run archived just now stay (they are not a year old).
+            recent = int(query(settings.archive_url, count + " AND archived_at > now() - INTERVAL '1 day'")[0][0])
             pg.before_measure()
             child = project.run_job(settings, "purge", "events")
             record = project.last_run(settings.archive_url, "purge", "events")
-            left = int(query(settings.archive_url, "SELECT COUNT(*) FROM archived_rows WHERE table_name = 'events'")[0][0])
+            left = int(query(settings.archive_url, count)[0][0]) - recent
             purged = n - left
             if child.returncode != 0 or record is None or record.status != "succeeded" or left:
                 lines = [f"failed: exit status {child.returncode}, run "
@@ -176,16 +187,20 @@ def run(bench: "Run", n: int, reads: bool = True, purge: bool = True) -> list[tu
     return sections
 
 
-def read_bench(bench: "Run", env: dict[str, str], setup: dict[str, Any], n_rows: int, deep_after: int) -> list[str]:
+def read_bench(bench: "Run", settings: project.Settings, setup: dict[str, Any], n_rows: int,
+               deep_after: int) -> list[str]:
     from .cli import log
 
+    env = settings.env()
     if not shutil.which("wrk"):
         return ["not run: wrk is not installed (apt-get install wrk)"]
     token = setup["token"]
     port = free_port()
     base = f"http://127.0.0.1:{port}/archives/events?limit={PAGE}"
     server = start_server(env, port)
-    lines = ["| page | req/s | p50 ms | p99 ms | non-2xx | target |", "|---|---:|---:|---:|---:|---|"]
+    lines = ["| page | req/s | p50 ms | p99 ms | non-2xx | archive run going throughout | target |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    job: subprocess.Popen | None = None
     try:
         status, body = http_get(base, token)
         if status != 200 or not isinstance(body, dict) or len(body.get("items") or []) != PAGE:
@@ -198,20 +213,28 @@ def read_bench(bench: "Run", env: dict[str, str], setup: dict[str, Any], n_rows:
             first_id = (body or {}).get("items", [{}])[0].get("id") if status == 200 else None
             if first_id != deep_after - 1:
                 lines.append(f"| deep page | not run: the minted cursor answered {status}, "
-                             f"first id {first_id} (expected {deep_after - 1}) | | | | |")
+                             f"first id {first_id} (expected {deep_after - 1}) | | | | | |")
             else:
                 pages.append((f"{(n_rows - deep_after) // PAGE:,} pages deep (id < {deep_after:,})", deep_url))
         else:
-            lines.append("| deep page | n/a (no cursor service to mint a cursor) | | | | |")
+            lines.append("| deep page | n/a (no cursor service to mint a cursor) | | | | | |")
         wrk(base, token, 3)  # warm-up
+        job = subprocess.Popen([project.flask_command(), "--app", "archiver", "archive-now", "--table", "events"],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)  # past its start-up: batches are moving
         for name, url in pages:
             stats = wrk(url, token, bench.args.wrk_seconds)
-            log(f"reads {name}: {stats}")
-            ok = (stats["p99"] is not None and stats["p99"] <= 100 and (stats["rps"] or 0) >= 200
-                  and not stats["non2xx"])
+            going = job.poll() is None
+            log(f"reads {name}: {stats}, archive run still going: {going}")
+            ok = (stats["p99"] is not None and stats["p99"] <= 50 and not stats["non2xx"] and going)
             lines.append(f"| {name} | {fmt(stats['rps'])} | {fmt(stats['p50'], 1)} | {fmt(stats['p99'], 1)} "
-                         f"| {int(stats['non2xx'] or 0)} | {'met' if ok else 'NOT met'} (p99 ≤ 100 ms, ≥ 200 req/s) |")
+                         f"| {int(stats['non2xx'] or 0)} | {'yes' if going else 'NO: it ended first'} "
+                         f"| {'met' if ok else 'NOT met'} (p99 ≤ 50 ms during a run) |")
+        if job.wait() != 0:
+            lines.append(f"| (the archive run exited {job.returncode}) | | | | | | |")
     finally:
+        if job is not None and job.poll() is None:
+            job.wait()
         stop_server(server)
     return lines
 
