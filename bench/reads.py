@@ -154,7 +154,7 @@ def run(bench: "Run", n: int, reads: bool = True, purge: bool = True) -> list[tu
             log(f"source: building {2 * n:,} events rows to archive during the reads")
             for sql in datasets.EVENTS.fill("pg", 2 * n, anchor):  # enough to outlast both wrk runs
                 pg.execute(sql, rsrc)
-            pg.execute(f"UPDATE events SET id = id + {int(n)}", rsrc)  # after the archived ids
+            pg.execute(f"UPDATE events SET id = id + {2 * int(n)}", rsrc)  # after the archived ids, no overlap
             pg.execute("VACUUM ANALYZE events", rsrc)
             sections.append((f"Archive reads with {n:,} archived rows (GET /archives/events?limit={PAGE}, "
                              f"waitress {WAITRESS_THREADS} threads, wrk -t2 -c8 -d{bench.args.wrk_seconds}s)",
