@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
+from ..engine.backends import source_ops_for
 from ..engine.errors import DatabaseError
 from ..engine.schema import archived_rows
 from ..errors import Unavailable
@@ -61,7 +62,7 @@ def source_tables() -> list[dict[str, Any]]:
     policies = set(db.session.execute(sa.select(ArchivePolicy.table_name)).scalars())
     archived = dict(db.session.execute(
         sa.select(_C.table_name, sa.func.count()).group_by(_C.table_name)).all())
-    text_dates = engine.dialect.name == "sqlite"
+    text_dates = source_ops_for(engine).capabilities.text_dates  # a text column may hold the dates
     out = []
     for (_schema, name), cols in sorted(columns_by_table.items(), key=lambda kv: kv[0][1]):
         pk = list((pks.get((_schema, name)) or {}).get("constrained_columns") or [])
