@@ -6,7 +6,10 @@ fixture (tests/conftest.py) hands out a :class:`Server`.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
+from typing import Iterator
 
+import pytest
 import sqlalchemy as sa
 
 from archiver.engine.connections import make_engine
@@ -70,3 +73,21 @@ def pad_table(engine: sa.Engine, table: str, first_id: int, rows: int, values: s
         conn.exec_driver_sql(sql.replace("%", "%%"))  # no parameters: % is literal
         conn.commit()
         conn.exec_driver_sql(f"ANALYZE TABLE {table}").all()
+
+
+@contextmanager
+def stopped_replication(engine: sa.Engine, name: str) -> Iterator[None]:
+    """A replication connection ``name`` configured on ``engine``'s MariaDB server and not started
+    (the server is then a replica that does not replicate); removed at the end. Skips where the
+    server does not let this user configure one."""
+    with engine.connect() as conn:
+        try:
+            conn.exec_driver_sql(f"CHANGE MASTER '{name}' TO MASTER_HOST='127.0.0.1', MASTER_PORT=9, "
+                                 "MASTER_USER='nobody'")
+        except sa.exc.DBAPIError as exc:  # pragma: no cover - a server without replication privileges
+            pytest.skip(f"cannot configure a replication connection here: {exc.orig}")
+    try:
+        yield
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"RESET SLAVE '{name}' ALL")

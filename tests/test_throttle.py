@@ -15,6 +15,7 @@ from archiver.engine.backends.base import DatabaseSignals
 from archiver.engine.errors import InvalidPolicy
 from archiver.engine.throttle import StopRun, Throttle, ThrottleSettings
 from tests.engine_support import NOW
+from tests.mariadb_support import stopped_replication
 from tests.relational_support import assert_each_row_in_one_place, create, fill_orders, orders_schema, snapshot, spec
 
 
@@ -226,17 +227,8 @@ def test_the_signals_each_database_reports(engines):
 @pytest.fixture
 def mariadb_replica_connection(engines):
     """A MariaDB replication connection configured and not started: a replica that does not replicate."""
-    with engines.source.connect() as conn:
-        try:
-            conn.exec_driver_sql("CHANGE MASTER 'archiver_test' TO MASTER_HOST='127.0.0.1', MASTER_PORT=9, "
-                                 "MASTER_USER='nobody'")
-        except sa.exc.DBAPIError as exc:  # pragma: no cover - a server without replication privileges
-            pytest.skip(f"cannot configure a replication connection here: {exc.orig}")
-    try:
+    with stopped_replication(engines.source, "archiver_test"):
         yield
-    finally:
-        with engines.source.connect() as conn:
-            conn.exec_driver_sql("RESET SLAVE 'archiver_test' ALL")
 
 
 @pytest.mark.parametrize("databases", ["mariadb"], indirect=True)

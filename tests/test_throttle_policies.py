@@ -17,6 +17,7 @@ from archiver.services import jobs as job_service
 from tests.app_support import BACKENDS, make_app
 from tests.auth_support import assert_error
 from tests.engine_support import add_policy, all_runs, archived, make_orders, old_dates, source_rows
+from tests.mariadb_support import stopped_replication
 from tests.relational_support import assert_each_row_in_one_place, create, fill_orders, orders_schema, snapshot
 
 GOOD = {"table_name": "orders", "archive_after_days": 30, "delete_after_days": 365}
@@ -264,17 +265,8 @@ def test_critical_load_stops_the_run_then_a_pause_shows_on_the_running_record(ap
 def stopped_mariadb_replica(mysql_db):
     """A MariaDB server with a replication connection configured and not started (a replica that
     does not replicate); the URL of a throwaway database on it."""
-    with mysql_db.connect() as conn:
-        try:
-            conn.exec_driver_sql("CHANGE MASTER 'archiver_svc_test' TO MASTER_HOST='127.0.0.1', MASTER_PORT=9, "
-                                 "MASTER_USER='nobody'")
-        except sa.exc.DBAPIError as exc:  # pragma: no cover - a server without replication privileges
-            pytest.skip(f"cannot configure a replication connection here: {exc.orig}")
-    try:
+    with stopped_replication(mysql_db, "archiver_svc_test"):
         yield mysql_db.url.render_as_string(hide_password=False)
-    finally:
-        with mysql_db.connect() as conn:
-            conn.exec_driver_sql("RESET SLAVE 'archiver_svc_test' ALL")
 
 
 @pytest.mark.parametrize("databases", [b for b in BACKENDS if b == "postgres"], indirect=True)

@@ -100,8 +100,7 @@ class PlainProgress:
         sys.stdout.flush()
 
     def pause(self, table: str, why: str) -> None:
-        click.echo(f"{table}: {why}")
-        sys.stdout.flush()
+        _pause_line(table, why)
 
     def close(self) -> None:
         pass

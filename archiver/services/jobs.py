@@ -431,9 +431,13 @@ class _Progress:
         if self.on_batch is not None:
             self.on_batch(p)
 
+    def throttle_summary(self) -> dict[str, Any]:
+        """The run's sleeps and pauses so far (empty: none, or no throttle)."""
+        return self.throttle.summary() if self.throttle is not None else {}
+
     def counts(self) -> runs.RunCounts:
         archive = self.kind == RunKind.ARCHIVE.value
-        summary = self.throttle.summary() if self.throttle is not None else None
+        summary = self.throttle_summary()
         return runs.RunCounts(rows_read=self.rows_read if archive else 0,
                               rows_written=self.rows_archived if archive else 0, rows_deleted=self.rows,
                               batches=self.batches, rows_skipped=self.rows_skipped, rate=round(self.rate(), 3),
@@ -451,11 +455,9 @@ class _Pause:
     def __call__(self, why: str) -> None:
         log.info("run %s of %s %s", self.run_id, self.table_name, why,
                  extra={"run_id": self.run_id, "table": self.table_name, "event": "run.paused"})
-        throttle = self.progress.throttle
-        summary = throttle.summary() if throttle is not None else {}
         try:
-            runs.record_pause(self.run_id, {"throttle": {**summary, "paused": why.removeprefix("paused: ")}},
-                              archive=self.archive)
+            paused = {**self.progress.throttle_summary(), "paused": why.removeprefix("paused: ")}
+            runs.record_pause(self.run_id, {"throttle": paused}, archive=self.archive)
         except sa.exc.DBAPIError:
             log.warning("could not note the pause of run %s on its record", self.run_id)
         if self.on_pause is not None:
@@ -558,7 +560,7 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
             outcome.rows_read, outcome.rows_written = progress.rows_read, progress.rows_archived
             outcome.rows_skipped = progress.rows_skipped
         outcome.batches = progress.batches
-        outcome.throttle = (progress.throttle.summary() or None) if progress.throttle is not None else None
+        outcome.throttle = progress.throttle_summary() or None
     finally:
         if archive_down:
             # Do not wait on the failed archive's connections again: drop the lock's connection (the

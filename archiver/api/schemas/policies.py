@@ -126,7 +126,20 @@ class PolicyListSchema(ma.Schema):
     items = fields.List(fields.Nested(lambda: PolicySchema()))
 
 
-class PolicySchema(ma.Schema):
+class ThrottlesSchema(ma.Schema):
+    """A policy's throttle fields as stored (null: the THROTTLE_* setting; 0: off), shown by
+    GET /config and the preview."""
+
+    sleep_ms = fields.Integer(allow_none=True)
+    sleep_ratio = fields.Float(allow_none=True)
+    max_run_seconds = fields.Integer(allow_none=True)
+    max_rows_per_run = fields.Integer(allow_none=True)
+    max_replica_lag_seconds = fields.Float(allow_none=True)
+    max_active_sessions = fields.Integer(allow_none=True)
+    critical_active_sessions = fields.Integer(allow_none=True)
+
+
+class PolicySchema(ThrottlesSchema):
     """A stored policy."""
 
     id = fields.Integer(dump_only=True)
@@ -138,13 +151,6 @@ class PolicySchema(ma.Schema):
     batch_size = fields.Integer(allow_none=True)
     batch_mode = fields.String()
     enabled = fields.Boolean()
-    sleep_ms = fields.Integer(allow_none=True)
-    sleep_ratio = fields.Float(allow_none=True)
-    max_run_seconds = fields.Integer(allow_none=True)
-    max_rows_per_run = fields.Integer(allow_none=True)
-    max_replica_lag_seconds = fields.Float(allow_none=True)
-    max_active_sessions = fields.Integer(allow_none=True)
-    critical_active_sessions = fields.Integer(allow_none=True)
     children = fields.Method("_children", metadata={"description": "Child tables the policy names"})
     created_at = UtcDateTime()
     updated_at = UtcDateTime()

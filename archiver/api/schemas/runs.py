@@ -8,6 +8,7 @@ from marshmallow.validate import Length, OneOf, Range
 from ...models import MAX_ID, RunKind, RunStatus
 from ...services.runs import MAX_PAGE_SIZE
 from .common import UtcDateTime
+from .policies import ThrottlesSchema
 
 
 class RunListArgsSchema(ma.Schema):
@@ -133,7 +134,7 @@ class HeldBySchema(ma.Schema):
     rows = fields.Integer(metadata={"description": "Rows of the object the reference holds"})
 
 
-class PreviewSchema(ma.Schema):
+class PreviewSchema(ThrottlesSchema):
     """What an archive run would move now (nothing is moved)."""
 
     table_name = fields.String()
@@ -144,13 +145,6 @@ class PreviewSchema(ma.Schema):
     custom_criteria = fields.String(allow_none=True)
     batch_size = fields.Integer(allow_none=True)
     batch_mode = fields.String()
-    sleep_ms = fields.Integer(allow_none=True)
-    sleep_ratio = fields.Float(allow_none=True)
-    max_run_seconds = fields.Integer(allow_none=True)
-    max_rows_per_run = fields.Integer(allow_none=True)
-    max_replica_lag_seconds = fields.Float(allow_none=True)
-    max_active_sessions = fields.Integer(allow_none=True)
-    critical_active_sessions = fields.Integer(allow_none=True)
     enabled = fields.Boolean()
     moves_with = fields.List(fields.Nested(MovesWithSchema), metadata={
         "description": "Child tables whose rows would move with the qualifying rows"})
