@@ -201,7 +201,7 @@ def _rerun_finishes(app, databases, source_engine, archive_engine, original, qua
     done = _archive_now(databases)
     assert done.returncode == 0, done.stdout + done.stderr
     in_server = databases.env["IN_SERVER_MOVES"] == "true"
-    assert ("moved inside the server" in done.stdout) is in_server
+    assert ("moved inside the database" in done.stdout) is in_server
     assert ("batches pipelined" in done.stdout) is not in_server
     _assert_finished(source_engine, archive_engine, original, qualifying)
     again = app.test_cli_runner().invoke(args=["archive-now"])

@@ -169,7 +169,7 @@ def _summary(report: job_service.JobReport) -> None:
         if o.run_id is not None:
             line += f", run {o.run_id}"
         if o.in_server:
-            line += ", moved inside the server"
+            line += ", moved inside the database"
         elif o.pipelined:
             line += ", batches pipelined"
         if o.redone:

@@ -117,7 +117,8 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     (default), a source with row locks overlaps consecutive batches of a large
     enough table (``result.extra["pipelined"]``), and with ``in_server`` too
     (default), a MariaDB source and archive on one server move those batches
-    inside the server (``result.extra["in_server"]``). A batch a pipeline had to
+    inside the server, and two SQLite files move theirs inside SQLite
+    (``result.extra["in_server"]``). A batch a pipeline had to
     roll back and move alone counts in ``result.extra["redone"]``. Batches are sized by
     ``spec.sizer(sizing)`` (:mod:`.sizing`; ``result.extra["batch_sizes"]`` says how), and
     spaced, paused or stopped by ``throttle`` (:mod:`.throttle`; ``result.extra["throttle"]``,

@@ -19,7 +19,9 @@ How a run drives its batches (:class:`BatchRun`), decided by asking the
 backends' :class:`~.backends.base.Capabilities`:
 
 * one after another (:func:`BatchRun.one_batch`), the rule for a database whose
-  writers exclude each other (SQLite) and for small MySQL tables;
+  writers exclude each other (SQLite) and for small MySQL tables — or by the
+  backend's own in-server mover: two SQLite files, the source attached to the
+  archive connection (``in_server_moves``);
 * overlapped on two source connections (``row_locks``; :mod:`.pipeline`): the
   next batch is read while this one is written, each batch keeping the order
   above — by this protocol, or by a backend's own mover: PostgreSQL → PostgreSQL
@@ -324,7 +326,7 @@ class BatchRun:
             self.result.stopped_on_critical_load = exc.critical
 
     def _move(self, archive: sa.Engine, *, in_server: bool, pipeline: bool) -> None:
-        """Overlapped (in-server, piped or by the protocol) when the databases allow it, else one
+        """In-server, overlapped (piped or by the protocol) when the databases allow it, else one
         batch after another."""
         caps = self.sops.capabilities
         self.sizer.restart_clock()
@@ -332,6 +334,24 @@ class BatchRun:
             overlap = pipeline and not self.shared and caps.row_locks and self.sops.overlaps(self.plan, self.sconn)
         except sa.exc.DBAPIError as exc:
             raise DatabaseError("source", self.sops.explain(exc)) from exc
+        backend = backend_of(self.sconn.engine)
+        same_kind = backend is backend_of(archive)
+        # A backend's own mover copies the root table's rows only: not for tables with children or referrers.
+        own_movers = not self.protocol.relational
+        if in_server and same_kind and caps.in_server_moves and own_movers and not self.shared:
+            try:
+                in_server_mover = backend.open_in_server_move(
+                    self.sops, self.plan, self.sconn, self.aconn, archive, now=self.now, run_id=self.run_id,
+                    checkpoint=self.hook, overlapped=overlap)
+            except sa.exc.DBAPIError as exc:
+                raise DatabaseError("source", self.sops.explain(exc)) from exc
+            if in_server_mover is not None:
+                self.result.extra["in_server"] = True
+                try:
+                    in_server_mover.run(self.stop_requested, self.redo_batch, self.counted, self.next_size)
+                finally:
+                    in_server_mover.close()
+                return
         if not overlap:
             after: tuple | None = None
             while not self.stop_requested():
@@ -339,24 +359,7 @@ class BatchRun:
                 if after is None:
                     break
             return
-        backend = backend_of(self.sconn.engine)
-        same_kind = backend is backend_of(archive)
         mover: Mover | None = None
-        # A backend's own mover copies the root table's rows only: not for tables with children or referrers.
-        own_movers = not self.protocol.relational
-        if in_server and same_kind and caps.in_server_moves and own_movers:
-            try:
-                mover = backend.open_in_server_move(self.sops, self.plan, self.sconn, self.aconn, archive,
-                                                    now=self.now, run_id=self.run_id, checkpoint=self.hook)
-            except sa.exc.DBAPIError as exc:
-                raise DatabaseError("source", self.sops.explain(exc)) from exc
-            if mover is not None:
-                self.result.extra["in_server"] = True
-                try:
-                    mover.run(self.stop_requested, self.redo_batch, self.counted, self.next_size)
-                finally:
-                    mover.close()
-                return
         self.result.extra["pipelined"] = True
         try:
             slots, close_slots = open_slots(self.sops, self.sconn)

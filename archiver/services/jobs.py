@@ -106,7 +106,7 @@ class TableOutcome:
     seconds: float = 0.0
     cutoff: datetime | None = None
     error: str | None = None
-    in_server: bool = False  # moved inside one MariaDB server (engine/in_server.py)
+    in_server: bool = False  # moved inside the database (a backend's in_server module)
     pipelined: bool = False  # batches overlapped (engine/pipeline.py)
     redone: int = 0          # batches a pipeline rolled back and moved again alone
     rows_skipped: int = 0    # rows left in place: a row that stays still references them

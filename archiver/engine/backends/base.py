@@ -652,8 +652,9 @@ class Backend:
 
     def open_in_server_move(self, sops: SourceOps, plan: "TablePlan", sconn: sa.Connection,
                             aconn: sa.Connection, archive: sa.Engine, *, now: datetime, run_id: int | None,
-                            checkpoint: Callable[[str], None]) -> "Mover | None":
-        """A mover that copies each batch inside the server (``in_server_moves``), or None."""
+                            checkpoint: Callable[[str], None], overlapped: bool) -> "Mover | None":
+        """A mover that copies each batch inside the server (``in_server_moves``), or None.
+        ``overlapped``: this run's batches may overlap on two source connections."""
         return None
 
     def open_copy_pipe(self, sops: SourceOps, aops: ArchiveOps, plan: "TablePlan", slots: "list[Slot]",

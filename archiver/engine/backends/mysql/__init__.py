@@ -38,8 +38,9 @@ class MySQLBackend(Backend):
 
     def open_in_server_move(self, sops: SourceOps, plan: TablePlan, sconn: sa.Connection,
                             aconn: sa.Connection, archive: sa.Engine, *, now: datetime, run_id: int | None,
-                            checkpoint: Callable[[str], None]) -> Mover | None:
-        if not isinstance(sops, MySQLSourceOps):
+                            checkpoint: Callable[[str], None], overlapped: bool) -> Mover | None:
+        # Its batches overlap on two connections: not for tables whose batches may not.
+        if not overlapped or not isinstance(sops, MySQLSourceOps):
             return None
         return open_in_server_move(sops, plan, sconn, aconn, archive, now=now, run_id=run_id, checkpoint=checkpoint)
 

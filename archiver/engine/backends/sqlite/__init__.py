@@ -1,21 +1,25 @@
 """SQLite backend: one writer at a time, text dates, payloads built by ``json_object()``.
 
 Reads alone: :mod:`.source` (batch SELECT under BEGIN IMMEDIATE, server-built
-payloads, the JSON-array DELETE), :mod:`.archive` (driver-level upsert,
+payloads, the JSON-array DELETE), :mod:`.in_server` (the source file attached to
+the archive connection: INSERT … SELECT + DELETE per batch), :mod:`.archive` (driver-level upsert,
 synced commits during a run), :mod:`.connections` (pragmas every connection
 gets), :mod:`.types` (lenient date types), :mod:`.errors` (error names).
 """
 from __future__ import annotations
 
-from typing import ContextManager
+from datetime import datetime
+from typing import Callable, ContextManager
 
 import sqlalchemy as sa
 
-from ..base import Backend, ConnectionSettings
+from ...plan import TablePlan
+from ..base import Backend, ConnectionSettings, Mover, SourceOps
 from . import errors
 from .archive import SQLiteArchiveOps
 from .connections import configure_engine, same_file, writes_expected
 from .capabilities import CAPABILITIES
+from .in_server import open_in_server_move
 from .source import SQLiteSourceOps
 
 
@@ -37,6 +41,13 @@ class SQLiteBackend(Backend):
 
     def writes_expected(self, engine: sa.Engine) -> ContextManager[None]:
         return writes_expected(engine)
+
+    def open_in_server_move(self, sops: SourceOps, plan: TablePlan, sconn: sa.Connection,
+                            aconn: sa.Connection, archive: sa.Engine, *, now: datetime, run_id: int | None,
+                            checkpoint: Callable[[str], None], overlapped: bool) -> Mover | None:
+        if not isinstance(sops, SQLiteSourceOps) or same_file(sconn.engine, archive):
+            return None
+        return open_in_server_move(sops, plan, sconn, aconn, now=now, run_id=run_id, checkpoint=checkpoint)
 
 
 BACKEND = SQLiteBackend()
