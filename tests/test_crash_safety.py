@@ -1,9 +1,11 @@
 """Crash safety: `flask archive-now` is SIGKILLed at chosen points (and at a random moment) in a
 separate process; no row is ever lost, the next run reconciles, a further run moves nothing.
 
-On SQLite and PostgreSQL (the ``databases`` fixture) the generic protocol runs: archive commit,
-then source delete. On MariaDB with both databases on one server the in-server move runs: one
-transaction per batch, so a kill leaves no row in both places at all.
+On PostgreSQL (the ``databases`` fixture) the generic protocol runs, pipelined: archive commit,
+then source delete. On SQLite two files move inside SQLite (the archive connection copies, then the
+source deletes, under the source's write lock), and with IN_SERVER_MOVES=false by the generic
+protocol. On MariaDB with both databases on one server the in-server move runs: one transaction
+per batch, so a kill leaves no row in both places at all.
 """
 from __future__ import annotations
 
@@ -30,13 +32,14 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _env(databases, fault: str | None = None) -> dict[str, str]:
+def _env(databases, fault: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVER_", "FLASK_", "IN_SERVER_"))}
     env.update({"ARCHIVER_ENV": "testing", "SOURCE_DATABASE_URL": databases.source_url,
                 "ARCHIVE_DATABASE_URL": databases.archive_url, "JWT_SECRET_KEY": JWT_SECRET,
                 "PYTHONPATH": str(ROOT), **getattr(databases, "env", {})})
     if fault:
         env["ARCHIVER_FAULT_POINT"] = fault
+    env.update(extra)
     return env
 
 
@@ -44,8 +47,9 @@ def _cmd(*extra: str) -> list[str]:
     return [sys.executable, "-m", "flask", "--app", "archiver", "archive-now", *extra]
 
 
-def _archive_now(databases, fault: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(_cmd(), cwd=ROOT, env=_env(databases, fault), capture_output=True, text=True, timeout=300)
+def _archive_now(databases, fault: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(), cwd=ROOT, env=_env(databases, fault, **env), capture_output=True, text=True,
+                          timeout=300)
 
 
 def _setup(app, source_engine, n_old: int, batch_size: int) -> tuple[dict, set[str]]:
@@ -69,16 +73,34 @@ def _assert_finished(source_engine, archive_engine, original, qualifying) -> Non
     assert_no_loss(original, src, arc)
 
 
-@pytest.mark.parametrize("fault, in_both", [
+CHECKPOINT_FAULTS = pytest.mark.parametrize("fault, in_both", [
     ("after_select:2", 0),             # batch 2 selected and locked, archive not committed
     ("after_archive_commit:2", 7),     # batch 2 archived and committed, source delete not done
     ("after_source_delete:2", 7),      # batch 2 deleted but that source transaction not committed
 ])
+
+
+@CHECKPOINT_FAULTS
 def test_killed_at_a_checkpoint_loses_nothing_and_the_rerun_reconciles(app, databases, source_engine,
                                                                       archive_engine, fault, in_both):
+    """Two SQLite files move inside SQLite (in-server moves); PostgreSQL pipelines by the protocol."""
+    _killed_at_a_checkpoint(app, databases, source_engine, archive_engine, fault, in_both)
+
+
+@pytest.mark.app_config(IN_SERVER_MOVES=False)
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+@CHECKPOINT_FAULTS
+def test_sqlite_generic_protocol_killed_at_a_checkpoint(app, databases, source_engine, archive_engine, fault,
+                                                         in_both):
+    """The same on SQLite with in-server moves off: the portable protocol, one batch after another."""
+    _killed_at_a_checkpoint(app, databases, source_engine, archive_engine, fault, in_both, IN_SERVER_MOVES="false")
+
+
+def _killed_at_a_checkpoint(app, databases, source_engine, archive_engine, fault: str, in_both: int,
+                            **env: str) -> None:
     original, qualifying = _setup(app, source_engine, n_old=30, batch_size=7)
 
-    killed = _archive_now(databases, fault)
+    killed = _archive_now(databases, fault, **env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
 
     src, arc = source_rows(source_engine, "orders"), archived(archive_engine, "orders")
@@ -92,8 +114,9 @@ def test_killed_at_a_checkpoint_loses_nothing_and_the_rerun_reconciles(app, data
         assert conn.execute(sa.select(schema.table_locks.c.holder)).scalar_one()  # left behind by the dead runner
 
     _expire_leases(archive_engine)
-    done = _archive_now(databases)
+    done = _archive_now(databases, **env)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert ("moved inside the database" in done.stdout) is (databases.backend == "sqlite" and not env)
     _assert_finished(source_engine, archive_engine, original, qualifying)
 
     again = app.test_cli_runner().invoke(args=["archive-now"])
