@@ -385,3 +385,120 @@ EVENTS_DDL = """CREATE TABLE events (id BIGINT PRIMARY KEY, created_at DATETIME 
 EVENTS_VALUES = (f"IF(seq % 10 = 0, '{NEW}', '{OLD}') - INTERVAL seq SECOND, seq % 97, "
                  "ELT(1 + seq % 3, 'click', 'view', 'buy'), (seq % 10000) / 100, "
                  "CONCAT('note \"', seq, '\" \\\\ ', MD5(seq))")
+
+
+# --- objects: a table with child tables ------------------------------------------------------
+
+OBJECT_DDL = [
+    "CREATE TABLE orders (id BIGINT PRIMARY KEY, created_at DATETIME(6) NOT NULL, total DECIMAL(12, 2), note TEXT, "
+    "KEY ix_orders_created_at (created_at)) ENGINE=InnoDB",
+    "CREATE TABLE items (id BIGINT PRIMARY KEY, order_id BIGINT NOT NULL, sku VARCHAR(20), qty INT, day DATE, "
+    "CONSTRAINT fk_items FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE) ENGINE=InnoDB",
+    "CREATE TABLE item_notes (id BIGINT PRIMARY KEY, item_id BIGINT, body TEXT, "
+    "CONSTRAINT fk_notes FOREIGN KEY (item_id) REFERENCES items (id) ON DELETE CASCADE) ENGINE=InnoDB",
+    "CREATE TABLE shipments (id BIGINT PRIMARY KEY, order_id BIGINT NOT NULL, carrier TEXT, "
+    "CONSTRAINT fk_ship FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE) ENGINE=InnoDB",
+]
+
+
+def make_objects(engine: sa.Engine, zero_date_item: int | None = None) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET SESSION sql_mode = ''")
+        for sql in OBJECT_DDL:
+            conn.exec_driver_sql(sql)
+        conn.execute(sa.text("INSERT INTO orders VALUES (:id, :at, :total, :note)"),
+                     [{"id": o, "at": NEW if o > 20 else OLD, "total": f"{o}.50", "note": f"{TRICKY} {o}"}
+                      for o in range(1, 26)])
+        conn.execute(sa.text("INSERT INTO items VALUES (:id, :o, :sku, :qty, :day)"),
+                     [{"id": o * 10 + i, "o": o, "sku": f"SKU-{i}", "qty": i,
+                       "day": "0000-00-00" if o * 10 + i == zero_date_item else "2024-02-29"}
+                      for o in range(1, 26) for i in range(1, 4)])
+        conn.execute(sa.text("INSERT INTO item_notes VALUES (:id, :item, :body)"),
+                     [{"id": n, "item": item, "body": f"note {n}"}
+                      for n, item in enumerate([11, 11, 52, 73, 211, None], 1)])
+        conn.execute(sa.text("INSERT INTO shipments VALUES (:id, :o, 'ups')"), [{"id": o, "o": o} for o in range(1, 26, 2)])
+
+
+def stored_objects(engine: sa.Engine) -> dict[tuple[str, str], tuple]:
+    """(table, source_pk) -> its archived row as stored, the root's key in place of its id."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT a.table_name, a.source_pk, CAST(a.payload AS CHAR), a.row_date, a.archived_at, a.run_id, "
+            "r.source_pk, a.depth FROM archived_rows a LEFT JOIN archived_rows r ON r.id = a.root_id").all()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def left_objects(engine: sa.Engine) -> dict[str, set[int]]:
+    with engine.connect() as conn:
+        return {t: {r[0] for r in conn.exec_driver_sql(f"SELECT id FROM {t}")}
+                for t in ("orders", "items", "item_notes", "shipments")}
+
+
+@pytest.mark.parametrize("zero_date_item", [None, 72], ids=["server-rendered", "a child row the server cannot render"])
+def test_objects_move_inside_the_server_as_the_generic_path_moves_them(server, zero_date_item):
+    results, archives, sources = {}, {}, {}
+    spec = PolicySpec("orders", batch_size=6, batch_mode="fixed")
+    for mode in ("in_server", "generic"):
+        source, archive = pair(server)
+        make_objects(source, zero_date_item)
+        ops = RecMySQL(source)
+        results[mode] = archive_table(source, archive, spec, now=NOW, run_id=7, in_server=mode == "in_server",
+                                      source_ops=ops)
+        archives[mode], sources[mode] = archive, source
+    fast, slow = results["in_server"], results["generic"]
+    assert fast.extra.get("in_server") is True and "in_server" not in slow.extra
+    assert fast.extra.get("redone", 0) == (0 if zero_date_item is None else 1)
+    assert (fast.rows_archived, fast.rows_deleted) == (slow.rows_archived, slow.rows_deleted) == (20, 20)
+    assert fast.children == slow.children == {"items": 60, "item_notes": 4, "shipments": 10}
+    stored = stored_objects(archives["in_server"])
+    assert stored == stored_objects(archives["generic"])  # payloads, dates, run ids, roots and depths alike
+    assert stored[("item_notes", "1")][4:] == ("1", 2) and stored[("items", "11")][4:] == ("1", 1)
+    assert stored[("items", "11")][1] == stored[("orders", "1")][1]  # dated by its root
+    left = left_objects(sources["in_server"])
+    assert left == left_objects(sources["generic"])
+    assert left == {"orders": set(range(21, 26)), "items": {o * 10 + i for o in range(21, 26) for i in range(1, 4)},
+                    "item_notes": {5, 6}, "shipments": {21, 23, 25}}
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_an_object_batch_is_one_transaction_with_its_children(server):
+    source, archive = pair(server)
+    make_objects(source)
+    copies = []
+
+    def fail_after_the_second_copy(name: str) -> None:
+        if name == "after_archive_insert":
+            copies.append(name)
+            if len(copies) == 2:
+                raise _Stop
+
+    with pytest.raises(_Stop):
+        archive_table(source, archive, PolicySpec("orders", batch_size=6, batch_mode="fixed"), now=NOW,
+                      checkpoint=fail_after_the_second_copy)
+    stored = stored_objects(archive)
+    archived_orders = {int(k) for (t, k) in stored if t == "orders"}
+    left = left_objects(source)
+    assert not archived_orders & left["orders"]  # each batch whole in one place, never in both
+    assert archived_orders | left["orders"] == set(range(1, 26))
+    for (table, key), row in stored.items():  # every archived child's root is archived, none is left
+        if table != "orders":
+            assert int(row[4]) in archived_orders and int(key) not in left[table]
+    again = archive_table(source, archive, PolicySpec("orders", batch_size=6, batch_mode="fixed"), now=NOW)
+    assert again.extra.get("in_server") is True
+    assert left_objects(source)["orders"] == set(range(21, 26)) and len(stored_objects(archive)) == 94
+
+
+def test_an_object_with_a_reference_that_holds_rows_back_goes_the_generic_way(server):
+    source, archive = pair(server)
+    make_objects(source)
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE invoices (id BIGINT PRIMARY KEY, order_id BIGINT, CONSTRAINT fk_inv "
+                             "FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE RESTRICT) ENGINE=InnoDB")
+        conn.exec_driver_sql("INSERT INTO invoices VALUES (1, 3)")
+    result = archive_table(source, archive, PolicySpec("orders", batch_size=6), now=NOW)
+    assert "in_server" not in result.extra
+    assert result.rows_deleted == 19 and result.rows_skipped == 1
+    assert left_objects(source)["orders"] == {3, *range(21, 26)}

@@ -110,11 +110,15 @@ class ArchiveResult:
 
     def add_objects(self, objects: ObjectBatch) -> None:
         """Count one committed batch's descendants and held roots."""
-        for table, rows in objects.children.items():
-            self.children[table] = self.children.get(table, 0) + len(rows)
+        self.add_children({table: len(rows) for table, rows in objects.children.items()})
         self.rows_skipped += len(objects.held)
         for why in objects.held.values():
             self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    def add_children(self, counts: dict[str, int]) -> None:
+        """Count one committed batch's descendants (rows by child table)."""
+        for table, rows in counts.items():
+            self.children[table] = self.children.get(table, 0) + rows
 
 
 @dataclass
@@ -336,9 +340,9 @@ class BatchRun:
             raise DatabaseError("source", self.sops.explain(exc)) from exc
         backend = backend_of(self.sconn.engine)
         same_kind = backend is backend_of(archive)
-        # A backend's own mover copies the root table's rows only: not for tables with children or referrers.
-        own_movers = not self.protocol.relational
-        if in_server and same_kind and caps.in_server_moves and own_movers and not self.shared:
+        # An in-server mover says itself which objects it can move (SQLite's: children too); a COPY pipe
+        # copies the root table's rows only: not for tables with children or referrers.
+        if in_server and same_kind and caps.in_server_moves and not self.shared:
             try:
                 in_server_mover = backend.open_in_server_move(
                     self.sops, self.plan, self.sconn, self.aconn, archive, now=self.now, run_id=self.run_id,
@@ -366,7 +370,7 @@ class BatchRun:
         except sa.exc.DBAPIError as exc:
             raise DatabaseError("source", self.sops.explain(exc)) from exc
         try:
-            if same_kind and caps.copy and self.protocol.streams and own_movers:
+            if same_kind and caps.copy and self.protocol.streams and not self.protocol.relational:
                 mover = backend.open_copy_pipe(self.sops, self.aops, self.plan, slots, self.aconn, now=self.now,
                                                run_id=self.run_id, checkpoint=self.hook)
             if mover is not None:
@@ -444,8 +448,9 @@ class BatchRun:
         return self.one_batch(after)
 
     def counted(self, n_read: int, n_deleted: int, objects: ObjectBatch | None = None,
-                payload_bytes: int | None = None) -> None:
-        """A batch committed: count it, size the next one, then report it."""
+                payload_bytes: int | None = None, *, children: dict[str, int] | None = None) -> None:
+        """A batch committed: count it, size the next one, then report it (``children``: the rows of
+        each child table an in-server mover moved with it)."""
         self.sizer.committed(n_read + (len(objects.held) if objects is not None else 0), payload_bytes)
         self.result.rows_read += n_read + (len(objects.held) if objects is not None else 0)
         self.result.rows_archived += n_read
@@ -453,6 +458,8 @@ class BatchRun:
         self.result.batches += 1
         if objects is not None:
             self.result.add_objects(objects)
+        if children:
+            self.result.add_children(children)
         self.hook("after_batch")
         if self.on_batch is not None:
             self.on_batch(BatchProgress(self.plan.table_name, "archive", self.result.batches, n_read,

@@ -653,8 +653,9 @@ class Backend:
     def open_in_server_move(self, sops: SourceOps, plan: "TablePlan", sconn: sa.Connection,
                             aconn: sa.Connection, archive: sa.Engine, *, now: datetime, run_id: int | None,
                             checkpoint: Callable[[str], None], overlapped: bool) -> "Mover | None":
-        """A mover that copies each batch inside the server (``in_server_moves``), or None.
-        ``overlapped``: this run's batches may overlap on two source connections."""
+        """A mover that copies each batch inside the server (``in_server_moves``), or None (among
+        others, for a plan whose object it cannot move: children, referrers). ``overlapped``: this
+        run's batches may overlap on two source connections."""
         return None
 
     def open_copy_pipe(self, sops: SourceOps, aops: ArchiveOps, plan: "TablePlan", slots: "list[Slot]",
@@ -668,10 +669,11 @@ class Mover:
     """Moves a run's batches by a backend's own protocol (in-server moves, COPY pipes)."""
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
-            committed: Callable[[int, int], None], size: Callable[[], int]) -> None:
+            committed: Callable[..., None], size: Callable[[], int]) -> None:
         """Move batches until none is left or ``stop_requested()``; ``generic_batch(after)`` moves
         one batch the portable way (for a batch this mover rolled back); ``committed(read, deleted)``
-        is called for each committed batch, in order; ``size()`` is the next batch's row count."""
+        is called for each committed batch, in order (with ``children={table: rows}`` when child rows
+        moved with it); ``size()`` is the next batch's row count."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -16,6 +16,13 @@ in the archive, never in both and never in neither):
    it must delete exactly n rows;
 4. COMMIT — or, when a count is off, ROLLBACK of the whole batch.
 
+A table with child tables (a tree: one relation into each, no reference that could hold a
+row back, each keyed by one integer column) moves its objects the same way: step 1 also
+locks the rows of each child table under the n keys (``SELECT count(*) … FOR UPDATE``),
+step 2 copies them after the roots, each linked to its root's archived row and dated by it
+(``root_id``, ``depth``), and step 3 deletes them first, deepest first — each count exactly
+the rows locked.
+
 The locked rows cannot change between steps 1 and 3, so each deleted row's copy is its
 current value. Sessions run READ COMMITTED (:meth:`.source.MySQLSourceOps.prepare_overlapped`):
 step 2 is a consistent read and takes no lock (it does not wait for the next batch's
@@ -29,15 +36,15 @@ generic protocol (which upserts) instead.
 
 Used only when a probe shows both connections reach the same server (a named lock taken
 on one is seen held by it from the other), the source connection may write the archive
-table, both tables are InnoDB, the key is one integer column and the server renders every
-column of the payload.
+table, every table is InnoDB, the keys are one integer column and the server renders every
+column of the payloads.
 """
 from __future__ import annotations
 
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -59,10 +66,12 @@ _COLUMNS = ("table_name", "source_pk", "payload", "row_date", "archived_at", "ru
 
 @dataclass
 class _Locked(Held):
-    """A batch of ``n`` rows locked in ``trans`` on ``slot``; ``keys``: their keys as ``1,2,3``."""
+    """A batch of ``n`` rows locked in ``trans`` on ``slot``; ``keys``: their keys as ``1,2,3``;
+    ``children``: the rows of each child table under them, locked too."""
 
     keys: str = ""
     n: int = 0
+    children: dict[str, int] = field(default_factory=dict)
 
 
 _KEY_LIST = re.compile(r"-?[0-9]+(?:,-?[0-9]+)*")
@@ -118,6 +127,19 @@ class InServerMove(Mover):
             derived = force_primary_key(rows.limit(_NO_LIMIT), plan.table).subquery("batch")
             self._stmts["insert_first" if first else "insert_next"] = sa.insert(archive_table).from_select(
                 list(_COLUMNS), sa.select(*derived.c))
+        # The object's child tables (parents first): locked, copied and deleted with the batch's roots,
+        # found from the roots' keys (bound as one list: the keys locked, never a range).
+        self._members = []
+        for name in plan.graph.members[1:]:
+            roots = pk.in_(sa.bindparam("keys", expanding=True))
+            chain = _chain(plan, name)
+            member = plan.members[name]
+            self._members.append((
+                name,
+                sa.select(sa.func.count()).select_from(member.table).where(roots, *chain).with_for_update(),
+                _copy_member(sops, plan, name, archive_table, roots, chain, archived_at, run_id),
+                _delete_member(plan, name, roots),
+            ))
 
     def probe(self) -> bool:
         """True when the source connection may run the copy (SELECT on the source table,
@@ -133,11 +155,15 @@ class InServerMove(Mover):
         return True
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
-            committed: Callable[[int, int], None], size: Callable[[], int]) -> None:
+            committed: Callable[..., None], size: Callable[[], int]) -> None:
         """Move batches until none is left or ``stop_requested()`` (see :func:`.pipeline.run_batches`)."""
         self._size = size
+
+        def counted(n_read: int, n_deleted: int, children: dict[str, int]) -> None:
+            committed(n_read, n_deleted, children=children)
+
         run_batches(self.slots, self._lock, lambda held: held.slot.submit(self._copy_delete_commit, held),
-                    stop_requested=stop_requested, generic_batch=generic_batch, committed=committed)
+                    stop_requested=stop_requested, generic_batch=generic_batch, committed=counted)
 
     def close(self) -> None:
         """Stop the threads, put the session settings back and close the extra connection."""
@@ -166,10 +192,24 @@ class InServerMove(Mover):
         if not isinstance(keys, str) or not _KEY_LIST.fullmatch(keys) or keys.count(",") + 1 != n:
             trans.rollback()
             raise EngineError(f"in-server move of '{self.plan.table_name}': the batch's key list did not read back")
+        children: dict[str, int] = {}
+        if self._members:
+            key_values = [int(k) for k in keys.split(",")]
+            try:  # the rows under the batch's roots, locked until the batch commits
+                for name, lock, _copy, _delete in self._members:
+                    children[name] = int(conn.execute(lock, {"keys": key_values}).scalar_one())
+            except sa.exc.DBAPIError as exc:
+                trans.rollback()
+                if self.sops.is_lock_conflict(exc):
+                    return REDO
+                raise DatabaseError("source", self.sops.explain(exc)) from exc
+            except BaseException:
+                trans.rollback()
+                raise
         self.hook("after_select")
-        return _Locked(slot, trans, after, (int(last),), keys, int(n))
+        return _Locked(slot, trans, after, (int(last),), keys, int(n), children)
 
-    def _copy_delete_commit(self, b: _Locked) -> tuple[int, int] | Redo:
+    def _copy_delete_commit(self, b: _Locked) -> tuple[int, int, dict[str, int]] | Redo:
         conn, trans = b.slot.conn, b.trans
         try:
             params = {"k1": b.last_key[0]} if b.after is None else {"k0": b.after[0], "k1": b.last_key[0]}
@@ -189,6 +229,19 @@ class InServerMove(Mover):
                          self.plan.table_name, copied, b.n)
                 trans.rollback()
                 return REDO
+            if self._members:
+                key_values = [int(k) for k in b.keys.split(",")]
+                for name, _lock, copy, _delete in self._members:
+                    try:
+                        copied = conn.execute(copy, {"keys": key_values}).rowcount
+                    except sa.exc.DBAPIError as exc:  # a value the server cannot render (NULL payload), ...
+                        log.info("in-server copy of the '%s' rows of a batch of '%s' failed (%s); moving it the "
+                                 "generic way", name, self.plan.table_name, self.sops.explain(exc))
+                        trans.rollback()
+                        return REDO
+                    if copied != b.children[name]:  # never: they are locked
+                        raise EngineError(f"in-server move of '{self.plan.table_name}': {copied} '{name}' rows "
+                                          f"copied of {b.children[name]} locked; batch rolled back")
             self.hook("after_archive_insert")
         except BaseException:
             if trans.is_active:
@@ -196,6 +249,14 @@ class InServerMove(Mover):
             raise
 
         def delete() -> int:
+            if self._members:
+                key_values = [int(k) for k in b.keys.split(",")]
+                for name, _lock, _copy, delete_rows in reversed(self._members):  # deepest first
+                    gone = conn.execute(delete_rows, {"keys": key_values}).rowcount
+                    if gone != b.children[name]:
+                        raise EngineError(f"in-server move of '{self.plan.table_name}': the DELETE of '{name}' "
+                                          f"matched {gone} of {b.children[name]} locked rows; batch rolled back")
+                self.hook("after_child_delete")
             deleted = self.sops.delete_key_text(conn, self.plan, b.keys, b.n)
             if deleted != b.n:  # rolled back: the batch stays in the source, its copies go too
                 raise EngineError(f"in-server move of '{self.plan.table_name}': the DELETE matched {deleted} "
@@ -203,7 +264,64 @@ class InServerMove(Mover):
             return deleted
 
         outcome = delete_and_commit(b, delete, self.hook, self.plan.table_name, self.sops)
-        return outcome if outcome is REDO else (b.n, b.n)
+        return outcome if outcome is REDO else (b.n, b.n, {name: rows for name, rows in b.children.items() if rows})
+
+
+def _chain(plan: TablePlan, name: str) -> list[sa.ColumnElement[bool]]:
+    """The join conditions from ``name``'s rows up to the root's (a tree: one relation into each table)."""
+    conditions = []
+    while name != plan.graph.root:
+        (edge,) = plan.graph.edges_into(name)
+        child, parent = plan.members[edge.child].table, plan.members[edge.parent].table
+        conditions += [child.c[c] == parent.c[p] for c, p in zip(edge.columns, edge.parent_columns)]
+        name = edge.parent
+    return conditions
+
+
+def _copy_member(sops: MySQLSourceOps, plan: TablePlan, name: str, archive_table: sa.Table, roots: Any,
+                 chain: list[Any], archived_at: datetime, run_id: int | None) -> Any:
+    """INSERT … SELECT of ``name``'s rows under the batch's roots, each linked to its root's archived
+    row (inserted just before, in the same transaction) and dated by it, as the generic path links them."""
+    member = plan.members[name]
+    layout = sops.layout(member.plan)
+    root_copy = archive_table.alias("root_copy")
+    root_pk = sa.cast(plan.pk[0], sa.CHAR).collate("utf8mb4_bin")  # as the archive's source_pk compares
+    rows = sa.select(
+        sa.literal(name, sa.String), sa.cast(member.pk[0], sa.CHAR), layout.items[layout.single_object],
+        root_copy.c.row_date, sa.literal(archived_at, sa.DateTime()), sa.literal(run_id, sa.BigInteger),
+        root_copy.c.id, sa.literal(len(chain), sa.Integer),
+    ).where(roots, *chain, root_copy.c.table_name == plan.table_name, root_copy.c.source_pk == root_pk)
+    return sa.insert(archive_table).from_select(list(_COLUMNS) + ["root_id", "depth"], rows)
+
+
+def _delete_member(plan: TablePlan, name: str, roots: Any) -> Any:
+    """The DELETE of ``name``'s rows under the batch's roots (the rows its lock and copy took)."""
+    (edge,) = plan.graph.edges_into(name)
+    child, parent = plan.members[name].table, plan.members[edge.parent].table
+    columns = [child.c[c] for c in edge.columns]
+    target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
+    if edge.parent == plan.graph.root and edge.parent_columns == (plan.pk[0].name,):
+        return sa.delete(child).where(target.in_(sa.bindparam("keys", expanding=True)))
+    referenced = sa.select(*[parent.c[p] for p in edge.parent_columns]).where(roots, *_chain(plan, edge.parent))
+    return sa.delete(child).where(target.in_(referenced))
+
+
+def movable_object(sops: MySQLSourceOps, plan: TablePlan) -> bool:
+    """Whether the server can move this table's objects itself: a tree of child tables (one relation
+    into each), no reference that could hold a row back, each table keyed by one integer column
+    and rendered by the server."""
+    graph = plan.graph
+    if graph.trivial:
+        return True
+    if not graph.is_tree or graph.holds:
+        return False
+    for name in graph.members[1:]:
+        member = plan.members[name]
+        if member.plan is None or len(member.pk) != 1 or not isinstance(member.pk[0].type, sa.Integer):
+            return False
+        if sops.layout(member.plan).single_object is None:
+            return False
+    return True
 
 
 def _is_mariadb(engine: sa.Engine) -> bool:
@@ -221,12 +339,12 @@ def open_in_server_move(sops: MySQLSourceOps, plan: TablePlan, sconn: sa.Connect
     if not (_is_mariadb(sconn.engine) and _is_mariadb(archive)):
         return None
     exprs = sops.server_row_exprs(plan)
-    if exprs is None:
+    if exprs is None or not movable_object(sops, plan):
         return None
     payload, row_date = exprs
     try:
         archive_db = same_server_database(sconn, aconn)
-        if archive_db is None or not _innodb(sconn, archive_db, plan.table_name):
+        if archive_db is None or not _innodb(sconn, archive_db, plan.graph.members):
             return None
     except sa.exc.DBAPIError as exc:
         log.info("in-server moves of '%s' not used: probe failed (%s)", plan.table_name, sops.explain(exc))
@@ -293,15 +411,15 @@ def same_server_database(sconn: sa.Connection, aconn: sa.Connection) -> str | No
     return str(archive_db)
 
 
-def _innodb(sconn: sa.Connection, archive_db: str, table_name: str) -> bool:
-    """Both tables are InnoDB (one transaction covers them)."""
+def _innodb(sconn: sa.Connection, archive_db: str, tables: list[str]) -> bool:
+    """The object's tables and the archive table are InnoDB (one transaction covers them)."""
     t = sa.table("TABLES", sa.column("TABLE_SCHEMA"), sa.column("TABLE_NAME"), sa.column("ENGINE"),
                  schema="information_schema")
     rows = sconn.execute(sa.select(t.c.TABLE_SCHEMA, t.c.TABLE_NAME, t.c.ENGINE).where(sa.or_(
-        sa.and_(t.c.TABLE_SCHEMA == sa.func.database(), t.c.TABLE_NAME == table_name),
+        sa.and_(t.c.TABLE_SCHEMA == sa.func.database(), t.c.TABLE_NAME.in_(tables)),
         sa.and_(t.c.TABLE_SCHEMA == archive_db, t.c.TABLE_NAME == archived_rows.name)))).all()
     sconn.rollback()
-    return len(rows) == 2 and all(str(r[2]).lower() == "innodb" for r in rows)
+    return len(rows) == len(tables) + 1 and all(str(r[2]).lower() == "innodb" for r in rows)
 
 
 def _session_for_moves(conn: sa.Connection) -> Callable[[], None]:

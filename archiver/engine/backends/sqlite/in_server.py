@@ -1,19 +1,22 @@
 """In-server moves (SQLite): the archive connection ATTACHes the source file and copies each
-batch with one ``INSERT … SELECT``; no row passes through Python.
+batch, and the rows that move with it, with ``INSERT … SELECT``; no row passes through Python.
 
 A batch, one after another (SQLite has one writer per file):
 
 1. lock: on the run's source connection, ``BEGIN IMMEDIATE`` takes the source's write lock
    (nobody can change a source row until step 3 commits), then ``SELECT count(*), max(pk)``
    of the next ``n`` qualifying keys;
-2. copy: on the archive connection, where the source file is attached read-only in effect
-   (nothing writes to it there), ``INSERT INTO archived_rows … SELECT`` the rows of that key
-   range that qualify, each payload written by SQLite's ``json_object()`` exactly as the
-   generic encoder writes it (:mod:`.source`), ``ON CONFLICT … DO UPDATE`` (a rerun after a
-   crash replaces its copy), and COMMIT — the archive file alone, synced (``synchronous =
-   FULL``, as the generic path's archive connection). It must copy exactly the ``n`` rows;
-3. delete: on the source connection, ``DELETE`` the same key range's qualifying rows (exactly
-   ``n``) and COMMIT.
+2. copy: on the archive connection, where the source file is attached (and only read),
+   ``INSERT INTO archived_rows … SELECT`` the rows of that key range that qualify, each
+   payload written by SQLite's ``json_object()`` exactly as the generic encoder writes it
+   (:mod:`.source`), ``ON CONFLICT … DO UPDATE`` (a rerun after a crash replaces its copy);
+   then, for each child table (parents first), its rows under those roots, each linked to
+   its root's archived row and dated by it, as the generic path links them; and COMMIT —
+   the archive file alone, synced (``synchronous = FULL``, as the generic path's archive
+   connection). The roots copied must be exactly the ``n`` counted;
+3. delete: on the source connection, ``DELETE`` each child table's rows under those roots,
+   deepest first (exactly as many as were copied: no ``ON DELETE CASCADE`` is left to do
+   anything), then the key range's qualifying roots (exactly ``n``), and COMMIT.
 
 The source's write lock is held from before step 1's SELECT to step 3's COMMIT, and the copy
 reads the last committed state of the source (WAL: a reader does not wait for a writer that
@@ -24,9 +27,10 @@ make a transaction across attached WAL files atomic).
 
 A row SQLite cannot render as the generic encoder does leaves a NULL payload, which the
 NOT NULL column refuses: that batch is rolled back and moved by the generic protocol, which
-encodes it in Python. Used only for a table without child tables or referrers, with a single
-INTEGER primary key, every column rendered in SQL and a date column whose UTC text SQLite
-writes, when source and archive are two different files.
+encodes it in Python. Used only when every table of the object has a single INTEGER primary
+key and columns SQLite renders, each child table is reached by one relation (a tree) and no
+reference can hold a row back, the root's date column is one whose UTC text SQLite writes,
+and source and archive are two different files.
 """
 from __future__ import annotations
 
@@ -93,9 +97,14 @@ class AttachedMove(Mover):
                 set_={c: insert.excluded[c] for c in ArchiveOps.REPLACED},
             ).execution_options(schema_translate_map={None: SOURCE_SCHEMA})
             self._stmts[f"delete_{'first' if first else 'next'}"] = sa.delete(plan.table).where(*in_range)
+            for name in plan.graph.members[1:]:
+                self._stmts[f"copy_{name}_{'first' if first else 'next'}"] = _copy_member(
+                    sops, plan, name, in_range, now, run_id)
+            for name in reversed(plan.graph.members[1:]):  # deepest first
+                self._stmts[f"delete_{name}_{'first' if first else 'next'}"] = _delete_member(plan, name, in_range)
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
-            committed: Callable[[int, int], None], size: Callable[[], int]) -> None:
+            committed: Callable[..., None], size: Callable[[], int]) -> None:
         """Move batches one after another until none is left or ``stop_requested()``; a batch that
         cannot be copied in SQL goes the generic way (``generic_batch``)."""
         after: tuple | None = None
@@ -109,7 +118,8 @@ class AttachedMove(Mover):
                 if after is None:
                     return
                 continue
-            committed(*outcome)
+            n, children = outcome
+            committed(n, n, children=children)
             after = locked.last_key
 
     def close(self) -> None:
@@ -137,14 +147,19 @@ class AttachedMove(Mover):
         self.hook("after_select")
         return _Locked(self.slot, trans, after, (last,), int(n))
 
-    def _copy_delete_commit(self, b: _Locked) -> tuple[int, int] | Redo:
-        shape = "first" if b.after is None else "next"
+    def _copy_delete_commit(self, b: _Locked) -> tuple[int, dict[str, int]] | Redo:
+        """Copy the batch (its roots, then each child table's rows under them) and commit the archive;
+        then delete them, deepest first, and commit the source. (rows, child rows by table) or REDO."""
+        shape, params = "first" if b.after is None else "next", self._params(b)
+        children: dict[str, int] = {}
         try:
             try:
                 with self.copier.begin():
-                    copied = self.copier.execute(self._stmts[f"copy_{shape}"], self._params(b)).rowcount
+                    copied = self.copier.execute(self._stmts[f"copy_{shape}"], params).rowcount
                     if copied != b.n:  # never: the write lock froze the range (rolled back, then moved by keys)
                         raise _Mismatch(copied)
+                    for name in self.plan.graph.members[1:]:
+                        children[name] = self.copier.execute(self._stmts[f"copy_{name}_{shape}"], params).rowcount
             except sa.exc.IntegrityError:  # a NULL payload: a value SQLite cannot render as the encoder does
                 log.info("in-server copy of a batch of '%s' met a value to encode in Python; moving it the "
                          "generic way", self.plan.table_name)
@@ -164,14 +179,66 @@ class AttachedMove(Mover):
             raise
 
         def delete() -> int:
-            deleted = self.slot.conn.execute(self._stmts[f"delete_{shape}"], self._params(b)).rowcount
+            conn = self.slot.conn
+            if children:
+                for name in reversed(self.plan.graph.members[1:]):
+                    deleted = conn.execute(self._stmts[f"delete_{name}_{shape}"], params).rowcount
+                    if deleted != children[name]:
+                        raise EngineError(f"in-server move of '{self.plan.table_name}': the DELETE of '{name}' "
+                                          f"matched {deleted} of {children[name]} copied rows; batch rolled back")
+                self.hook("after_child_delete")
+            deleted = conn.execute(self._stmts[f"delete_{shape}"], params).rowcount
             if deleted != b.n:  # rolled back: the rows stay in the source beside their committed copies
                 raise EngineError(f"in-server move of '{self.plan.table_name}': the DELETE matched {deleted} "
                                   f"of {b.n} locked rows; batch rolled back")
             return deleted
 
         outcome = delete_and_commit(b, delete, self.hook, self.plan.table_name, self.sops, redo=False)
-        return outcome if outcome is REDO else (b.n, b.n)
+        return outcome if outcome is REDO else (b.n, {name: rows for name, rows in children.items() if rows})
+
+
+def _chain(plan: TablePlan, name: str) -> list[sa.ColumnElement[bool]]:
+    """The join conditions from ``name``'s rows up to the root's (a tree: one relation into each table)."""
+    conditions = []
+    while name != plan.graph.root:
+        (edge,) = plan.graph.edges_into(name)
+        child, parent = plan.members[edge.child].table, plan.members[edge.parent].table
+        conditions += [child.c[c] == parent.c[p] for c, p in zip(edge.columns, edge.parent_columns)]
+        name = edge.parent
+    return conditions
+
+
+def _copy_member(sops: SQLiteSourceOps, plan: TablePlan, name: str, in_range: list[Any], now: datetime,
+                 run_id: int | None) -> Any:
+    """The upsert of ``name``'s rows under the batch's roots, each linked to its root's archived row
+    (just written in the same transaction) and dated by it, as the generic path links them."""
+    member = plan.members[name]
+    layout = sops.layout(member.plan)
+    root_copy = _TARGET.alias("root_copy")
+    chain = _chain(plan, name)
+    rows = sa.select(
+        sa.literal(name, sa.String), sa.cast(member.pk[0], sa.Text), layout.items[layout.single_object],
+        root_copy.c.row_date, sa.literal(row_date_text(now), sa.String), sa.literal(run_id, sa.Integer),
+        root_copy.c.id, sa.literal(len(chain), sa.Integer),
+    ).where(*in_range, *chain, root_copy.c.table_name == plan.table_name,
+            root_copy.c.source_pk == sa.cast(plan.pk[0], sa.Text))
+    insert = sqlite_dialect.insert(_TARGET).from_select(
+        ["table_name", "source_pk", "payload", "row_date", "archived_at", "run_id", "root_id", "depth"], rows)
+    return insert.on_conflict_do_update(
+        index_elements=[_TARGET.c.table_name, _TARGET.c.source_pk],
+        set_={c: insert.excluded[c] for c in ArchiveOps.REPLACED},
+    ).execution_options(schema_translate_map={None: SOURCE_SCHEMA})
+
+
+def _delete_member(plan: TablePlan, name: str, in_range: list[Any]) -> Any:
+    """The DELETE of ``name``'s rows under the batch's roots: those whose reference holds a value of
+    the parent rows under them (the same rows its copy took)."""
+    (edge,) = plan.graph.edges_into(name)
+    child, parent = plan.members[name].table, plan.members[edge.parent].table
+    referenced = sa.select(*[parent.c[p] for p in edge.parent_columns]).where(*in_range, *_chain(plan, edge.parent))
+    columns = [child.c[c] for c in edge.columns]
+    target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
+    return sa.delete(child).where(target.in_(referenced))
 
 
 class _Mismatch(Exception):
@@ -189,13 +256,20 @@ def source_file(engine: sa.Engine) -> str | None:
 
 
 def movable(sops: SQLiteSourceOps, plan: TablePlan) -> bool:
-    """Whether SQL alone can copy this table's rows exactly as the generic path archives them."""
-    if not sops.fast_enabled or not plan.graph.trivial or len(plan.pk) != 1:
+    """Whether SQL alone can copy this table's objects exactly as the generic path archives them: every
+    table of the object keyed by one INTEGER column and rendered by SQLite, each child table reached
+    by one relation (a tree), and no reference that could hold a row back."""
+    if not sops.fast_enabled or not plan.graph.is_tree or plan.graph.holds:
         return False
-    if not isinstance(plan.pk[0].type, sa.Integer) or sops.key_column(plan.pk[0]) is not plan.pk[0]:
-        return False
-    layout = sops.layout(plan)
-    return layout.single_object is not None and layout.row_date_text is not None
+    for name in plan.graph.members:
+        member = plan.members[name] if name in plan.members else None
+        if member is None or member.plan is None or len(member.pk) != 1:
+            return False
+        if not isinstance(member.pk[0].type, sa.Integer) or sops.key_column(member.pk[0]) is not member.pk[0]:
+            return False
+        if sops.layout(member.plan).single_object is None:
+            return False
+    return sops.layout(plan).row_date_text is not None
 
 
 def open_in_server_move(sops: SQLiteSourceOps, plan: TablePlan, sconn: sa.Connection, aconn: sa.Connection,
