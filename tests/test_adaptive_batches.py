@@ -24,9 +24,9 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
-    def batch(self, sizer: BatchSizer, seconds: float, rows: int | None = None, payload_bytes: int | None = None):
+    def batch(self, sizer: BatchSizer, seconds: float, rows: int | None = None, held_bytes: int | None = None):
         self.now += seconds
-        sizer.committed(sizer() if rows is None else rows, payload_bytes)
+        sizer.committed(sizer() if rows is None else rows, held_bytes)
         return sizer()
 
 
@@ -52,7 +52,7 @@ def test_bounded_by_the_ceiling_the_floor_and_the_bytes_held():
     for _ in range(5):
         clock.batch(sizer, 0.01)
     assert sizer() == 3000                      # the policy's batch_size is the ceiling
-    clock.batch(sizer, 0.01, payload_bytes=3000 * 1000)  # 1,000-byte rows: 1 MB holds 1,000 of them
+    clock.batch(sizer, 0.01, held_bytes=3000 * 1000)  # 1,000-byte rows: 1 MB holds 1,000 of them
     assert sizer() == 1000
     for _ in range(20):
         sizer.conflicted()

@@ -6,8 +6,8 @@ step): well under the target time the next batch is larger (at most twice),
 over it smaller, in proportion; a lock wait, deadlock or statement timeout on
 the source halves it at once. It never exceeds the ceiling — the policy's
 ``batch_size`` when set, else the engine's ``max_rows`` — nor ``max_bytes``
-of payload (estimated from the batches so far), so memory stays bounded
-whatever the rows hold.
+of memory (estimated from the batches so far: their payload text plus a fixed
+cost per record), so memory stays bounded whatever the rows hold.
 
 Row locks are held from a batch's SELECT to its COMMIT: the target time
 bounds how long a production row waits for the archiver.
@@ -63,13 +63,13 @@ class BatchSizer:
         """Start timing the next batch now (after a pause, say)."""
         self._last = self.clock()
 
-    def committed(self, rows: int, payload_bytes: int | None = None) -> None:
-        """A batch of ``rows`` committed (``payload_bytes`` of payload, when known): size the next one."""
+    def committed(self, rows: int, held_bytes: int | None = None) -> None:
+        """A batch of ``rows`` committed (holding about ``held_bytes`` of memory, when known): size the next one."""
         now = self.clock()
         seconds, self._last = now - self._last, now
         self.batches += 1
-        if payload_bytes is not None and rows:
-            self._row_bytes = payload_bytes / rows
+        if held_bytes is not None and rows:
+            self._row_bytes = held_bytes / rows
         if not self.adaptive or not rows:
             return
         target = self.settings.target_seconds
