@@ -9,7 +9,8 @@ A batch, one after another (SQLite has one writer per file):
 2. copy: on the archive connection, where the source file is attached (and only read),
    ``INSERT INTO archived_rows … SELECT`` the rows of that key range that qualify, each
    payload written by SQLite's ``json_object()`` exactly as the generic encoder writes it
-   (:mod:`.source`), ``ON CONFLICT … DO UPDATE`` (a rerun after a crash replaces its copy);
+   (:mod:`.source`) — a plain INSERT, or, when a key is archived already (a run stopped after
+   a copy), the same with ``ON CONFLICT … DO UPDATE``, which replaces that copy;
    then, for each child table (parents first), its rows under those roots, each linked to
    its root's archived row and dated by it, as the generic path links them; and COMMIT —
    the archive file alone, synced (``synchronous = FULL``, as the generic path's archive
@@ -89,17 +90,14 @@ class AttachedMove(Mover):
             in_range = [plan.predicate, pk <= sa.bindparam("k1")] + ([] if first else [pk > sa.bindparam("k0")])
             rows = sa.select(sa.literal(plan.table_name, sa.String), sa.cast(pk, sa.Text), payload, row_date,
                              sa.literal(row_date_text(now), sa.String), sa.literal(run_id, sa.Integer)).where(*in_range)
-            insert = sqlite_dialect.insert(_TARGET).from_select(
-                ["table_name", "source_pk", "payload", "row_date", "archived_at", "run_id"], rows)
-            # The columns a generic upsert replaces; root_id and depth take their defaults (NULL, 0).
-            self._stmts[f"copy_{'first' if first else 'next'}"] = insert.on_conflict_do_update(
-                index_elements=[_TARGET.c.table_name, _TARGET.c.source_pk],
-                set_={c: insert.excluded[c] for c in ArchiveOps.REPLACED},
-            ).execution_options(schema_translate_map={None: SOURCE_SCHEMA})
+            # root_id and depth take their defaults (NULL, 0), as in a generic upsert.
+            columns = ["table_name", "source_pk", "payload", "row_date", "archived_at", "run_id"]
+            for kind in ("copy", "upsert"):
+                self._stmts[f"{kind}_{'first' if first else 'next'}"] = _insert(columns, rows, kind == "upsert")
+                for name in plan.graph.members[1:]:
+                    self._stmts[f"{kind}_{name}_{'first' if first else 'next'}"] = _copy_member(
+                        sops, plan, name, in_range, now, run_id, kind == "upsert")
             self._stmts[f"delete_{'first' if first else 'next'}"] = sa.delete(plan.table).where(*in_range)
-            for name in plan.graph.members[1:]:
-                self._stmts[f"copy_{name}_{'first' if first else 'next'}"] = _copy_member(
-                    sops, plan, name, in_range, now, run_id)
             for name in reversed(plan.graph.members[1:]):  # deepest first
                 self._stmts[f"delete_{name}_{'first' if first else 'next'}"] = _delete_member(plan, name, in_range)
 
@@ -147,6 +145,23 @@ class AttachedMove(Mover):
         self.hook("after_select")
         return _Locked(self.slot, trans, after, (last,), int(n))
 
+    def _copy(self, shape: str, params: dict[str, Any], n: int, children: dict[str, int]) -> None:
+        """Copy the batch in one archive transaction and commit it: plain INSERTs, or, when a key is
+        archived already (a run stopped between a copy and its DELETE), upserts that replace it.
+        Raises IntegrityError when a payload is NULL, _Mismatch when the roots are not the ``n``."""
+        for kind in ("copy", "upsert"):
+            try:
+                with self.copier.begin():
+                    copied = self.copier.execute(self._stmts[f"{kind}_{shape}"], params).rowcount
+                    if copied != n:  # never: the write lock froze the range (rolled back, then moved by keys)
+                        raise _Mismatch(copied)
+                    for name in self.plan.graph.members[1:]:
+                        children[name] = self.copier.execute(self._stmts[f"{kind}_{name}_{shape}"], params).rowcount
+                return
+            except sa.exc.IntegrityError:
+                if kind == "upsert":
+                    raise
+
     def _copy_delete_commit(self, b: _Locked) -> tuple[int, dict[str, int]] | Redo:
         """Copy the batch (its roots, then each child table's rows under them) and commit the archive;
         then delete them, deepest first, and commit the source. (rows, child rows by table) or REDO."""
@@ -154,12 +169,7 @@ class AttachedMove(Mover):
         children: dict[str, int] = {}
         try:
             try:
-                with self.copier.begin():
-                    copied = self.copier.execute(self._stmts[f"copy_{shape}"], params).rowcount
-                    if copied != b.n:  # never: the write lock froze the range (rolled back, then moved by keys)
-                        raise _Mismatch(copied)
-                    for name in self.plan.graph.members[1:]:
-                        children[name] = self.copier.execute(self._stmts[f"copy_{name}_{shape}"], params).rowcount
+                self._copy(shape, params, b.n, children)
             except sa.exc.IntegrityError:  # a NULL payload: a value SQLite cannot render as the encoder does
                 log.info("in-server copy of a batch of '%s' met a value to encode in Python; moving it the "
                          "generic way", self.plan.table_name)
@@ -208,10 +218,21 @@ def _chain(plan: TablePlan, name: str) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
+def _insert(columns: list[str], rows: sa.Select, upsert: bool) -> Any:
+    """INSERT INTO the archive's archived_rows … SELECT ``rows`` of the attached source; with ``upsert``,
+    a key archived already gets the columns a generic upsert replaces."""
+    insert = sqlite_dialect.insert(_TARGET).from_select(columns, rows)
+    if upsert:
+        insert = insert.on_conflict_do_update(index_elements=[_TARGET.c.table_name, _TARGET.c.source_pk],
+                                              set_={c: insert.excluded[c] for c in ArchiveOps.REPLACED})
+    return insert.execution_options(schema_translate_map={None: SOURCE_SCHEMA})
+
+
 def _copy_member(sops: SQLiteSourceOps, plan: TablePlan, name: str, in_range: list[Any], now: datetime,
-                 run_id: int | None) -> Any:
-    """The upsert of ``name``'s rows under the batch's roots, each linked to its root's archived row
-    (just written in the same transaction) and dated by it, as the generic path links them."""
+                 run_id: int | None, upsert: bool) -> Any:
+    """The INSERT (``upsert``: or replace) of ``name``'s rows under the batch's roots, each linked to its
+    root's archived row (just written in the same transaction) and dated by it, as the generic path
+    links them."""
     member = plan.members[name]
     layout = sops.layout(member.plan)
     root_copy = _TARGET.alias("root_copy")
@@ -222,12 +243,8 @@ def _copy_member(sops: SQLiteSourceOps, plan: TablePlan, name: str, in_range: li
         root_copy.c.id, sa.literal(len(chain), sa.Integer),
     ).where(*in_range, *chain, root_copy.c.table_name == plan.table_name,
             root_copy.c.source_pk == sa.cast(plan.pk[0], sa.Text))
-    insert = sqlite_dialect.insert(_TARGET).from_select(
-        ["table_name", "source_pk", "payload", "row_date", "archived_at", "run_id", "root_id", "depth"], rows)
-    return insert.on_conflict_do_update(
-        index_elements=[_TARGET.c.table_name, _TARGET.c.source_pk],
-        set_={c: insert.excluded[c] for c in ArchiveOps.REPLACED},
-    ).execution_options(schema_translate_map={None: SOURCE_SCHEMA})
+    return _insert(["table_name", "source_pk", "payload", "row_date", "archived_at", "run_id", "root_id", "depth"],
+                   rows, upsert)
 
 
 def _delete_member(plan: TablePlan, name: str, in_range: list[Any]) -> Any:
