@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from archiver.engine import schema
 from archiver.engine.archive import archive_table, plan_table
+from archiver.engine.backends import source_ops_for
 from archiver.engine.errors import InvalidPolicy
 from archiver.engine.policy import NamedChild, PolicySpec
 from tests.engine_support import NOW, archived, source_rows  # noqa: F401
@@ -389,3 +390,30 @@ def test_rows_archived_already_are_replaced_roots_and_children_alike(engines):
     assert_each_row_in_one_place(engines.source, engines.archive, original)
     assert {r.table_name for r in archived_rows_of(engines.archive, "order_items")} == {"order_items"}
     assert len(archived(engines.archive, "order_items")) == 24
+
+
+def test_the_last_check_counts_child_rows_a_batch_would_leave_for_the_cascade(engines):
+    """Before a batch's roots are deleted, the rows still referencing them are counted (an ON DELETE
+    CASCADE would take them with no archived copy): by the parent's key, or through the parent row
+    when the reference names another column."""
+    md = sa.MetaData()
+    parents = sa.Table("parents", md, sa.Column("id", sa.Integer, primary_key=True),
+                       sa.Column("code", sa.String(10), unique=True, nullable=False),
+                       sa.Column("created_at", sa.DateTime, nullable=False))
+    sa.Table("by_key", md, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("parent_id", sa.Integer, sa.ForeignKey("parents.id", ondelete="CASCADE")))
+    sa.Table("by_code", md, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("parent_code", sa.String(10), sa.ForeignKey("parents.code", ondelete="CASCADE")))
+    create(engines.source, md)
+    insert(engines.source, parents, [{"id": i, "code": f"c{i}", "created_at": OLD} for i in range(1, 6)])
+    insert(engines.source, md.tables["by_key"], [{"id": 11, "parent_id": 1}, {"id": 12, "parent_id": 1},
+                                                 {"id": 13, "parent_id": 2}, {"id": 14, "parent_id": 4}])
+    insert(engines.source, md.tables["by_code"], [{"id": 21, "parent_code": "c2"}, {"id": 22, "parent_code": "c5"}])
+    plan = plan_table(engines.source, PolicySpec("parents"), NOW)
+    ops = source_ops_for(engines.source)
+    edges = {e.child: e for e in plan.graph.child_edges}
+    with engines.source.connect() as conn:
+        assert ops.count_referencing(conn, plan, edges["by_key"], [(1,), (2,), (3,)]) == 3
+        assert ops.count_referencing(conn, plan, edges["by_key"], [(3,), (5,)]) == 0
+        assert ops.count_referencing(conn, plan, edges["by_code"], [(2,), (5,)]) == 2
+        assert ops.count_referencing(conn, plan, edges["by_code"], [(1,), (4,)]) == 0

@@ -242,7 +242,10 @@ class Protocol:
         spk = {k: r["source_pk"] for k, r in zip(read.batch.keys, read.batch.records)}
         ids = self.aops.archived_ids(conn, self.plan.table_name, list(spk.values()))
         for table, rows in objects.children.items():
-            records = [{**record, "root_id": ids[spk[root]], "depth": level} for _key, record, root, level in rows]
+            records = []
+            for _key, record, root, level in rows:  # linked in place: the batch's records are its own
+                record["root_id"], record["depth"] = ids[spk[root]], level
+                records.append(record)
             self.aops.upsert(conn, table, records, self.now, self.run_id)
 
     def delete(self, read: _Read, *, redo: bool = True) -> tuple[int, int, ObjectBatch | None, int | None] | Redo:

@@ -418,6 +418,11 @@ class SourceOps:
                           parent_keys: list[tuple], exclude: Sequence[tuple] = ()) -> int:
         """Rows of ``edge.child`` (but the ``exclude`` keys) that reference one of these parent rows."""
         parent, child = plan.members[edge.parent], plan.members[edge.child]
+        if not exclude and len(edge.columns) == 1 and edge.parent_columns == (parent.pk[0].name,) \
+                and len(parent.pk) == 1:  # the reference holds the parent's key: no lookup of the parent
+            column = self.key_column(child.table.c[edge.columns[0]])
+            return sum(int(conn.execute(sa.select(sa.func.count()).select_from(child.table).where(cond), params)
+                           .scalar_one()) for cond, params in self._keys_in([column], parent_keys))
         pcols = [self.key_column(c) for c in parent.pk]
         ptarget = pcols[0] if len(pcols) == 1 else sa.tuple_(*pcols)
         referenced = sa.select(*[parent.table.c[c] for c in edge.parent_columns]).where(
