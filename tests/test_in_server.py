@@ -502,3 +502,27 @@ def test_an_object_with_a_reference_that_holds_rows_back_goes_the_generic_way(se
     assert "in_server" not in result.extra
     assert result.rows_deleted == 19 and result.rows_skipped == 1
     assert left_objects(source)["orders"] == {3, *range(21, 26)}
+
+
+def test_an_object_batch_holds_its_child_rows_locked_until_it_commits(server):
+    source, archive = pair(server)
+    make_objects(source)
+    seen: list[str] = []
+
+    def try_to_change_a_child(name: str) -> None:
+        if name != "after_archive_insert" or seen:
+            return
+        with source.connect() as other:
+            other.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+            try:
+                other.exec_driver_sql("UPDATE items SET qty = 99 WHERE id = 11")
+                seen.append("changed")
+            except sa.exc.OperationalError as exc:
+                seen.append(f"waited: {exc.orig.args[0]}")
+            other.rollback()
+
+    result = archive_table(source, archive, PolicySpec("orders", batch_size=6, batch_mode="fixed"), now=NOW,
+                           checkpoint=try_to_change_a_child)
+    assert result.extra.get("in_server") is True
+    assert seen == ["waited: 1205"]  # a lock wait timeout: the batch had item 11 locked
+    assert json.loads(stored_objects(archive)[("items", "11")][0])["qty"] == 1  # its copy is what was deleted
