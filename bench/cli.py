@@ -11,7 +11,7 @@ and moves the rows older than 30 days:
   project    a policy made with POST /config (table_name, archive_after_days=30,
              delete_after_days; every other field its default), then the whole process
              `flask --app archiver archive-now --table <root table>`, wall clock, start-up
-             included. On MariaDB twice: by default and with IN_SERVER_MOVES=false.
+             included. On MariaDB and SQLite twice: by default and with IN_SERVER_MOVES=false.
   reference  pg: row_to_json + COPY out/in + DELETE; sqlite: ATTACH + INSERT…SELECT
              json_object + DELETE; mariadb: pt-archiver --bulk-insert --bulk-delete
              --limit 1000 --commit-each (see bench/limits.py)
@@ -189,13 +189,15 @@ def warm(run: Run, b: Backend, ds: Dataset, n: int, extra: dict[str, Any] | None
 
 
 def variants(b: Backend) -> list[dict[str, Any]]:
-    """Settings of the project rows of a backend: MariaDB runs by default and with IN_SERVER_MOVES=false.
+    """Settings of the project rows of a backend: MariaDB and SQLite run by default and with
+    IN_SERVER_MOVES=false.
 
-    Source and archive are databases of one server there: by default the rows may move inside it
-    (engine/backends/mysql/in_server.py); with IN_SERVER_MOVES=false they go through the service,
-    as they must when the archive is on another server.
+    Source and archive are databases of one MariaDB server, or two SQLite files, there: by default
+    the rows may move inside the database (engine/backends/mysql/in_server.py,
+    engine/backends/sqlite/in_server.py); with IN_SERVER_MOVES=false they go through the service,
+    as they must when the archive is on another server (or SQLite's source is not a local file).
     """
-    return [{}, {"IN_SERVER_MOVES": False}] if b.key == "mariadb" else [{}]
+    return [{}, {"IN_SERVER_MOVES": False}] if b.key in ("mariadb", "sqlite") else [{}]
 
 
 def describe(extra: dict[str, Any]) -> str:

@@ -187,7 +187,10 @@ def test_user_view_on_sqlite_through_main(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     results = [cli.Result(**r) for r in json.loads(js.read_text())["results"]]
-    assert [(r.kind, r.dataset) for r in results] == [("reference", "events"), ("project", "events")]
+    assert [(r.kind, r.dataset) for r in results] == [("reference", "events"), ("project", "events"),
+                                                     ("project", "events")]
+    assert [r.label for r in results if r.kind == "project"] == [
+        "flask archive-now, default policy", "flask archive-now, default policy, IN_SERVER_MOVES=false"]
     assert_user_view_row(results, "sqlite")
     assert "What a user gets (default policy, whole process)" in printed and "SQLite → SQLite | events" in printed
     assert printed.strip() in out.read_text()
@@ -208,15 +211,15 @@ def test_user_view_on_servers(bench_run, key):
 
 @pytest.mark.slow
 def test_user_view_on_orders_reports_what_moved_without_crashing(bench_run):
-    """Until the engine moves items with their orders, the row carries a MISMATCH note (not a crash)."""
+    """Items move with their orders, inside SQLite (the default) and through the service."""
     results = cli.bench_dataset(bench_run, "sqlite", datasets.ORDERS, N, baselines=False)
-    (row,) = results
-    assert row.seconds and row.seconds > 0 and row.extra["run"] is not None
-    counts = row.extra["counts"]
-    assert counts["orders"]["archived"] == 441
-    if row.note:
-        assert row.note.startswith("MISMATCH: "), row.note
-    else:
+    assert [r.label for r in results] == [
+        "flask archive-now, default policy", "flask archive-now, default policy, IN_SERVER_MOVES=false"]
+    for row in results:
+        assert row.seconds and row.seconds > 0 and row.extra["run"] is not None
+        counts = row.extra["counts"]
+        assert row.note == "", row.note
+        assert counts["orders"]["archived"] == 441
         assert counts["order_items"]["archived"] == 3 * 441 and row.rows == 4 * 441
 
 
