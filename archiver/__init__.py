@@ -10,7 +10,7 @@ from flask import Flask
 from config import ConfigError, load_config, read_instance_file, validate_config
 
 from .engine.connections import ConnectionSettings, configure_engine
-from .extensions import db, jwt
+from .extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     headless = command in HEADLESS_COMMANDS
     register_config(app, test_config)
     register_logging(app, command)
-    register_extensions(app, migrations=not headless or command in MIGRATING_COMMANDS)
+    register_extensions(app, migrations=not headless or command in MIGRATING_COMMANDS, tokens=not headless)
     if not headless:
         register_api(app)
         register_errors(app)
         register_blueprints(app)
         register_monitoring(app)
-    register_cli(app)
+    register_cli(app, command)
     if not headless:
         register_scheduler(app)
     return app
@@ -48,7 +48,8 @@ def cli_command() -> str | None:
 
     The ``flask`` group builds the app before it resolves an app-defined command, so the
     command is read from its arguments: the first word that is not one of the group's own
-    options (``--app``/``-A`` and ``--env-file``/``-e`` take a value).
+    options (``--app``/``-A`` and ``--env-file``/``-e`` take a value). None when ``--help``
+    comes first: the group's help lists every command.
     """
     import click
     from flask.cli import FlaskGroup
@@ -62,6 +63,8 @@ def cli_command() -> str | None:
     for word in words:
         if word in ("--app", "-A", "--env-file", "-e"):
             next(words, None)
+        elif word == "--help":
+            return None
         elif not word.startswith("-"):
             return word
     return None
@@ -106,7 +109,9 @@ def register_monitoring(app: Flask) -> None:
     _register(app)
 
 
-def register_extensions(app: Flask, *, migrations: bool = True) -> None:
+def register_extensions(app: Flask, *, migrations: bool = True, tokens: bool = True) -> None:
+    """The database (both binds), and: with ``migrations`` Flask-Migrate, with ``tokens``
+    Flask-JWT-Extended (only the HTTP layer signs or reads tokens)."""
     from .services.files import secure_sqlite_file
     from .services.passwords import init_gate
     secure_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], own=True)
@@ -116,7 +121,9 @@ def register_extensions(app: Flask, *, migrations: bool = True) -> None:
     if migrations:  # the `flask db …` commands, and what init-db reads
         from .extensions import migrate
         migrate.init_app(app, db)
-    jwt.init_app(app)
+    if tokens:
+        from .extensions import jwt
+        jwt.init_app(app)
     settings = connection_settings(app.config)
     with app.app_context():
         for engine in db.engines.values():
@@ -149,9 +156,9 @@ def register_blueprints(app: Flask) -> None:
     _register(app)
 
 
-def register_cli(app: Flask) -> None:
+def register_cli(app: Flask, command: str | None = None) -> None:
     from .cli import register_cli as _register
-    _register(app)
+    _register(app, command)
 
 
 def register_scheduler(app: Flask) -> None:

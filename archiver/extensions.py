@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask_jwt_extended import JWTManager
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -28,7 +27,6 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-jwt = JWTManager()
 #: The archive database's Alembic migrations live in the package, not beside the working directory,
 #: so an installed or containerised service finds them wherever it is started.
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
@@ -45,13 +43,18 @@ def _make_scheduler() -> Any:
     return APScheduler()
 
 
-_MAKERS = {"migrate": _make_migrate, "scheduler": _make_scheduler}
+def _make_jwt() -> Any:
+    from flask_jwt_extended import JWTManager
+    return JWTManager()
+
+
+_MAKERS = {"migrate": _make_migrate, "scheduler": _make_scheduler, "jwt": _make_jwt}
 
 
 def __getattr__(name: str) -> Any:
-    """``migrate`` (Flask-Migrate: ``flask db …``, init-db) and ``scheduler`` (Flask-APScheduler),
-    each made on first use: commands that neither migrate nor schedule import neither Alembic nor
-    APScheduler."""
+    """``migrate`` (Flask-Migrate: ``flask db …``, init-db), ``scheduler`` (Flask-APScheduler) and
+    ``jwt`` (Flask-JWT-Extended: the HTTP layer's tokens), each made on first use: commands that
+    neither migrate, schedule nor serve import neither Alembic, APScheduler nor PyJWT."""
     if name not in _MAKERS:
         raise AttributeError(name)
     if name not in _made:

@@ -24,7 +24,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
-from flask_jwt_extended import create_access_token, create_refresh_token
 
 from ..errors import Unauthenticated
 from ..extensions import db
@@ -76,11 +75,15 @@ def _access_claims(user: User, family_id: str) -> dict[str, Any]:
     return {**_claims(user, family_id), "role": user.role, "permissions": list(user.table_names)}
 
 
+# Flask-JWT-Extended is imported where a token is signed: the headless commands that load this
+# module (create-admin, prune-security) sign none and do not set it up (archiver.create_app).
 def _access_token(user: User, family_id: str) -> str:
+    from flask_jwt_extended import create_access_token
     return create_access_token(identity=str(user.id), additional_claims=_access_claims(user, family_id))
 
 
 def _refresh_token(user: User, family_id: str, jti: str) -> str:
+    from flask_jwt_extended import create_refresh_token
     return create_refresh_token(identity=str(user.id), additional_claims={**_claims(user, family_id), "jti": jti})
 
 
