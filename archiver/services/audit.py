@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _T = AuditEvent.__table__
 _C = _T.c
+_INSERT = sa.insert(_T)  # built once (immutable): one audit record per audited read
 
 # --- what is recorded ------------------------------------------------------------
 
@@ -105,7 +106,7 @@ def _row(action: str, actor: Actor, *, target: str | None, details: Mapping[str,
 def record(action: str, actor: Actor, *, target: str | None = None, details: Mapping[str, Any] | None = None,
            outcome: str = "success") -> None:
     """Add one event to the session's transaction; the caller commits it with its change."""
-    db.session.execute(sa.insert(_T), [_row(action, actor, target=target, details=details, outcome=outcome)])
+    db.session.execute(_INSERT, [_row(action, actor, target=target, details=details, outcome=outcome)])
 
 
 def record_now(action: str, actor: Actor, *, target: str | None = None, details: Mapping[str, Any] | None = None,
@@ -118,17 +119,21 @@ def record_now(action: str, actor: Actor, *, target: str | None = None, details:
     once, but a crash of the database server (not of the service) within a fraction of a second
     could lose it. That flush is the whole cost of auditing a read (README "Security").
     """
-    end_read_transaction()  # the reads before it are done (SQLite: a snapshot cannot then write)
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "sqlite":
+        end_read_transaction()  # the reads before it are done (SQLite: a snapshot cannot then write)
+    # Elsewhere the record joins the transaction that read (reads there take no lock a write could
+    # trip on): one commit, and one pooled connection (one checkout, one ping) per audited read.
     record(action, actor, target=target, details=details, outcome=outcome)
     if read:
-        _relax_commit()
+        _relax_commit(dialect)
     db.session.commit()
 
 
-def _relax_commit() -> None:
+def _relax_commit(dialect: str | None = None) -> None:
     if current_app.config["AUDIT_SYNC_READS"]:
         return
-    if db.session.get_bind().dialect.name == "postgresql":
+    if (dialect or db.session.get_bind().dialect.name) == "postgresql":
         db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
 
 
