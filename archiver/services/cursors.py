@@ -6,6 +6,8 @@ tampered cursor, or one from another table, order or filter set, is refused.
 """
 from __future__ import annotations
 
+import functools
+
 from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
 
@@ -16,7 +18,12 @@ MAX_CURSOR_LENGTH = 1024
 
 
 def _serializer() -> URLSafeSerializer:
-    secret = current_app.config.get("SECRET_KEY") or current_app.config["JWT_SECRET_KEY"]
+    return _serializer_for(current_app.config.get("SECRET_KEY") or current_app.config["JWT_SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=8)
+def _serializer_for(secret: str) -> URLSafeSerializer:
+    # One per secret, not one per page: a serializer keeps no state between dumps/loads.
     return URLSafeSerializer(secret, salt=_SALT)
 
 
