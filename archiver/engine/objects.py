@@ -329,4 +329,28 @@ def _references(table: sa.Table, edge: Any, parents: Any) -> sa.ColumnElement[bo
         sa.select(*[parents.c[c] for c in edge.parent_columns]))
 
 
-__all__ = ["GraphCount", "ObjectBatch", "collect", "count_graph", "delete_order"]
+def joins_to_root(plan: TablePlan, name: str) -> list[sa.ColumnElement[bool]]:
+    """The join conditions from ``name``'s rows up to the root's, for an object whose child tables
+    form a tree (one relation into each: ``ObjectGraph.is_tree``). Used by in-server moves."""
+    conditions = []
+    while name != plan.graph.root:
+        (edge,) = plan.graph.edges_into(name)
+        child, parent = plan.members[edge.child].table, plan.members[edge.parent].table
+        conditions += [child.c[c] == parent.c[p] for c, p in zip(edge.columns, edge.parent_columns)]
+        name = edge.parent
+    return conditions
+
+
+def delete_under_roots(plan: TablePlan, name: str, roots: list[Any]) -> sa.Delete:
+    """DELETE the rows of ``name`` (a tree's child table) under the roots ``roots`` select: those whose
+    reference holds a value of the parent rows under them (the rows a set-based copy took)."""
+    (edge,) = plan.graph.edges_into(name)
+    child, parent = plan.members[name].table, plan.members[edge.parent].table
+    referenced = sa.select(*[parent.c[p] for p in edge.parent_columns]).where(*roots,
+                                                                                *joins_to_root(plan, edge.parent))
+    columns = [child.c[c] for c in edge.columns]
+    return sa.delete(child).where((columns[0] if len(columns) == 1 else sa.tuple_(*columns)).in_(referenced))
+
+
+__all__ = ["GraphCount", "ObjectBatch", "collect", "count_graph", "delete_order", "delete_under_roots",
+           "joins_to_root"]

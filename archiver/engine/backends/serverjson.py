@@ -192,6 +192,23 @@ class ServerJsonSourceOps(SourceOps):
         plan.extra["fast_layout"] = layout
         return layout
 
+    def renders_objects(self, plan: TablePlan) -> bool:
+        """Whether SQL alone can write every archive record of this table's objects (in-server moves):
+        each child table reached by one relation (a tree), no reference that could hold a row back,
+        every table keyed by one integer column (compared as stored) and rendered whole by the database."""
+        if not self.fast_enabled or not plan.graph.is_tree or plan.graph.holds:
+            return False
+        for name in plan.graph.members:
+            member = plan.members.get(name)
+            if member is None or member.plan is None or len(member.pk) != 1:
+                return False
+            key = member.pk[0]
+            if not isinstance(key.type, sa.Integer) or self.key_column(key) is not key:
+                return False
+            if self.layout(member.plan).single_object is None:
+                return False
+        return True
+
     def member_select(self, member: Any, needed: Sequence[str]) -> tuple[list[Any], dict[str, int]]:
         # The fast SELECT of the table's own plan (payloads built by the database), then the columns
         # the object's relations need.

@@ -52,6 +52,7 @@ import sqlalchemy as sa
 
 from ...errors import DatabaseError, EngineError
 from ...pipeline import REDO, Held, Redo, Slot, delete_and_commit, open_slots, run_batches
+from ...objects import delete_under_roots, joins_to_root
 from ...plan import TablePlan
 from ...schema import archived_rows
 from ..base import Mover
@@ -71,6 +72,7 @@ class _Locked(Held):
 
     keys: str = ""
     n: int = 0
+    key_values: list[int] = field(default_factory=list)  # the keys as integers, for an object's child tables
     children: dict[str, int] = field(default_factory=dict)
 
 
@@ -132,7 +134,7 @@ class InServerMove(Mover):
         self._members = []
         for name in plan.graph.members[1:]:
             roots = pk.in_(sa.bindparam("keys", expanding=True))
-            chain = _chain(plan, name)
+            chain = joins_to_root(plan, name)
             member = plan.members[name]
             self._members.append((
                 name,
@@ -175,8 +177,19 @@ class InServerMove(Mover):
         limit = self._size()
         params = {"n": limit} if after is None else {"k0": after[0], "n": limit}
         trans = conn.begin()
+        children: dict[str, int] = {}
+        key_values: list[int] = []
         try:
             n, last, keys = conn.execute(self._stmts[f"lock_{shape}"], params).one()
+            if n:
+                # Integers from an integer key column, all of them (GROUP_CONCAT did not cut the text).
+                if not isinstance(keys, str) or not _KEY_LIST.fullmatch(keys) or keys.count(",") + 1 != n:
+                    raise EngineError(f"in-server move of '{self.plan.table_name}': the batch's key list did not "
+                                      "read back")
+                if self._members:  # the rows under the batch's roots, locked until the batch commits
+                    key_values = [int(k) for k in keys.split(",")]
+                    for name, lock, _copy, _delete in self._members:
+                        children[name] = int(conn.execute(lock, {"keys": key_values}).scalar_one())
         except sa.exc.DBAPIError as exc:
             trans.rollback()
             if self.sops.is_lock_conflict(exc):  # waited too long on a row: the batch goes alone, smaller
@@ -188,26 +201,8 @@ class InServerMove(Mover):
         if not n:
             trans.rollback()
             return None
-        # Integers from an integer key column, all of them (GROUP_CONCAT did not cut the text).
-        if not isinstance(keys, str) or not _KEY_LIST.fullmatch(keys) or keys.count(",") + 1 != n:
-            trans.rollback()
-            raise EngineError(f"in-server move of '{self.plan.table_name}': the batch's key list did not read back")
-        children: dict[str, int] = {}
-        if self._members:
-            key_values = [int(k) for k in keys.split(",")]
-            try:  # the rows under the batch's roots, locked until the batch commits
-                for name, lock, _copy, _delete in self._members:
-                    children[name] = int(conn.execute(lock, {"keys": key_values}).scalar_one())
-            except sa.exc.DBAPIError as exc:
-                trans.rollback()
-                if self.sops.is_lock_conflict(exc):
-                    return REDO
-                raise DatabaseError("source", self.sops.explain(exc)) from exc
-            except BaseException:
-                trans.rollback()
-                raise
         self.hook("after_select")
-        return _Locked(slot, trans, after, (int(last),), keys, int(n), children)
+        return _Locked(slot, trans, after, (int(last),), keys, int(n), key_values, children)
 
     def _copy_delete_commit(self, b: _Locked) -> tuple[int, int, dict[str, int]] | Redo:
         conn, trans = b.slot.conn, b.trans
@@ -229,19 +224,17 @@ class InServerMove(Mover):
                          self.plan.table_name, copied, b.n)
                 trans.rollback()
                 return REDO
-            if self._members:
-                key_values = [int(k) for k in b.keys.split(",")]
-                for name, _lock, copy, _delete in self._members:
-                    try:
-                        copied = conn.execute(copy, {"keys": key_values}).rowcount
-                    except sa.exc.DBAPIError as exc:  # a value the server cannot render (NULL payload), ...
-                        log.info("in-server copy of the '%s' rows of a batch of '%s' failed (%s); moving it the "
-                                 "generic way", name, self.plan.table_name, self.sops.explain(exc))
-                        trans.rollback()
-                        return REDO
-                    if copied != b.children[name]:  # never: they are locked
-                        raise EngineError(f"in-server move of '{self.plan.table_name}': {copied} '{name}' rows "
-                                          f"copied of {b.children[name]} locked; batch rolled back")
+            for name, _lock, copy, _delete in self._members:
+                try:
+                    copied = conn.execute(copy, {"keys": b.key_values}).rowcount
+                except sa.exc.DBAPIError as exc:  # a value the server cannot render (NULL payload), ...
+                    log.info("in-server copy of the '%s' rows of a batch of '%s' failed (%s); moving it the "
+                             "generic way", name, self.plan.table_name, self.sops.explain(exc))
+                    trans.rollback()
+                    return REDO
+                if copied != b.children[name]:  # never: they are locked
+                    raise EngineError(f"in-server move of '{self.plan.table_name}': {copied} '{name}' rows "
+                                      f"copied of {b.children[name]} locked; batch rolled back")
             self.hook("after_archive_insert")
         except BaseException:
             if trans.is_active:
@@ -250,9 +243,8 @@ class InServerMove(Mover):
 
         def delete() -> int:
             if self._members:
-                key_values = [int(k) for k in b.keys.split(",")]
                 for name, _lock, _copy, delete_rows in reversed(self._members):  # deepest first
-                    gone = conn.execute(delete_rows, {"keys": key_values}).rowcount
+                    gone = conn.execute(delete_rows, {"keys": b.key_values}).rowcount
                     if gone != b.children[name]:
                         raise EngineError(f"in-server move of '{self.plan.table_name}': the DELETE of '{name}' "
                                           f"matched {gone} of {b.children[name]} locked rows; batch rolled back")
@@ -265,17 +257,6 @@ class InServerMove(Mover):
 
         outcome = delete_and_commit(b, delete, self.hook, self.plan.table_name, self.sops)
         return outcome if outcome is REDO else (b.n, b.n, {name: rows for name, rows in b.children.items() if rows})
-
-
-def _chain(plan: TablePlan, name: str) -> list[sa.ColumnElement[bool]]:
-    """The join conditions from ``name``'s rows up to the root's (a tree: one relation into each table)."""
-    conditions = []
-    while name != plan.graph.root:
-        (edge,) = plan.graph.edges_into(name)
-        child, parent = plan.members[edge.child].table, plan.members[edge.parent].table
-        conditions += [child.c[c] == parent.c[p] for c, p in zip(edge.columns, edge.parent_columns)]
-        name = edge.parent
-    return conditions
 
 
 def _copy_member(sops: MySQLSourceOps, plan: TablePlan, name: str, archive_table: sa.Table, roots: Any,
@@ -295,33 +276,13 @@ def _copy_member(sops: MySQLSourceOps, plan: TablePlan, name: str, archive_table
 
 
 def _delete_member(plan: TablePlan, name: str, roots: Any) -> Any:
-    """The DELETE of ``name``'s rows under the batch's roots (the rows its lock and copy took)."""
+    """The DELETE of ``name``'s rows under the batch's roots (the rows its lock and copy took): by
+    the keys themselves for a child table that references the roots' key."""
     (edge,) = plan.graph.edges_into(name)
-    child, parent = plan.members[name].table, plan.members[edge.parent].table
-    columns = [child.c[c] for c in edge.columns]
-    target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
-    if edge.parent == plan.graph.root and edge.parent_columns == (plan.pk[0].name,):
-        return sa.delete(child).where(target.in_(sa.bindparam("keys", expanding=True)))
-    referenced = sa.select(*[parent.c[p] for p in edge.parent_columns]).where(roots, *_chain(plan, edge.parent))
-    return sa.delete(child).where(target.in_(referenced))
-
-
-def movable_object(sops: MySQLSourceOps, plan: TablePlan) -> bool:
-    """Whether the server can move this table's objects itself: a tree of child tables (one relation
-    into each), no reference that could hold a row back, each table keyed by one integer column
-    and rendered by the server."""
-    graph = plan.graph
-    if graph.trivial:
-        return True
-    if not graph.is_tree or graph.holds:
-        return False
-    for name in graph.members[1:]:
-        member = plan.members[name]
-        if member.plan is None or len(member.pk) != 1 or not isinstance(member.pk[0].type, sa.Integer):
-            return False
-        if sops.layout(member.plan).single_object is None:
-            return False
-    return True
+    if edge.parent == plan.graph.root and edge.parent_columns == (plan.pk[0].name,) and len(edge.columns) == 1:
+        child = plan.members[name].table
+        return sa.delete(child).where(child.c[edge.columns[0]].in_(sa.bindparam("keys", expanding=True)))
+    return delete_under_roots(plan, name, [roots])
 
 
 def _is_mariadb(engine: sa.Engine) -> bool:
@@ -339,7 +300,7 @@ def open_in_server_move(sops: MySQLSourceOps, plan: TablePlan, sconn: sa.Connect
     if not (_is_mariadb(sconn.engine) and _is_mariadb(archive)):
         return None
     exprs = sops.server_row_exprs(plan)
-    if exprs is None or not movable_object(sops, plan):
+    if exprs is None or not sops.renders_objects(plan):
         return None
     payload, row_date = exprs
     try:

@@ -46,6 +46,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from ...errors import DatabaseError, EngineError
 from ...pipeline import REDO, Held, Redo, Slot, delete_and_commit
+from ...objects import delete_under_roots, joins_to_root
 from ...plan import TablePlan
 from ...schema import archived_rows
 from ..base import ArchiveOps, Mover, row_date_text
@@ -99,7 +100,7 @@ class AttachedMove(Mover):
                         sops, plan, name, in_range, now, run_id, kind == "upsert")
             self._stmts[f"delete_{'first' if first else 'next'}"] = sa.delete(plan.table).where(*in_range)
             for name in reversed(plan.graph.members[1:]):  # deepest first
-                self._stmts[f"delete_{name}_{'first' if first else 'next'}"] = _delete_member(plan, name, in_range)
+                self._stmts[f"delete_{name}_{'first' if first else 'next'}"] = delete_under_roots(plan, name, in_range)
 
     def run(self, stop_requested: Callable[[], bool], generic_batch: Callable[[tuple | None], tuple | None],
             committed: Callable[..., None], size: Callable[[], int]) -> None:
@@ -207,17 +208,6 @@ class AttachedMove(Mover):
         return outcome if outcome is REDO else (b.n, {name: rows for name, rows in children.items() if rows})
 
 
-def _chain(plan: TablePlan, name: str) -> list[sa.ColumnElement[bool]]:
-    """The join conditions from ``name``'s rows up to the root's (a tree: one relation into each table)."""
-    conditions = []
-    while name != plan.graph.root:
-        (edge,) = plan.graph.edges_into(name)
-        child, parent = plan.members[edge.child].table, plan.members[edge.parent].table
-        conditions += [child.c[c] == parent.c[p] for c, p in zip(edge.columns, edge.parent_columns)]
-        name = edge.parent
-    return conditions
-
-
 def _insert(columns: list[str], rows: sa.Select, upsert: bool) -> Any:
     """INSERT INTO the archive's archived_rows … SELECT ``rows`` of the attached source; with ``upsert``,
     a key archived already gets the columns a generic upsert replaces."""
@@ -236,7 +226,7 @@ def _copy_member(sops: SQLiteSourceOps, plan: TablePlan, name: str, in_range: li
     member = plan.members[name]
     layout = sops.layout(member.plan)
     root_copy = _TARGET.alias("root_copy")
-    chain = _chain(plan, name)
+    chain = joins_to_root(plan, name)
     rows = sa.select(
         sa.literal(name, sa.String), sa.cast(member.pk[0], sa.Text), layout.items[layout.single_object],
         root_copy.c.row_date, sa.literal(row_date_text(now), sa.String), sa.literal(run_id, sa.Integer),
@@ -245,23 +235,6 @@ def _copy_member(sops: SQLiteSourceOps, plan: TablePlan, name: str, in_range: li
             root_copy.c.source_pk == sa.cast(plan.pk[0], sa.Text))
     return _insert(["table_name", "source_pk", "payload", "row_date", "archived_at", "run_id", "root_id", "depth"],
                    rows, upsert)
-
-
-def _delete_member(plan: TablePlan, name: str, in_range: list[Any]) -> Any:
-    """The DELETE of ``name``'s rows under the batch's roots: those whose reference holds a value of
-    the parent rows under them (the same rows its copy took)."""
-    (edge,) = plan.graph.edges_into(name)
-    child, parent = plan.members[name].table, plan.members[edge.parent].table
-    referenced = sa.select(*[parent.c[p] for p in edge.parent_columns]).where(*in_range, *_chain(plan, edge.parent))
-    columns = [child.c[c] for c in edge.columns]
-    target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
-    return sa.delete(child).where(target.in_(referenced))
-
-
-class _Mismatch(Exception):
-    def __init__(self, copied: int) -> None:
-        super().__init__(copied)
-        self.copied = copied
 
 
 def source_file(engine: sa.Engine) -> str | None:
@@ -273,20 +246,9 @@ def source_file(engine: sa.Engine) -> str | None:
 
 
 def movable(sops: SQLiteSourceOps, plan: TablePlan) -> bool:
-    """Whether SQL alone can copy this table's objects exactly as the generic path archives them: every
-    table of the object keyed by one INTEGER column and rendered by SQLite, each child table reached
-    by one relation (a tree), and no reference that could hold a row back."""
-    if not sops.fast_enabled or not plan.graph.is_tree or plan.graph.holds:
-        return False
-    for name in plan.graph.members:
-        member = plan.members[name] if name in plan.members else None
-        if member is None or member.plan is None or len(member.pk) != 1:
-            return False
-        if not isinstance(member.pk[0].type, sa.Integer) or sops.key_column(member.pk[0]) is not member.pk[0]:
-            return False
-        if sops.layout(member.plan).single_object is None:
-            return False
-    return sops.layout(plan).row_date_text is not None
+    """Whether SQL alone can copy this table's objects exactly as the generic path archives them
+    (:meth:`~..serverjson.ServerJsonSourceOps.renders_objects`), the root's row date included."""
+    return sops.renders_objects(plan) and sops.layout(plan).row_date_text is not None
 
 
 def open_in_server_move(sops: SQLiteSourceOps, plan: TablePlan, sconn: sa.Connection, aconn: sa.Connection,
