@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from typing import Any, Mapping
 
 from flask import Flask
 
 from config import ConfigError, load_config, read_instance_file, validate_config
 
-from .engine.connections import ConnectionSettings, configure_engine
+from .engine.connections import ConnectionSettings, configure_engine, same_database
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,10 @@ def register_extensions(app: Flask, *, migrations: bool = True, tokens: bool = T
         jwt.init_app(app)
     settings = connection_settings(app.config)
     with app.app_context():
-        for engine in db.engines.values():
-            configure_engine(engine, settings)
+        # The archive (bind key None) is the service's own database, unless it is the source's too.
+        shared = "source" not in db.engines or same_database(db.engines[None], db.engines["source"])
+        for key, engine in db.engines.items():
+            configure_engine(engine, replace(settings, owned=key is None and not shared))
 
 
 def connection_settings(config: Mapping[str, Any]) -> ConnectionSettings:

@@ -315,3 +315,22 @@ def test_the_archive_connection_goes_back_to_the_pool_detached(tmp_path):
     assert attached == ["main"]
     assert first.extra.get("in_server") is True and second.extra.get("in_server") is True
     assert set(archived(archive, "a")) == set(archived(archive, "b")) == {"1", "2"}
+
+
+@pytest.mark.parametrize("one_file", [False, True], ids=["two-files", "one-file"])
+def test_the_archive_file_checkpoints_less_often_than_a_source(tmp_path, one_file):
+    """The service's own archive file checkpoints its WAL every 64 MB (16384 pages); a source file,
+    whose application has its own writers, keeps SQLite's default (1000), as does an archive that is
+    the source's file too."""
+    from archiver.extensions import db
+    from tests.app_support import Databases, make_app
+
+    archive_url = f"sqlite:///{tmp_path / 'archive.db'}"
+    source_url = archive_url if one_file else f"sqlite:///{tmp_path / 'source.db'}"
+    app = make_app(Databases(backend="sqlite", source_url=source_url, archive_url=archive_url))
+    with app.app_context():
+        pages = {}
+        for key, engine in db.engines.items():
+            with engine.connect() as conn:
+                pages[key] = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    assert pages == {None: 1000 if one_file else 16384, "source": 1000}

@@ -23,4 +23,9 @@ def writes_expected(engine: sa.Engine) -> ContextManager[None]:
     return backend_of(engine).writes_expected(engine)
 
 
-__all__ = ["ConnectionSettings", "configure_engine", "make_engine", "writes_expected"]
+def same_database(a: sa.Engine, b: sa.Engine) -> bool:
+    """True when both engines open one database (SQLite: one file)."""
+    return backend_of(a).same_database(a, b)
+
+
+__all__ = ["ConnectionSettings", "configure_engine", "make_engine", "same_database", "writes_expected"]

@@ -80,6 +80,10 @@ class ConnectionSettings:
     row locks go with it). ``network``: a peer that stops answering (no RST: a dropped route,
     a dead host) is given up within about this long (TCP keepalives, TCP_USER_TIMEOUT, socket
     read/write timeouts).
+
+    ``owned``: the database is the service's own (the archive), written by the service alone;
+    a backend may tune it for the service's writes (SQLite: a WAL checkpoint every 64 MB of
+    changes instead of every 4 MB). Never set for a source, whose application has its own needs.
     """
 
     connect: int = 10
@@ -87,6 +91,7 @@ class ConnectionSettings:
     lock: int = 30
     idle_in_transaction: int = 60
     network: int = 30
+    owned: bool = False
 
 
 #: A database without a backend package of its own: the portable protocol, one batch at a time.

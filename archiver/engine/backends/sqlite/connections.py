@@ -29,6 +29,13 @@ def writes_expected(engine: sa.Engine) -> Iterator[None]:
         _WRITES_EXPECTED.reset(token)
 
 
+#: WAL pages between automatic checkpoints in the service's own database (SQLite's default is
+#: 1000, about 4 MB): a checkpoint copies the WAL into the file and syncs it, so with the default
+#: every archive batch over 4 MB paid one, and index pages written by several batches were
+#: copied once per batch. 16384 pages (64 MB with 4 KB pages) checkpoint about 16× less often.
+OWNED_CHECKPOINT_PAGES = 16384
+
+
 def configure_engine(engine: sa.Engine, settings: ConnectionSettings | None = None) -> None:
     """Give pysqlite real transactions and sane concurrency settings.
 
@@ -53,6 +60,8 @@ def configure_engine(engine: sa.Engine, settings: ConnectionSettings | None = No
         if is_file:
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")
+            if settings.owned:
+                cur.execute(f"PRAGMA wal_autocheckpoint = {OWNED_CHECKPOINT_PAGES}")
         cur.close()
 
     @event.listens_for(engine, "begin")
