@@ -6,6 +6,7 @@ every request, with a token issued before the change.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -199,3 +200,30 @@ def test_an_audited_page_is_one_transaction_where_the_database_allows(client, ac
         recorded = conn.execute(sa.text("SELECT action, target FROM audit_events "
                                         "WHERE action = 'archive.list'")).all()
     assert [tuple(r) for r in recorded] == [("archive.list", "events")]
+
+
+def test_a_listing_page_is_byte_for_byte_the_stored_payload_text(client, accounts, archive_engine):
+    """The page is compact JSON with the keys in a fixed order, UTC times with their offset, and
+    each row's payload exactly as the archive stores it (its JSON text, never parsed and re-encoded):
+    on every backend."""
+    from archiver.engine.schema import archived_rows
+    from tests.archive_helpers import synthetic_rows
+
+    ids = archive_synthetic(archive_engine, "events", 3)
+    rows = {r["id"]: r for r in synthetic_rows(3)}
+    c = archived_rows.c
+    with archive_engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(c.id, sa.cast(c.payload, sa.Text)).where(c.id.in_(ids))).all())
+    resp = client.get("/archives/events?limit=2", headers=accounts.admin())
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    cursor = resp.get_json()["next_cursor"]
+    assert isinstance(cursor, str)
+    items = []
+    for archive_id, source_id in zip(ids[::-1][:2], (3, 2)):
+        row_date = datetime.fromisoformat(rows[source_id]["created_at"]).isoformat()
+        assert row_date.endswith("+00:00")
+        items.append(f'{{"id":{archive_id},"source_pk":"{source_id}","row_date":"{row_date}",'
+                     f'"archived_at":"2024-01-01T00:00:00+00:00","payload":{stored[archive_id]}}}')
+        assert json.loads(stored[archive_id]) == json.loads(json.dumps(rows[source_id]))
+    expected = '{"items":[' + ",".join(items) + f'],"next_cursor":"{cursor}"}}'
+    assert resp.get_data(as_text=True) == expected

@@ -119,22 +119,30 @@ def record_now(action: str, actor: Actor, *, target: str | None = None, details:
     once, but a crash of the database server (not of the service) within a fraction of a second
     could lose it. That flush is the whole cost of auditing a read (README "Security").
     """
-    dialect = db.session.get_bind().dialect.name
+    session = db.session()
+    dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
         end_read_transaction()  # the reads before it are done (SQLite: a snapshot cannot then write)
     # Elsewhere the record joins the transaction that read (reads there take no lock a write could
     # trip on): one commit, and one pooled connection (one checkout, one ping) per audited read.
-    record(action, actor, target=target, details=details, outcome=outcome)
-    if read:
-        _relax_commit(dialect)
-    db.session.commit()
+    # Core statements on the session's connection (same transaction as session.execute, without the
+    # ORM's per-statement work: this runs on every read).
+    conn = session.connection()
+    conn.execute(_INSERT, _row(action, actor, target=target, details=details, outcome=outcome))
+    if read and dialect == "postgresql" and not current_app.config["AUDIT_SYNC_READS"]:
+        conn.exec_driver_sql(_SYNC_OFF)
+    session.commit()
+
+
+#: PostgreSQL: this transaction's commit does not wait for the WAL flush (reads' records only).
+_SYNC_OFF = "SET LOCAL synchronous_commit TO OFF"
 
 
 def _relax_commit(dialect: str | None = None) -> None:
     if current_app.config["AUDIT_SYNC_READS"]:
         return
     if (dialect or db.session.get_bind().dialect.name) == "postgresql":
-        db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+        db.session.connection().exec_driver_sql(_SYNC_OFF)
 
 
 def record_started(action: str, actor: Actor, *, target: str | None = None,

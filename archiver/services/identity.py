@@ -74,7 +74,9 @@ def load_caller(claims: dict[str, Any]) -> Caller | None:
     fam = claims.get("fam")
     if uid is None or not isinstance(fam, str):
         return None
-    rows = db.session.execute(_CALLER_QUERY, {"uid": uid, "fam": fam}).all()
+    # A Core query on the session's connection (the transaction session.execute would use, without
+    # the ORM's per-statement work): this runs on every authenticated request.
+    rows = db.session.connection().execute(_CALLER_QUERY, {"uid": uid, "fam": fam}).all()
     if not rows or not rows[0].active:
         return None
     r = rows[0]
