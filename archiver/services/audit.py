@@ -129,8 +129,8 @@ def record_now(action: str, actor: Actor, *, target: str | None = None, details:
     # ORM's per-statement work: this runs on every read).
     conn = session.connection()
     conn.execute(_INSERT, _row(action, actor, target=target, details=details, outcome=outcome))
-    if read and dialect == "postgresql" and not current_app.config["AUDIT_SYNC_READS"]:
-        conn.exec_driver_sql(_SYNC_OFF)
+    if read:
+        _relax_commit(dialect)
     session.commit()
 
 
