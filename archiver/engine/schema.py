@@ -5,9 +5,9 @@ from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, 
                         UniqueConstraint, text)
 
 # The PostgreSQL and MySQL/MariaDB variants are made when such a database is used (a run on SQLite
-# imports no MySQL dialect module).
+# imports neither dialect's modules).
 from ..sqltypes import exact_text as _exact_text
-from ..sqltypes import json_document
+from ..sqltypes import json_document, postgresql_where
 
 metadata = MetaData()
 
@@ -38,9 +38,9 @@ archived_rows = Table(
     Index("ix_archived_rows_table_id", "table_name", "id"),
     Index("ix_archived_rows_table_row_date", "table_name", "row_date"),
     # Only rows that moved with a parent have a root (a partial index where the database has them).
-    # (SQLAlchemy imports the PostgreSQL dialect here, to validate postgresql_where, on every run.)
-    Index("ix_archived_rows_root_id", "root_id", postgresql_where=text("root_id IS NOT NULL"),
-          sqlite_where=text("root_id IS NOT NULL")),
+    # (On PostgreSQL through sqltypes.postgresql_where: postgresql_where= would import that dialect.)
+    Index("ix_archived_rows_root_id", "root_id", sqlite_where=text("root_id IS NOT NULL"),
+          info=postgresql_where("root_id IS NOT NULL")),
 )
 
 # One runner per table across processes and hosts (see engine/lease.py): archive, purge and restore
