@@ -146,7 +146,7 @@ TESTING_JWT_SECRET = "testing-secret-key-that-is-32-bytes-long!"
 
 
 def _rate_limits(value: str) -> str | None:
-    """Flask-Limiter rate strings: ``5/minute;20/hour`` (``limits`` parses them)."""
+    """Rate strings of the ``limits`` library: ``5/minute;20/hour`` (``limits`` parses them)."""
     from limits import parse_many
 
     try:
@@ -159,7 +159,7 @@ def _rate_limits(value: str) -> str | None:
 
 
 def _limits_storage(value: str) -> str | None:
-    """A storage URI that Flask-Limiter's ``limits`` knows (memory://, redis://, memcached://, ...)."""
+    """A storage URI that the ``limits`` library knows (memory://, redis://, memcached://, ...)."""
     from limits.storage import SCHEMES
 
     scheme = value.split("://", 1)[0] if "://" in value else ""
@@ -289,11 +289,10 @@ class BaseConfig:
     JWT_ACCESS_CSRF_COOKIE_PATH = "/ui/"
     JWT_REFRESH_CSRF_COOKIE_PATH = "/ui/"
     JWT_ERROR_MESSAGE_KEY = "message"
-    # Flask-Limiter (the limits themselves are SETTINGS): a sliding window, so "5 per minute" means
+    # Rate limits (api/ratelimit.py; the limits themselves are SETTINGS): a sliding window, so "5 per minute" means
     # any 60 seconds; if the shared storage (Redis) is unreachable, limit per process in memory.
     RATELIMIT_STRATEGY = "moving-window"
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-    RATELIMIT_HEADERS_ENABLED = False  # Retry-After is set by our 429 (api/errors.py)
     # Scheduler (Flask-APScheduler); its HTTP API stays off
     SCHEDULER_API_ENABLED = False
     SCHEDULER_TIMEZONE = "UTC"

@@ -104,6 +104,30 @@ def test_a_table_held_by_another_run_is_skipped_with_who_holds_it(app, source_en
     assert other.current_holder() is None  # released after the run
 
 
+def test_an_archive_run_checks_its_policy_once(app, source_engine, archive_engine, monkeypatch):
+    """The plan made to count the rows (the run's rows_total) is the one the run moves them by: the
+    source table is reflected once per run, and the count and the move agree."""
+    from archiver.engine import check
+
+    reflected: list[str] = []
+    reflect = check.reflect_source_table
+
+    def counting(conn, table_name, ops):
+        reflected.append(table_name)
+        return reflect(conn, table_name, ops)
+
+    monkeypatch.setattr(check, "reflect_source_table", counting)
+    make_orders(source_engine, old_dates(4) + [NOW])
+    add_policy(app, "orders")
+    with app.app_context():
+        report = job_service.run_archive(trigger="cli", now=NOW)
+    assert reflected == ["orders"]
+    assert report.outcomes[0].status == "succeeded" and report.outcomes[0].rows == 4
+    (run,) = all_runs(app)
+    assert run.rows_total == 4 and run.rows_deleted == 4
+    assert len(archived(archive_engine, "orders")) == 4
+
+
 def test_dry_run_is_recorded_and_moves_nothing(app, source_engine, archive_engine):
     make_orders(source_engine, old_dates(5) + [NOW])
     add_policy(app, "orders")

@@ -1,4 +1,5 @@
-"""Throttled logins and sign-ups (Flask-Limiter) and the cap on concurrent password checks."""
+"""Throttled logins and sign-ups (api/ratelimit.py on the ``limits`` library) and the cap on concurrent
+password checks."""
 from __future__ import annotations
 
 import json
@@ -92,6 +93,41 @@ def test_limits_come_from_the_configuration(databases):
             db.session.remove()
             for engine in db.engines.values():
                 engine.dispose()
+
+
+def _dispose(app) -> None:
+    with app.app_context():
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+def test_each_app_counts_with_its_own_limiter(client, accounts, databases):
+    """The limiter is the app's (app.extensions), not the module's: another app in the same process
+    keeps its own count in its own memory, and an app with RATELIMIT_ENABLED off refuses nothing."""
+    accounts.create("alice")
+    for _ in range(5):
+        assert attempt(client, "alice").status_code == 401
+    assert_429(attempt(client, "alice"))
+    other = make_app(databases)
+    unlimited = make_app(databases, RATELIMIT_ENABLED=False)
+    try:
+        assert attempt(other.test_client(), "alice").status_code == 401
+        assert [attempt(unlimited.test_client(), "alice").status_code for _ in range(8)] == [401] * 8
+        assert_429(attempt(client, "alice"))  # the first app still holds the username
+    finally:
+        _dispose(other)
+        _dispose(unlimited)
+
+
+def test_a_body_refused_before_the_limits_is_not_counted(client, accounts):
+    """The limits are checked where the limit decorators stand: after the body is read (a malformed
+    login is a 400 and counts for nothing), before the password is checked."""
+    accounts.create("alice")
+    for _ in range(40):
+        resp = client.post("/auth/login", json={"username": "alice"}, environ_overrides={"REMOTE_ADDR": "192.0.2.77"})
+        assert_error(resp, 400)
+    assert attempt(client, "alice", PASSWORD, address="192.0.2.77").status_code == 200
 
 
 # --- per address ------------------------------------------------------------------------

@@ -67,6 +67,14 @@ def test_archive_now_imports_no_http_layer_scheduler_or_migrations(app, database
     loaded = sorted(m for m in modules if m.split(".")[0] in NOT_FOR_A_JOB or m.startswith(NOT_FOR_A_JOB))
     assert loaded == []
     assert ("sqlglot" in modules) is (criteria is not None)
+    # nor any library of another command (rich: the progress bar on a terminal only; Flask-Limiter's
+    # CLI plugin used to load it for every command), nor the dialect of a database it does not use
+    # (the archive schema makes its PostgreSQL and MySQL/MariaDB pieces only when such a database is used)
+    assert "rich" not in modules and "flask_limiter" not in modules and "limits" not in modules
+    if databases.backend != "mariadb":
+        assert "sqlalchemy.dialects.mysql" not in modules and "pymysql" not in modules
+    if databases.backend != "postgres":
+        assert "sqlalchemy.dialects.postgresql" not in modules and "psycopg2" not in modules
 
 
 def test_serving_commands_still_get_the_whole_app(app, databases, tmp_path):

@@ -16,7 +16,6 @@ from typing import Any, Callable
 import jwt as pyjwt
 from flask import Flask, current_app, jsonify, request
 from flask_jwt_extended.default_callbacks import default_decode_key_callback
-from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from ..engine.criteria import CriteriaError
@@ -27,7 +26,6 @@ from ..errors import (BadRequest, Conflict, DomainError, Forbidden, InvalidInput
 from ..extensions import db, jwt
 from ..services.identity import load_caller
 from ..services.tokens import claims_problem
-from .ratelimit import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +80,6 @@ def _retry_after(err: BaseException) -> Headers:
     return {"Retry-After": str(int(seconds))} if seconds is not None else {}
 
 
-def _limit_text(err: BaseException) -> tuple[str, Any]:
-    """Flask-Limiter's breach: our message for the limit (never the limit's internals)."""
-    message = getattr(err, "description", None) or "Too many requests"
-    return str(message)[:200], {"retry_after": retry_after_seconds()}
-
-
-def _limit_retry_after(err: BaseException) -> Headers:
-    return {"Retry-After": str(retry_after_seconds())}
-
-
 @dataclass(frozen=True)
 class Answer:
     """The HTTP answer to one error type: status, default code, message/details and headers."""
@@ -114,10 +102,9 @@ ERROR_MAP: dict[type[BaseException], Answer] = {
     NotFound: Answer(404, "not_found"),
     Conflict: Answer(409, "conflict"),
     TooLarge: Answer(413, "payload_too_large"),
+    # also a breached rate limit (api/ratelimit.py), refused before the handler ran
     RateLimited: Answer(429, "rate_limited", headers=_retry_after),
     Unavailable: Answer(503, "unavailable"),
-    # Flask-Limiter (api/ratelimit.py): a rate limit was breached before the handler ran
-    RateLimitExceeded: Answer(429, "rate_limited", _limit_text, _limit_retry_after),
     # engine errors a service lets through
     DatabaseError: Answer(503, "unavailable", _database_text),
     InvalidPolicy: Answer(400, "policy_not_applicable", _policy_text),

@@ -39,10 +39,18 @@ def plan_table(source: sa.Engine, spec: PolicySpec, now: datetime, ops: SourceOp
 
 def count_archivable(source: sa.Engine, spec: PolicySpec, *, now: datetime) -> tuple[int, datetime]:
     """How many rows would move right now, and the cutoff used."""
+    count, plan = count_and_plan(source, spec, now=now)
+    return count, plan.cutoff
+
+
+def count_and_plan(source: sa.Engine, spec: PolicySpec, *, now: datetime) -> tuple[int, TablePlan]:
+    """How many rows would move right now, and the checked plan (its ``cutoff`` is the one used):
+    ``archive_table(…, now=now, plan=plan)`` runs it without checking the policy (reflecting the
+    table) again."""
     ops = source_ops_for(source)
     plan = plan_table(source, spec, now, ops)
     with db_side("source"), source.connect() as conn:
-        return ops.count(conn, plan), plan.cutoff
+        return ops.count(conn, plan), plan
 
 
 def oldest_archivable(source: sa.Engine, spec: PolicySpec, *, now: datetime) -> tuple[datetime | None, datetime]:
@@ -107,8 +115,12 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
                   checkpoint: Callable[[str], None] | None = None,
                   source_ops: SourceOps | None = None, archive_ops: ArchiveOps | None = None,
                   in_server: bool = True, pipeline: bool = True,
-                  sizing: SizingSettings = SizingSettings(), throttle: Throttle | None = None) -> ArchiveResult:
+                  sizing: SizingSettings = SizingSettings(), throttle: Throttle | None = None,
+                  plan: TablePlan | None = None) -> ArchiveResult:
     """Archive ``spec.table_name`` from ``source`` into ``archive`` for the cutoff at ``now``.
+
+    ``plan``, if given, is the policy already checked for this ``spec`` and ``now`` (by
+    :func:`count_and_plan` just before); otherwise the policy is checked here.
 
     Batches are taken in primary-key order (keyset) until none is left or
     ``should_stop()`` is true (checked between batches). ``lease``, if given,
@@ -132,7 +144,8 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     now = as_utc(now)
     sops = source_ops or source_ops_for(source)
     aops = archive_ops or archive_ops_for(archive)
-    plan = plan_table(source, spec, now, sops)
+    if plan is None:
+        plan = plan_table(source, spec, now, sops)
     result = ArchiveResult(spec.table_name, plan.cutoff, dry_run=dry_run)
     if dry_run:
         with db_side("source"), source.connect() as conn:
@@ -181,5 +194,5 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     return result
 
 
-__all__ = ["ArchivePreview", "ArchiveResult", "BatchProgress", "CHECKPOINTS", "archive_table", "count_archivable",
+__all__ = ["ArchivePreview", "ArchiveResult", "BatchProgress", "CHECKPOINTS", "archive_table", "count_and_plan", "count_archivable",
            "oldest_archivable", "plan_table", "preview_archive", "throttle_for"]

@@ -1,23 +1,21 @@
 """Archive-database tables owned by the engine (SQLAlchemy Core)."""
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, JSON, MetaData, SmallInteger, String, Table,
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, SmallInteger, String, Table,
                         UniqueConstraint, text)
-from sqlalchemy.dialects import mysql
-from sqlalchemy.dialects.postgresql import JSONB
+
+# The PostgreSQL and MySQL/MariaDB variants are made when such a database is used (a run on SQLite
+# imports neither dialect's modules).
+from ..sqltypes import exact_text as _exact_text
+from ..sqltypes import json_document, postgresql_where
 
 metadata = MetaData()
 
 _BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
-_Payload = JSON().with_variant(JSONB(), "postgresql")
-
-
-def _exact_text(length: int) -> String:
-    """VARCHAR compared byte for byte: MySQL/MariaDB's default collation is case-insensitive,
-    so source keys 'a' and 'A' would be one archived row there (the second upsert would overwrite
-    the first's copy)."""
-    return String(length).with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"),
-                                       "mysql", "mariadb")
+_Payload = json_document()  # JSONB on PostgreSQL
+# _exact_text: VARCHAR compared byte for byte (utf8mb4_bin on MySQL/MariaDB, whose default collation
+# is case-insensitive: source keys 'a' and 'A' would be one archived row there, the second upsert
+# overwriting the first's copy).
 
 archived_rows = Table(
     "archived_rows", metadata,
@@ -40,8 +38,9 @@ archived_rows = Table(
     Index("ix_archived_rows_table_id", "table_name", "id"),
     Index("ix_archived_rows_table_row_date", "table_name", "row_date"),
     # Only rows that moved with a parent have a root (a partial index where the database has them).
-    Index("ix_archived_rows_root_id", "root_id", postgresql_where=text("root_id IS NOT NULL"),
-          sqlite_where=text("root_id IS NOT NULL")),
+    # (On PostgreSQL through sqltypes.postgresql_where: postgresql_where= would import that dialect.)
+    Index("ix_archived_rows_root_id", "root_id", sqlite_where=text("root_id IS NOT NULL"),
+          info=postgresql_where("root_id IS NOT NULL")),
 )
 
 # One runner per table across processes and hosts (see engine/lease.py): archive, purge and restore

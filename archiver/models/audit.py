@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, String
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, DateTime, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from ..sqltypes import json_document
 from ._types import BigIntPK, utcnow
 
-_Details = JSON().with_variant(JSONB(), "postgresql")
+_Details = json_document()  # JSONB on PostgreSQL
 
 
 class AuditEvent(db.Model):

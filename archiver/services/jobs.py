@@ -33,7 +33,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from ..engine.archive import BatchProgress, archive_table, count_archivable, preview_archive
+from ..engine.archive import BatchProgress, archive_table, count_and_plan, count_archivable, preview_archive
 from ..engine.criteria import CriteriaError
 from ..engine.errors import DatabaseError, EngineError, LeaseLost
 from ..engine.backends import explain
@@ -490,8 +490,9 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
     archive_down = False
     try:
         if kind == RunKind.ARCHIVE.value:
-            if not dry_run:
-                outcome.rows_total, _ = count_archivable(source_engine(), spec, now=now)
+            plan = None
+            if not dry_run:  # the policy checked here is the one the run then uses (not checked twice)
+                outcome.rows_total, plan = count_and_plan(source_engine(), spec, now=now)
                 runs.set_rows_total(claim.run_id, outcome.rows_total)
                 if on_start is not None:
                     on_start(spec.table_name, kind, outcome.rows_total)
@@ -502,7 +503,7 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
                                    dry_run=dry_run, should_stop=stop, on_batch=progress, lease=lock,
                                    checkpoint=fault_checkpoint(),
                                    in_server=current_app.config["IN_SERVER_MOVES"], sizing=sizing_settings(),
-                                   throttle=throttle)
+                                   throttle=throttle, plan=plan)
             outcome.cutoff = result.cutoff
             outcome.throttle = result.extra.get("throttle")
             outcome.batch_sizes = result.extra.get("batch_sizes")
