@@ -177,11 +177,18 @@ class Limiter:
         except RateLimited:
             raise
         except Exception:  # noqa: BLE001 - the storage failed (a Redis that does not answer)
-            if self._fallback is None or self._storage_dead:
+            if not self._fall_back():
                 raise
-            log.warning("Rate limit storage unreachable - falling back to in-memory storage")
-            self._storage_dead = True
             self._evaluate(limits)
+
+    def _fall_back(self) -> bool:
+        """The storage failed: count in memory from now on. False when there is no fallback, or it
+        is the one in use already (the failure is the caller's to raise)."""
+        if self._fallback is None or self._storage_dead:
+            return False
+        log.warning("Rate limit storage unreachable - falling back to in-memory storage")
+        self._storage_dead = True
+        return True
 
     def _evaluate(self, limits: list[RouteLimit]) -> None:
         if self._storage_dead:
@@ -239,10 +246,8 @@ class Limiter:
             try:
                 self.strategy.hit(item, *args)
             except Exception:  # noqa: BLE001 - the storage failed since the check: count in memory
-                if self._fallback is None or self._storage_dead:
+                if not self._fall_back():
                     raise
-                log.warning("Rate limit storage unreachable - falling back to in-memory storage")
-                self._storage_dead = True
                 self._fallback.hit(item, *args)
         return response
 

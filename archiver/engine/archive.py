@@ -194,5 +194,5 @@ def archive_table(source: sa.Engine, archive: sa.Engine, spec: PolicySpec, *, no
     return result
 
 
-__all__ = ["ArchivePreview", "ArchiveResult", "BatchProgress", "CHECKPOINTS", "archive_table", "count_and_plan", "count_archivable",
-           "oldest_archivable", "plan_table", "preview_archive", "throttle_for"]
+__all__ = ["ArchivePreview", "ArchiveResult", "BatchProgress", "CHECKPOINTS", "archive_table", "count_and_plan",
+           "count_archivable", "oldest_archivable", "plan_table", "preview_archive", "throttle_for"]

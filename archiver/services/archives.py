@@ -72,13 +72,8 @@ def _utc(value: datetime | None) -> datetime | None:
 def _row_item(row: sa.Row) -> dict[str, Any]:
     """One row of ``_row_columns()`` as a JSON-ready dict (payload passed through as its text)."""
     id_, source_pk, row_date, archived_at, payload = row
-    # _utc() inlined for the common case (PostgreSQL in a UTC session): 200 calls a listing page.
-    if row_date is not None and row_date.tzinfo is not _UTC:
-        row_date = _utc(row_date)
-    if archived_at is not None and archived_at.tzinfo is not _UTC:
-        archived_at = _utc(archived_at)
-    return {"id": id_, "source_pk": source_pk, "row_date": row_date, "archived_at": archived_at,
-            "payload": orjson.Fragment(payload)}
+    return {"id": id_, "source_pk": source_pk, "row_date": _utc(row_date),
+            "archived_at": _utc(archived_at), "payload": orjson.Fragment(payload)}
 
 
 def _row_columns() -> tuple[Any, ...]:
