@@ -38,7 +38,7 @@ from typing import Any
 
 from . import ROOT, datasets, limits, project
 from .datasets import DATASETS, Dataset
-from .report import Result, ratio_table, reference_table, warm_table
+from .report import Result, limit_table, ratio_table, reference_table, warm_table
 from .servers import LABELS, Backend, MariaDb, Postgres, Sqlite
 
 BACKENDS = ("pg", "sqlite", "mariadb")
@@ -104,6 +104,24 @@ def reference(run: Run, b: Backend, ds: Dataset, n: int, anchor: datetime) -> Re
     chk = datasets.check(ds, n, b.dialect, pair.source_url, pair.archive_url, archive_table)
     result.rows, result.seconds, result.peak_kb, result.note = chk.moved, timed.seconds, timed.peak_kb, chk.note
     log(f"{b.key} {ds.name} reference: {chk.moved:,} rows in {timed.seconds:.2f}s" + (f" — {chk.note}" if chk.note else ""))
+    return result
+
+
+def mariadb_limit(run: Run, b: MariaDb, ds: Dataset, n: int, anchor: datetime) -> Result:
+    """MariaDB's second reference, the server's own pipeline into archived_rows (limits.py), checked."""
+    cutoff = datasets.cutoff_for(anchor)
+    pair = b.fresh(ds)
+    limits.create_archive_schema(pair.archive_url)
+    b.before_measure()
+    timed = limits.mariadb_insert_select(ds, b, pair.source_name, pair.archive_name, cutoff, anchor)
+    result = Result(b.key, ds.name, "limit", limits.MARIADB_LIMIT_LABEL, n)
+    if timed.note:
+        result.note = timed.note
+    else:
+        chk = datasets.check(ds, n, b.dialect, pair.source_url, pair.archive_url)
+        result.rows, result.seconds, result.note = chk.moved, timed.seconds, chk.note
+    log(f"{b.key} {ds.name} limit: {result.rows or 0:,} rows in {result.seconds or 0:.2f}s"
+        + (f" — {result.note}" if result.note else ""))
     return result
 
 
@@ -218,6 +236,8 @@ def bench_dataset(run: Run, key: str, ds: Dataset, n: int, baselines: bool = Tru
         log(f"{key}: built in {time.perf_counter() - t0:.1f}s")
         if baselines:
             out.append(reference(run, b, ds, n, anchor))
+            if isinstance(b, MariaDb):
+                out.append(mariadb_limit(run, b, ds, n, anchor))
         for extra in variants(b):
             if user:
                 out.append(user_view(run, b, ds, n, extra))
@@ -440,8 +460,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{sum(datasets.ORDERS.expected(n).values()):,} rows (orders and items) older than 30 days.")
     if any(r.kind == "project" for r in run.results):
         text += ["", "What a user gets (default policy, whole process):", "", *ratio_table(run.results), "", METHOD]
-    if any(r.kind == "reference" for r in run.results):
+    if any(r.kind in ("reference", "limit") for r in run.results):
         text += ["", "References:", "", *reference_table(run.results)]
+    if any(r.kind == "limit" for r in run.results):
+        text += ["", "MariaDB, the project against the server's own pipeline into archived_rows (not the targets' "
+                     "reference: pt-archiver writes typed copies, without the JSON payload and archived_rows' "
+                     "indexes):", "", *limit_table(run.results)]
     if any(r.kind == "warm" for r in run.results):
         text += ["", f"Older method, for comparison: the job alone in a warm process (app built first, start-up "
                      f"not timed), policy batch_size {args.batch_size or WARM_BATCH:,}:", "", *warm_table(run.results)]

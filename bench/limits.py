@@ -9,6 +9,12 @@
 * pt-archiver (MariaDB): ``--bulk-insert --bulk-delete --limit 1000 --commit-each`` into a
   typed copy of each table, one process per table, children first (their ``--where`` picks
   the items of old orders), so the ``ON DELETE CASCADE`` finds nothing left to delete.
+  Its destination is lighter than the project's: typed columns and the source's own keys,
+  no JSON payload and none of ``archived_rows``' secondary indexes.
+* MariaDB limit (a second MariaDB reference, not the one the targets name): one
+  ``INSERT … SELECT JSON_OBJECT(…)`` per table into ``archived_rows`` (children: the rows of
+  old parents, joined), then the ``DELETE``s, children first, one transaction on one
+  connection — what the server itself needs to write the rows into the project's schema.
 
 The limits write into the project's own ``archived_rows`` (same columns, unique key and
 indexes), so they pay for the same index maintenance as the project. They run in the
@@ -167,6 +173,49 @@ def sqlite_attach(ds: Dataset, src_path: str, arch_path: str, cutoff: datetime, 
         return Timed(time.perf_counter() - t0)
     finally:
         con.close()
+
+
+# --- MariaDB limit -------------------------------------------------------------------
+
+MARIADB_LIMIT_LABEL = "limit: INSERT…SELECT JSON_OBJECT + DELETE, one transaction"
+
+
+def mariadb_insert_select(ds: Dataset, maria: MariaDb, src: str, arch: str, cutoff: datetime,
+                          now: datetime) -> Timed:
+    """MariaDB limit (see the module doc): ``src`` and ``arch`` are databases of one server."""
+    c, at = cutoff.isoformat(sep=" "), now.isoformat(sep=" ")
+    engine = sa.create_engine(maria.url.set(database=src), poolclass=sa.pool.NullPool)
+    try:
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            inserts, deletes = [], []
+            for t in ds.tables:
+                cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                            "AND table_name = %s ORDER BY ordinal_position", (src, t.name))
+                pairs = ", ".join(f"'{row[0]}', r.`{row[0]}`" for row in cur.fetchall())
+                head = (f"INSERT INTO `{arch}`.archived_rows (table_name, source_pk, payload, row_date, archived_at) "
+                        f"SELECT '{t.name}', CAST(r.id AS CHAR), JSON_OBJECT({pairs}), ")
+                if t.parent is None:
+                    inserts.append(head + f"r.{DATE_COLUMN}, '{at}' FROM {t.name} r WHERE r.{DATE_COLUMN} < '{c}' "
+                                          "ORDER BY r.id")
+                    deletes.append(f"DELETE FROM {t.name} WHERE {DATE_COLUMN} < '{c}'")
+                else:
+                    p = _parent(ds, t)
+                    join = f"FROM {t.name} r JOIN {p.name} p ON p.id = r.{t.fk} WHERE p.{DATE_COLUMN} < '{c}'"
+                    inserts.append(head + f"p.{DATE_COLUMN}, '{at}' {join} ORDER BY r.id")
+                    deletes.append(f"DELETE r {join}")
+            t0 = time.perf_counter()
+            for sql in inserts + deletes[::-1]:
+                cur.execute(sql)
+            raw.commit()
+            return Timed(time.perf_counter() - t0)
+        finally:
+            raw.close()
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        return Timed(0.0, note=f"failed: {type(exc).__name__}: {str(exc)[:300]}")
+    finally:
+        engine.dispose()
 
 
 # --- pt-archiver (MariaDB) -------------------------------------------------------

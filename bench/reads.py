@@ -2,12 +2,14 @@
 
 Reads: N archived ``events`` rows are built server-side (generate_series → jsonb payloads)
 in a bench archive database; the service runs under waitress (WAITRESS_THREADS threads,
-loopback, scheduler off) and ``wrk -t2 -c8 --latency`` hits ``GET /archives/events?limit=100``
+loopback, scheduler off) and ``wrk --latency`` hits ``GET /archives/events?limit=100``
 on the first page and on a page 5,000 pages deep (its cursor is minted by the app's own
 cursor service, then checked over HTTP before wrk runs), **while an archive run is going on the
-same archive database**: ``flask archive-now --table events`` over 2N more source rows (their ids
+same archive database**: ``flask archive-now --table events`` over 4N more source rows (their ids
 after the archived ones) starts before the first wrk run; each row of the table says whether the
-run was still going when its wrk run ended.
+run was still going when its wrk run ended. Each page is measured twice: with 8 connections
+(``-t2 -c8``: the 2 cores saturated, so latency is mostly queueing, 8 / throughput) and with one
+(``-t1 -c1``: the latency one console user sees, one request after the other).
 
 Purge: the same rows, archived 366+ days ago under a policy with delete_after_days=365,
 removed by the whole ``flask --app archiver purge-now --table events`` process (start-up
@@ -88,8 +90,12 @@ def parse_wrk(text: str) -> dict[str, float | None]:
             "non2xx": float(bad.group(1)) if bad else 0.0, "socket_errors": 1.0 if errors else 0.0}
 
 
-def wrk(url: str, token: str, seconds: int) -> dict[str, float | None]:
-    done = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}",
+#: wrk's (threads, connections) per measurement: saturating, then one client.
+CLIENTS = ((2, 8), (1, 1))
+
+
+def wrk(url: str, token: str, seconds: int, threads: int = 2, connections: int = 8) -> dict[str, float | None]:
+    done = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}",
                            url], capture_output=True, text=True, timeout=seconds + 60)
     return parse_wrk(done.stdout)
 
@@ -151,13 +157,13 @@ def run(bench: "Run", n: int, reads: bool = True, purge: bool = True) -> list[tu
         pg.execute("VACUUM ANALYZE archived_rows", rarch)
         log(f"archive: built in {time.perf_counter() - t0:.1f}s")
         if reads:
-            log(f"source: building {2 * n:,} events rows to archive during the reads")
-            for sql in datasets.EVENTS.fill("pg", 2 * n, anchor):  # enough to outlast both wrk runs
+            log(f"source: building {4 * n:,} events rows to archive during the reads")
+            for sql in datasets.EVENTS.fill("pg", 4 * n, anchor):  # enough to outlast the four wrk runs
                 pg.execute(sql, rsrc)
-            pg.execute(f"UPDATE events SET id = id + {2 * int(n)}", rsrc)  # after the archived ids, no overlap
+            pg.execute(f"UPDATE events SET id = id + {4 * int(n)}", rsrc)  # after the archived ids, no overlap
             pg.execute("VACUUM ANALYZE events", rsrc)
             sections.append((f"Archive reads with {n:,} archived rows (GET /archives/events?limit={PAGE}, "
-                             f"waitress {WAITRESS_THREADS} threads, wrk -t2 -c8 -d{bench.args.wrk_seconds}s)",
+                             f"waitress {WAITRESS_THREADS} threads, wrk -d{bench.args.wrk_seconds}s)",
                              read_bench(bench, settings, setup, n, deep_after)))
         if purge:
             count = "SELECT COUNT(*) FROM archived_rows WHERE table_name = 'events'"
@@ -198,8 +204,8 @@ def read_bench(bench: "Run", settings: project.Settings, setup: dict[str, Any], 
     port = free_port()
     base = f"http://127.0.0.1:{port}/archives/events?limit={PAGE}"
     server = start_server(env, port)
-    lines = ["| page | req/s | p50 ms | p99 ms | non-2xx | archive run going throughout | target |",
-             "|---|---:|---:|---:|---:|---|---|"]
+    lines = ["| page | clients | req/s | p50 ms | p99 ms | non-2xx | archive run going throughout | target |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
     job: subprocess.Popen | None = None
     try:
         status, body = http_get(base, token)
@@ -213,25 +219,27 @@ def read_bench(bench: "Run", settings: project.Settings, setup: dict[str, Any], 
             first_id = (body or {}).get("items", [{}])[0].get("id") if status == 200 else None
             if first_id != deep_after - 1:
                 lines.append(f"| deep page | not run: the minted cursor answered {status}, "
-                             f"first id {first_id} (expected {deep_after - 1}) | | | | | |")
+                             f"first id {first_id} (expected {deep_after - 1}) | | | | | | |")
             else:
                 pages.append((f"{(n_rows - deep_after) // PAGE:,} pages deep (id < {deep_after:,})", deep_url))
         else:
-            lines.append("| deep page | n/a (no cursor service to mint a cursor) | | | | | |")
+            lines.append("| deep page | n/a (no cursor service to mint a cursor) | | | | | | |")
         wrk(base, token, 3)  # warm-up
         job = subprocess.Popen([project.flask_command(), "--app", "archiver", "archive-now", "--table", "events"],
                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(2)  # past its start-up: batches are moving
-        for name, url in pages:
-            stats = wrk(url, token, bench.args.wrk_seconds)
-            going = job.poll() is None
-            log(f"reads {name}: {stats}, archive run still going: {going}")
-            ok = (stats["p99"] is not None and stats["p99"] <= 50 and not stats["non2xx"] and going)
-            lines.append(f"| {name} | {fmt(stats['rps'])} | {fmt(stats['p50'], 1)} | {fmt(stats['p99'], 1)} "
-                         f"| {int(stats['non2xx'] or 0)} | {'yes' if going else 'NO: it ended first'} "
-                         f"| {'met' if ok else 'NOT met'} (p99 ≤ 50 ms during a run) |")
+        for threads, connections in CLIENTS:
+            for name, url in pages:
+                stats = wrk(url, token, bench.args.wrk_seconds, threads, connections)
+                going = job.poll() is None
+                log(f"reads {name}, {connections} client(s): {stats}, archive run still going: {going}")
+                ok = (stats["p99"] is not None and stats["p99"] <= 50 and not stats["non2xx"] and going)
+                lines.append(f"| {name} | {connections} | {fmt(stats['rps'])} | {fmt(stats['p50'], 1)} "
+                             f"| {fmt(stats['p99'], 1)} | {int(stats['non2xx'] or 0)} "
+                             f"| {'yes' if going else 'NO: it ended first'} "
+                             f"| {'met' if ok else 'NOT met'} (p99 ≤ 50 ms during a run) |")
         if job.wait() != 0:
-            lines.append(f"| (the archive run exited {job.returncode}) | | | | | | |")
+            lines.append(f"| (the archive run exited {job.returncode}) | | | | | | | |")
     finally:
         if job is not None and job.poll() is None:
             job.wait()

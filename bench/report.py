@@ -11,7 +11,7 @@ from .servers import LABELS
 class Result:
     backend: str                 # pg | sqlite | mariadb
     dataset: str                 # events | orders
-    kind: str                    # project (the user view) | reference | warm (tuned, warm process)
+    kind: str                    # project (the user view) | reference | limit (a second reference) | warm
     label: str
     n: int                       # rows in the data set (all tables)
     rows: int | None = None      # rows archived, counted in the databases afterwards
@@ -45,8 +45,8 @@ def ratio(project: Result, reference: Result | None) -> float | None:
     return reference.seconds / project.seconds
 
 
-def reference_for(results: list[Result], r: Result) -> Result | None:
-    return next((x for x in results if x.kind == "reference" and x.backend == r.backend
+def reference_for(results: list[Result], r: Result, kind: str = "reference") -> Result | None:
+    return next((x for x in results if x.kind == kind and x.backend == r.backend
                  and x.dataset == r.dataset and x.n == r.n), None)
 
 
@@ -88,9 +88,22 @@ def reference_table(results: list[Result]) -> list[str]:
     lines = ["| backend | data set | reference | rows moved | seconds | rows/s | note |",
              "|---|---|---|---:|---:|---:|---|"]
     for r in results:
-        if r.kind == "reference":
+        if r.kind in ("reference", "limit"):
             lines.append(f"| {LABELS[r.backend]} | {r.dataset} | {r.label} | {_n(r.rows)} | {_s(r.seconds)} "
                          f"| {_n(r.rate)} | {r.note} |")
+    return lines
+
+
+def limit_table(results: list[Result]) -> list[str]:
+    """Each project row of a backend with a second reference (kind ``limit``) next to it."""
+    lines = ["| backend | data set | project | project s | limit | limit s | ratio |",
+             "|---|---|---|---:|---|---:|---:|"]
+    for r in results:
+        limit = reference_for(results, r, "limit") if r.kind == "project" else None
+        if limit is not None:
+            shown = _s(limit.seconds) if limit.seconds is not None and not limit.note else limit.note
+            lines.append(f"| {LABELS[r.backend]} | {r.dataset} | {r.label} | {_s(r.seconds)} | {limit.label} "
+                         f"| {shown} | {_x(ratio(r, limit))} |")
     return lines
 
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from bench import ROOT, cli, datasets, limits, project
 from bench.reads import parse_wrk
-from bench.report import ratio, ratio_table, reference_for
+from bench.report import limit_table, ratio, ratio_table, reference_for
 from bench.servers import query
 from tests.app_support import CI
 
@@ -129,6 +129,26 @@ def test_reference_pipeline_moves_exactly_the_expected_rows(bench_run, key, data
     assert result.seconds and result.seconds > 0
 
 
+@pytest.mark.parametrize("dataset", ["events", "orders"])
+def test_mariadb_limit_moves_exactly_the_expected_rows_into_archived_rows(bench_run, dataset):
+    """MariaDB's second reference: the server's own INSERT … SELECT into archived_rows, then the DELETEs."""
+    b = require(bench_run, "mariadb")
+    ds = datasets.DATASETS[dataset]
+    anchor = datasets.make_anchor()
+    b.build(ds, N, anchor)
+    try:
+        result = cli.mariadb_limit(bench_run, b, ds, N, anchor)
+        archived = b.execute(f"SELECT table_name, COUNT(*) FROM `{b.name('arch')}`.archived_rows GROUP BY table_name")
+        left = {t.name: b.execute(f"SELECT COUNT(*) FROM `{b.name('src')}`.{t.name}")[0][0] for t in ds.tables}
+    finally:
+        b.drop(ds)
+    assert (result.kind, result.note) == ("limit", "")
+    assert result.rows == sum(ds.expected(N).values())
+    assert dict(archived) == ds.expected(N)
+    assert left == {name: size - ds.expected(N)[name] for name, size in ds.sizes(N).items()}
+    assert result.seconds and result.seconds > 0
+
+
 def test_the_check_reports_lost_children_and_young_rows_gone(bench_run):
     """The relational check on real data: a move that lost the items (the cascade) is a MISMATCH note."""
     b = bench_run.backend("sqlite")
@@ -207,6 +227,11 @@ def test_user_view_on_servers(bench_run, key):
         ["flask archive-now, default policy"] if key == "pg" else
         ["flask archive-now, default policy", "flask archive-now, default policy, IN_SERVER_MOVES=false"])
     assert_user_view_row(results, b.key)
+    assert [r.kind for r in results if r.kind in ("reference", "limit")] == (
+        ["reference"] if key == "pg" else ["reference", "limit"])
+    if key == "mariadb":  # each project row next to the server's own pipeline, with a ratio
+        rows = limit_table(results)[2:]
+        assert len(rows) == 2 and all(row.endswith("× |") for row in rows), rows
 
 
 @pytest.mark.slow
