@@ -1,6 +1,6 @@
 """Filters over archived payloads: ``status = 'closed' AND amount >= 100``, through the criteria parser.
 
-``compile_payload_filter(text, table_name, columns, dialect)`` compiles an expression written in the
+``compile_payload_filter(text, table_name, columns, reads)`` compiles an expression written in the
 same language as a policy's ``custom_criteria`` (:mod:`.criteria`: one allow-list, bound
 parameters only) into a condition on ``archived_rows.payload``. The expression names the archived
 table's own columns; each becomes the JSON value of that key of the payload, read as the column's
@@ -17,7 +17,9 @@ type:
   both NULL).
 
 ``columns`` (name → SQLAlchemy type) come from the reflected source table, or, when it no longer
-exists, from the JSON types of an archived row (:func:`types_from_payload`). No Flask here.
+exists, from the JSON types of an archived row (:func:`types_from_payload`). ``reads`` is the archive
+backend's :class:`PayloadReads` (``ArchiveOps.payload_reads``): how its SQL reads one key of a
+payload as text, as a number and as a date. No Flask here.
 """
 from __future__ import annotations
 
@@ -32,7 +34,31 @@ from sqlalchemy.sql import visitors
 from .criteria import CriteriaError, compile_criteria
 from .schema import archived_rows
 
-__all__ = ["CriteriaError", "compile_payload_filter", "types_from_payload", "column_kind"]
+__all__ = ["CriteriaError", "PORTABLE_READS", "PayloadReads", "compile_payload_filter", "types_from_payload",
+           "column_kind"]
+
+
+class PayloadReads:
+    """How an archive database's SQL reads one key of ``archived_rows.payload``: the portable
+    spellings (SQLAlchemy's JSON accessors); a backend whose database needs others subclasses this
+    and declares an instance as its ``ArchiveOps.payload_reads``."""
+
+    def text(self, name: str) -> sa.ColumnElement[Any]:
+        """The key's value as text: a string's content, a number's digits."""
+        return archived_rows.c.payload[name].as_string()
+
+    def number(self, name: str) -> sa.ColumnElement[Any]:
+        """The key's value as a number (decimals are archived as exact strings: ``"99.50"``)."""
+        return sa.cast(self.text(name), sa.Numeric())
+
+    def temporal(self, name: str, target: sa.types.TypeEngine) -> sa.ColumnElement[Any] | None:
+        """The key's value as ``target`` (a date, date-time or time type), or None where dates are
+        compared as the ISO 8601 text they were archived as."""
+        return None
+
+
+#: The spellings of a backend that declares none of its own.
+PORTABLE_READS = PayloadReads()
 
 
 class _IsoText(sa.types.TypeDecorator):
@@ -123,47 +149,39 @@ def types_from_payload(payload: Mapping[str, Any]) -> dict[str, sa.types.TypeEng
     return out
 
 
-def _typed(name: str, col_type: sa.types.TypeEngine, dialect: str) -> tuple[sa.types.TypeEngine, Any]:
+def _typed(name: str, col_type: sa.types.TypeEngine, reads: PayloadReads) -> tuple[sa.types.TypeEngine, Any]:
     """The type the criteria compiler sees for a column, and the payload expression it stands for."""
-    value = archived_rows.c.payload[name]
-    text = value.as_string()
     kind = column_kind(col_type)
-    postgres = dialect == "postgresql"
-    if postgres:
-        text = sa.cast(archived_rows.c.payload.op("->>")(sa.literal(name, sa.String)), sa.Text).collate("C")
     if kind == "number":
         integer = not isinstance(col_type, (sa.Numeric, sa.Float)) or isinstance(col_type, sa.Integer)
-        shown = sa.BigInteger() if integer else sa.Numeric(asdecimal=True)
-        if dialect in ("mysql", "mariadb"):
-            return shown, value.as_numeric(65, 20)
-        return shown, sa.cast(value.as_string() if not postgres else text, sa.Numeric())
+        return (sa.BigInteger() if integer else sa.Numeric(asdecimal=True)), reads.number(name)
     if kind == "bool":
-        return sa.Boolean(), value.as_boolean()
+        return sa.Boolean(), archived_rows.c.payload[name].as_boolean()
     if kind in ("datetime", "date", "time"):
         aware = bool(getattr(col_type, "timezone", False))
-        if postgres:
-            target = {"datetime": sa.DateTime(timezone=aware), "date": sa.Date(), "time": sa.Time()}[kind]
-            return target, sa.cast(sa.cast(archived_rows.c.payload.op("->>")(sa.literal(name, sa.String)),
-                                           sa.Text), target)
-        return _IsoText({"datetime": datetime, "date": date, "time": time}[kind], aware), text
+        target = {"datetime": sa.DateTime(timezone=aware), "date": sa.Date(), "time": sa.Time()}[kind]
+        typed = reads.temporal(name, target)
+        if typed is not None:
+            return target, typed
+        return _IsoText({"datetime": datetime, "date": date, "time": time}[kind], aware), reads.text(name)
     if kind == "uuid":
-        return _UuidText(), text
+        return _UuidText(), reads.text(name)
     if kind == "other":
-        return sa.JSON(), text
-    return sa.String(), text
+        return sa.JSON(), reads.text(name)
+    return sa.String(), reads.text(name)
 
 
 def compile_payload_filter(text: str | None, table_name: str, columns: Mapping[str, sa.types.TypeEngine],
-                           dialect: str) -> sa.ColumnElement[bool] | None:
-    """``text`` (criteria syntax over the table's columns) as a condition on ``archived_rows``, for the
-    archive database's ``dialect`` name; None for blank text. Raises :class:`CriteriaError`."""
+                           reads: PayloadReads = PORTABLE_READS) -> sa.ColumnElement[bool] | None:
+    """``text`` (criteria syntax over the table's columns) as a condition on ``archived_rows``, in the
+    archive backend's spellings (``reads``); None for blank text. Raises :class:`CriteriaError`."""
     if text is None or not str(text).strip():
         return None
     metadata = sa.MetaData()
     stand_ins: dict[int, Any] = {}
     cols = []
     for name, col_type in columns.items():
-        shown, expr = _typed(name, col_type, dialect)
+        shown, expr = _typed(name, col_type, reads)
         column = sa.Column(name, shown)
         cols.append(column)
         stand_ins[id(column)] = expr

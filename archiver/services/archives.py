@@ -27,6 +27,7 @@ from typing import Any, Iterator, Mapping
 import orjson
 import sqlalchemy as sa
 
+from ..engine.backends import archive_ops_for
 from ..engine.errors import LeaseLost
 from ..engine.failures import describe_error
 from ..engine.criteria import CriteriaError
@@ -137,7 +138,7 @@ def compiled(table_name: str, filters: ArchiveFilters) -> ArchiveFilters:
         return filters
     try:
         clause = compile_payload_filter(filters.where, table_name, payload_columns(table_name),
-                                        archive_engine().dialect.name)
+                                        archive_ops_for(archive_engine()).payload_reads)
     except CriteriaError as exc:
         raise InvalidInput(f"invalid where: {str(exc)[:300]}", {"where": [str(exc)[:300]]}) from None
     if clause is None:

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from ..errors import DatabaseError, UnsupportedDateColumn
 from ..graph import Reference
+from ..payload_filter import PORTABLE_READS, PayloadReads
 from ..rowcodec import canonical_pk, to_utc_datetime
 from ..schema import archived_rows
 
@@ -498,6 +499,8 @@ class ArchiveOps:
     """Archive-side operations on ``archived_rows`` (portable parts)."""
 
     capabilities: Capabilities = PORTABLE_CAPABILITIES
+    #: How this database's SQL reads one key of a payload (the archive listing's ``where`` filters).
+    payload_reads: PayloadReads = PORTABLE_READS
     #: True when :meth:`upsert_stream` takes record chunks as the source reads them.
     streams = False
     fast_enabled = True

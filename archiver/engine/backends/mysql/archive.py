@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
 
+from ...payload_filter import PayloadReads
 from ...schema import archived_rows
 from ..base import ArchiveOps
 from . import errors
@@ -46,10 +47,18 @@ def _datetime_literal(value: datetime | str | None) -> str:
     return "'" + value.isoformat(" ", "microseconds") + "'"
 
 
+class MySQLPayloadReads(PayloadReads):
+    """A payload key read as a number with JSON_EXTRACT's own DECIMAL cast (65 digits, 20 after the point)."""
+
+    def number(self, name: str) -> sa.ColumnElement[Any]:
+        return archived_rows.c.payload[name].as_numeric(65, 20)
+
+
 class MySQLArchiveOps(ArchiveOps):
     """MySQL/MariaDB archive: multi-row upsert statements written as literals (PyMySQL)."""
 
     capabilities = CAPABILITIES
+    payload_reads = MySQLPayloadReads()
 
     max_statement_bytes = 1 << 18  # 256 KB: the server parses these faster than 1 MB ones (measured)
 

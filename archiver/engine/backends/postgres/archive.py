@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
+from ...payload_filter import PayloadReads
 from ...schema import archived_rows
 from ..base import ArchiveOps
 from . import errors
@@ -34,6 +35,20 @@ class TID(sa.types.UserDefinedType):
         return "tid"
 
 
+class PostgresPayloadReads(PayloadReads):
+    """A payload key read with ``->>`` (jsonb): text compared byte for byte (``COLLATE "C"``, as the
+    other databases compare it), dates cast to their column's type."""
+
+    def _value(self, name: str) -> sa.ColumnElement[Any]:
+        return sa.cast(archived_rows.c.payload.op("->>")(sa.literal(name, sa.String)), sa.Text)
+
+    def text(self, name: str) -> sa.ColumnElement[Any]:
+        return self._value(name).collate("C")
+
+    def temporal(self, name: str, target: sa.types.TypeEngine) -> sa.ColumnElement[Any] | None:
+        return sa.cast(self._value(name), target)
+
+
 class PostgresArchiveOps(ArchiveOps):
     """PostgreSQL archive: COPY straight into ``archived_rows`` as the rows arrive.
 
@@ -44,6 +59,7 @@ class PostgresArchiveOps(ArchiveOps):
     """
 
     capabilities = CAPABILITIES
+    payload_reads = PostgresPayloadReads()
     streams = True
     #: Lines written by a source server (:mod:`.copy_pipe`): the six columns it renders.
     _COPY = "COPY archived_rows (table_name, source_pk, payload, row_date, archived_at, run_id) FROM STDIN"
