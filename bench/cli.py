@@ -2,7 +2,7 @@
 
     scripts/bench.sh [--rows N] [--backends pg,sqlite,mariadb] [--datasets events,orders]
                      [--skip-baselines] [--warm] [--reads] [--reads-only] [--purge] [--rss-check]
-                     [--profile DIR] [--out FILE] [--json FILE]
+                     [--startup] [--startup-only] [--profile DIR] [--out FILE] [--json FILE]
 
 For each backend and data set (``events``; ``orders`` + ``order_items``, see
 bench/datasets.py) it builds N rows once, gives every measured pipeline a fresh copy,
@@ -371,6 +371,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="only the read benchmark: --reads with no archive pipelines (--backends ignored)")
     p.add_argument("--purge", action="store_true", help="flask purge-now over N archived rows (PostgreSQL)")
     p.add_argument("--rss-check", action="store_true", help="the project's process at N and 3N events: peak RSS")
+    p.add_argument("--startup", action="store_true",
+                   help="flask archive-now on an empty SQLite table, 7 whole processes: each wall time and the median")
+    p.add_argument("--startup-only", action="store_true",
+                   help="only the start-up measurement (--startup with no archive pipelines; --backends ignored)")
     p.add_argument("--profile", metavar="DIR",
                    help="also run each project job once more in a warm process under cProfile (default policy; "
                         "start-up and job) and write the summaries into DIR; not in the tables")
@@ -387,6 +391,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.dataset_list = [x.strip() for x in args.datasets.split(",") if x.strip()]
     if args.reads_only:
         args.reads, args.backend_list = True, []
+    if args.startup_only:
+        args.startup, args.backend_list = True, []
     unknown = set(args.backend_list) - set(BACKENDS)
     if unknown:
         p.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
@@ -446,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.rss_check:
             run.sections.append(("Peak RSS of the project's process (events, the user view) at N and 3N",
                                  rss_check(run, n)))
+        if args.startup:
+            from . import startup
+            run.sections.append((f"Start-up: flask --app archiver archive-now --table events on an empty SQLite "
+                                 f"table, default policy, {startup.RUNS} whole processes one after another",
+                                 startup.run(run)))
         versions_text = versions(run)
     finally:
         run.close()

@@ -149,6 +149,17 @@ def test_mariadb_limit_moves_exactly_the_expected_rows_into_archived_rows(bench_
     assert result.seconds and result.seconds > 0
 
 
+def test_startup_times_whole_archive_now_processes_on_an_empty_table(bench_run):
+    from bench import startup
+    lines = startup.run(bench_run, runs=2)
+    assert len(lines) == 3, lines  # a header, its rule and one row (not "failed: …")
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    each = [float(x) for x in cells[1].split(", ")]
+    assert cells[0] == "2" and len(each) == 2 and all(0 < s < 60 for s in each)
+    assert float(cells[2]) == pytest.approx(sum(each) / 2, abs=0.01)  # the median of two
+    assert cells[5].startswith(("met", "NOT met"))
+
+
 def test_the_check_reports_lost_children_and_young_rows_gone(bench_run):
     """The relational check on real data: a move that lost the items (the cascade) is a MISMATCH note."""
     b = bench_run.backend("sqlite")
@@ -260,10 +271,13 @@ def test_warm_worker_reports_a_failure_as_json(tmp_path):
 
 def test_every_option_parses():
     args = cli.parse_args(["--rows", "5000", "--backends", "pg,sqlite", "--datasets", "orders", "--skip-baselines",
-                           "--warm", "--batch-size", "5000", "--reads", "--purge", "--rss-check", "--profile", "p",
-                           "--out", "o.md", "--json", "o.json", "--keep"])
+                           "--warm", "--batch-size", "5000", "--reads", "--purge", "--rss-check", "--startup",
+                           "--profile", "p", "--out", "o.md", "--json", "o.json", "--keep"])
     assert (args.backend_list, args.dataset_list, args.batch_size) == (["pg", "sqlite"], ["orders"], 5000)
+    assert args.startup and args.rss_check
     assert cli.parse_args(["--reads-only"]).backend_list == []
+    only = cli.parse_args(["--startup-only"])
+    assert only.startup and only.backend_list == []
     with pytest.raises(SystemExit):
         cli.parse_args(["--datasets", "nope"])
 
