@@ -29,6 +29,19 @@ def test_the_engine_loads_no_http_layer_scheduler_or_criteria_parser():
 DIALECT_NAMES = {"postgresql", "mysql", "mariadb", "sqlite"}
 
 
+def test_explaining_a_sqlite_error_loads_no_other_backend():
+    code = ("import sqlite3, sys; from archiver.engine.backends import backend_for, explain; backend_for('sqlite')\n"
+            "try:\n    sqlite3.connect(':memory:').execute('SELECT * FROM nope')\n"
+            "except sqlite3.Error as exc:\n    print(explain(exc))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('archiver.engine.backends.') and m.count('.') == 3))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    reason, loaded = done.stdout.strip().split("\n")
+    assert reason == "no such table: nope"  # the SQLite backend's words (sqlite/errors.py)
+    assert loaded == ("['archiver.engine.backends.base', 'archiver.engine.backends.serverjson', "
+                      "'archiver.engine.backends.sqlite']")
+
+
 def _dialect_comparisons(path: Path) -> list[int]:
     """Lines of ``path`` that compare something with a dialect name (``x == "postgresql"``,
     ``x in ("mysql", "mariadb")``)."""

@@ -9,6 +9,7 @@ they are imported on first use.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import sqlalchemy as sa
 
@@ -65,7 +66,11 @@ def explain(exc: BaseException) -> str:
     """A safe reason for any DB-API error: its backend's words and code, else its class."""
     orig = getattr(exc, "orig", exc)
     driver = type(orig).__module__.split(".", 1)[0]
-    for module in sorted(set(BACKENDS.values())):
+    packages = sorted(set(BACKENDS.values()))
+    # The error comes from a database in use, whose backend is loaded already: those are asked first,
+    # so a SQLite error does not import the PostgreSQL and MySQL backends (and their dialects).
+    loaded = [p for p in packages if f"{__name__}.{p}" in sys.modules]
+    for module in loaded + [p for p in packages if p not in loaded]:
         backend = importlib.import_module(f"{__name__}.{module}").BACKEND
         if driver in backend.drivers:
             return backend.explain(exc) or generic_reason(exc)
