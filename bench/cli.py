@@ -15,8 +15,10 @@ and moves the rows older than 30 days:
   reference  pg: row_to_json + COPY out/in + DELETE; sqlite: ATTACH + INSERT…SELECT
              json_object + DELETE; mariadb: pt-archiver --bulk-insert --bulk-delete
              --limit 1000 --commit-each (see bench/limits.py)
+  limit      mariadb only, a second reference: INSERT…SELECT JSON_OBJECT into archived_rows
+             + DELETE, one transaction (the server's own pipeline into the project's schema)
 
-and prints one ratio table. Every pipeline's result is checked row by row afterwards
+and prints the ratio table against the references (and, on MariaDB, a second one against its limit). Every pipeline's result is checked row by row afterwards
 (bench/datasets.py: check); a difference is reported in the note column.
 """
 from __future__ import annotations
