@@ -18,7 +18,8 @@ and moves the rows older than 30 days:
   limit      mariadb only, a second reference: INSERT…SELECT JSON_OBJECT into archived_rows
              + DELETE, one transaction (the server's own pipeline into the project's schema)
 
-and prints the ratio table against the references (and, on MariaDB, a second one against its limit). Every pipeline's result is checked row by row afterwards
+and prints the ratio table against the references (and, on MariaDB, a second one against
+its limit). Every pipeline's result is checked row by row afterwards
 (bench/datasets.py: check); a difference is reported in the note column.
 """
 from __future__ import annotations
@@ -36,12 +37,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import ROOT, datasets, limits, project
 from .datasets import DATASETS, Dataset
 from .report import Result, limit_table, ratio_table, reference_table, warm_table
-from .servers import LABELS, Backend, MariaDb, Postgres, Sqlite
+from .servers import LABELS, Backend, MariaDb, Pair, Postgres, Sqlite
 
 BACKENDS = ("pg", "sqlite", "mariadb")
 WARM_BATCH = 10_000
@@ -98,15 +99,7 @@ def reference(run: Run, b: Backend, ds: Dataset, n: int, anchor: datetime) -> Re
         label = limits.PT_LABEL + (" (one run per table, children first)" if len(ds.tables) > 1 else "")
         timed = limits.pt_archiver(ds, b, pair.source_name, pair.archive_name, cutoff)
         archive_table = lambda table: (pair.archive_url, table, "id")  # noqa: E731 - typed copies
-    result = Result(b.key, ds.name, "reference", label, n)
-    if timed.note:
-        result.note = timed.note
-        log(f"{b.key} {ds.name} reference: {timed.note}")
-        return result
-    chk = datasets.check(ds, n, b.dialect, pair.source_url, pair.archive_url, archive_table)
-    result.rows, result.seconds, result.peak_kb, result.note = chk.moved, timed.seconds, timed.peak_kb, chk.note
-    log(f"{b.key} {ds.name} reference: {chk.moved:,} rows in {timed.seconds:.2f}s" + (f" — {chk.note}" if chk.note else ""))
-    return result
+    return checked(b, ds, n, "reference", label, pair, timed, archive_table)
 
 
 def mariadb_limit(run: Run, b: MariaDb, ds: Dataset, n: int, anchor: datetime) -> Result:
@@ -116,14 +109,22 @@ def mariadb_limit(run: Run, b: MariaDb, ds: Dataset, n: int, anchor: datetime) -
     limits.create_archive_schema(pair.archive_url)
     b.before_measure()
     timed = limits.mariadb_insert_select(ds, b, pair.source_name, pair.archive_name, cutoff, anchor)
-    result = Result(b.key, ds.name, "limit", limits.MARIADB_LIMIT_LABEL, n)
+    return checked(b, ds, n, "limit", limits.MARIADB_LIMIT_LABEL, pair, timed)
+
+
+def checked(b: Backend, ds: Dataset, n: int, kind: str, label: str, pair: Pair, timed: limits.Timed,
+            archive_table: Callable[[str], tuple[str, str, str]] | None = None) -> Result:
+    """A reference pipeline's result: its failure note, or its time with the ground-truth check of
+    where every row is now (``archive_table``: where a table's archived rows are, when not in
+    archived_rows)."""
+    result = Result(b.key, ds.name, kind, label, n)
     if timed.note:
         result.note = timed.note
-    else:
-        chk = datasets.check(ds, n, b.dialect, pair.source_url, pair.archive_url)
-        result.rows, result.seconds, result.note = chk.moved, timed.seconds, chk.note
-    log(f"{b.key} {ds.name} limit: {result.rows or 0:,} rows in {result.seconds or 0:.2f}s"
-        + (f" — {result.note}" if result.note else ""))
+        log(f"{b.key} {ds.name} {kind}: {timed.note}")
+        return result
+    chk = datasets.check(ds, n, b.dialect, pair.source_url, pair.archive_url, archive_table)
+    result.rows, result.seconds, result.peak_kb, result.note = chk.moved, timed.seconds, timed.peak_kb, chk.note
+    log(f"{b.key} {ds.name} {kind}: {chk.moved:,} rows in {timed.seconds:.2f}s" + (f" — {chk.note}" if chk.note else ""))
     return result
 
 

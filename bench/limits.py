@@ -60,16 +60,23 @@ def _parent(ds: Dataset, t: Table) -> Table:
     return next(p for p in ds.tables if p.name == t.parent)
 
 
+def _old_rows(ds: Dataset, t: Table, cutoff: str, prefix: str = "") -> tuple[str, str]:
+    """``t``'s rows older than ``cutoff`` (its SQL text) as ``r``: (their row date, ``FROM … WHERE …``).
+    A child table's rows are those of its old parents (``p``), dated by the parent; ``prefix``
+    qualifies the table names (``main.``)."""
+    if t.parent is None:
+        return f"r.{DATE_COLUMN}", f"FROM {prefix}{t.name} r WHERE r.{DATE_COLUMN} < {cutoff}"
+    p = _parent(ds, t)
+    return (f"p.{DATE_COLUMN}", f"FROM {prefix}{t.name} r JOIN {prefix}{p.name} p ON p.id = r.{t.fk} "
+                                f"WHERE p.{DATE_COLUMN} < {cutoff}")
+
+
 # --- PostgreSQL -----------------------------------------------------------------
 
 def _pg_copy_out(ds: Dataset, t: Table) -> str:
-    if t.parent is None:
-        return (f"COPY (SELECT '{t.name}', r.id::text, row_to_json(r)::text, r.{DATE_COLUMN} AT TIME ZONE 'UTC', "
-                f"%(now)s::timestamptz FROM {t.name} r WHERE r.{DATE_COLUMN} < %(cutoff)s ORDER BY r.id) TO STDOUT")
-    p = _parent(ds, t)
-    return (f"COPY (SELECT '{t.name}', r.id::text, row_to_json(r)::text, p.{DATE_COLUMN} AT TIME ZONE 'UTC', "
-            f"%(now)s::timestamptz FROM {t.name} r JOIN {p.name} p ON p.id = r.{t.fk} "
-            f"WHERE p.{DATE_COLUMN} < %(cutoff)s ORDER BY r.id) TO STDOUT")
+    row_date, rows = _old_rows(ds, t, "%(cutoff)s")
+    return (f"COPY (SELECT '{t.name}', r.id::text, row_to_json(r)::text, {row_date} AT TIME ZONE 'UTC', "
+            f"%(now)s::timestamptz {rows} ORDER BY r.id) TO STDOUT")
 
 
 def _pg_delete(ds: Dataset, t: Table) -> str:
@@ -151,18 +158,15 @@ def sqlite_attach(ds: Dataset, src_path: str, arch_path: str, cutoff: datetime, 
         for t in ds.tables:
             columns = [row[1] for row in con.execute(f'PRAGMA main.table_info("{t.name}")')]
             pairs = ", ".join(f"'{c}', r.\"{c}\"" for c in columns)
-            head = (f"INSERT INTO arch.archived_rows (table_name, source_pk, payload, row_date, archived_at) "
-                    f"SELECT '{t.name}', CAST(r.id AS TEXT), json_object({pairs}), ")
+            row_date, rows = _old_rows(ds, t, ":cutoff", "main.")
+            inserts.append(f"INSERT INTO arch.archived_rows (table_name, source_pk, payload, row_date, archived_at) "
+                           f"SELECT '{t.name}', CAST(r.id AS TEXT), json_object({pairs}), {row_date}, :now {rows} "
+                           "ORDER BY r.id")
             if t.parent is None:
-                inserts.append(head + f"r.{DATE_COLUMN}, :now FROM main.{t.name} r WHERE r.{DATE_COLUMN} < :cutoff "
-                                      "ORDER BY r.id")
                 deletes.append(f"DELETE FROM main.{t.name} WHERE {DATE_COLUMN} < :cutoff")
-            else:
-                p = _parent(ds, t)
-                inserts.append(head + f"p.{DATE_COLUMN}, :now FROM main.{t.name} r JOIN main.{p.name} p "
-                                      f"ON p.id = r.{t.fk} WHERE p.{DATE_COLUMN} < :cutoff ORDER BY r.id")
+            else:  # SQLite's DELETE takes no join
                 deletes.append(f"DELETE FROM main.{t.name} WHERE {t.fk} IN "
-                               f"(SELECT id FROM main.{p.name} WHERE {DATE_COLUMN} < :cutoff)")
+                               f"(SELECT id FROM main.{_parent(ds, t).name} WHERE {DATE_COLUMN} < :cutoff)")
         t0 = time.perf_counter()
         con.execute("BEGIN IMMEDIATE")
         for sql in inserts:
@@ -194,17 +198,12 @@ def mariadb_insert_select(ds: Dataset, maria: MariaDb, src: str, arch: str, cuto
                 cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
                             "AND table_name = %s ORDER BY ordinal_position", (src, t.name))
                 pairs = ", ".join(f"'{row[0]}', r.`{row[0]}`" for row in cur.fetchall())
-                head = (f"INSERT INTO `{arch}`.archived_rows (table_name, source_pk, payload, row_date, archived_at) "
-                        f"SELECT '{t.name}', CAST(r.id AS CHAR), JSON_OBJECT({pairs}), ")
-                if t.parent is None:
-                    inserts.append(head + f"r.{DATE_COLUMN}, '{at}' FROM {t.name} r WHERE r.{DATE_COLUMN} < '{c}' "
-                                          "ORDER BY r.id")
-                    deletes.append(f"DELETE FROM {t.name} WHERE {DATE_COLUMN} < '{c}'")
-                else:
-                    p = _parent(ds, t)
-                    join = f"FROM {t.name} r JOIN {p.name} p ON p.id = r.{t.fk} WHERE p.{DATE_COLUMN} < '{c}'"
-                    inserts.append(head + f"p.{DATE_COLUMN}, '{at}' {join} ORDER BY r.id")
-                    deletes.append(f"DELETE r {join}")
+                row_date, rows = _old_rows(ds, t, f"'{c}'")
+                inserts.append(f"INSERT INTO `{arch}`.archived_rows (table_name, source_pk, payload, row_date, "
+                               f"archived_at) SELECT '{t.name}', CAST(r.id AS CHAR), JSON_OBJECT({pairs}), {row_date}, "
+                               f"'{at}' {rows} ORDER BY r.id")
+                deletes.append(f"DELETE FROM {t.name} WHERE {DATE_COLUMN} < '{c}'" if t.parent is None
+                               else f"DELETE r {rows}")
             t0 = time.perf_counter()
             for sql in inserts + deletes[::-1]:
                 cur.execute(sql)

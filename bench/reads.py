@@ -95,8 +95,9 @@ CLIENTS = ((2, 8), (1, 1))
 
 
 def wrk(url: str, token: str, seconds: int, threads: int = 2, connections: int = 8) -> dict[str, float | None]:
-    done = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}",
-                           url], capture_output=True, text=True, timeout=seconds + 60)
+    done = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+                           "-H", f"Authorization: Bearer {token}", url],
+                          capture_output=True, text=True, timeout=seconds + 60)
     return parse_wrk(done.stdout)
 
 
@@ -157,10 +158,11 @@ def run(bench: "Run", n: int, reads: bool = True, purge: bool = True) -> list[tu
         pg.execute("VACUUM ANALYZE archived_rows", rarch)
         log(f"archive: built in {time.perf_counter() - t0:.1f}s")
         if reads:
-            log(f"source: building {4 * n:,} events rows to archive during the reads")
-            for sql in datasets.EVENTS.fill("pg", 4 * n, anchor):  # enough to outlast the four wrk runs
+            source_rows = 4 * int(n)  # enough to outlast the four wrk runs
+            log(f"source: building {source_rows:,} events rows to archive during the reads")
+            for sql in datasets.EVENTS.fill("pg", source_rows, anchor):
                 pg.execute(sql, rsrc)
-            pg.execute(f"UPDATE events SET id = id + {4 * int(n)}", rsrc)  # after the archived ids, no overlap
+            pg.execute(f"UPDATE events SET id = id + {source_rows}", rsrc)  # after the archived ids, no overlap
             pg.execute("VACUUM ANALYZE events", rsrc)
             sections.append((f"Archive reads with {n:,} archived rows (GET /archives/events?limit={PAGE}, "
                              f"waitress {WAITRESS_THREADS} threads, wrk -d{bench.args.wrk_seconds}s)",
