@@ -49,7 +49,7 @@ from ..models import ArchivePolicy, ArchiveRun, RunKind, RunStatus, ScheduleChec
 from . import monitoring, runs
 from .locks import TableHeld, table_lock
 from .policies import policy_spec
-from .source_db import archive_engine, source_engine
+from .source_db import archive_engine, archive_writes_expected, source_engine
 from .throttles import check_seconds, run_throttle, throttle_defaults
 
 log = logging.getLogger(__name__)
@@ -358,16 +358,21 @@ def _nothing_to_do(kind: str, spec: PolicySpec, now: datetime) -> bool:
 def _note_check(kind: str, table_name: str, outcome: str, run_id: int | None = None) -> None:
     """Keep the time and result of the scheduler's last look at a table (no run record)."""
     try:
-        row = db.session.get(ScheduleCheck, (table_name, kind))
-        if row is None:
-            row = ScheduleCheck(table_name=table_name, kind=kind)
-            db.session.add(row)
-        row.checked_at, row.outcome = utcnow(), outcome[:255]
-        row.run_id = run_id if run_id is not None else row.run_id
-        db.session.commit()
+        with archive_writes_expected():  # reads, then writes (SQLite: the write lock at BEGIN)
+            _upsert_check(kind, table_name, outcome, run_id)
     except Exception:  # noqa: BLE001 - bookkeeping only
         db.session.rollback()
         log.warning("could not note the scheduler's check of %s", table_name)
+
+
+def _upsert_check(kind: str, table_name: str, outcome: str, run_id: int | None) -> None:
+    row = db.session.get(ScheduleCheck, (table_name, kind))
+    if row is None:
+        row = ScheduleCheck(table_name=table_name, kind=kind)
+        db.session.add(row)
+    row.checked_at, row.outcome = utcnow(), outcome[:255]
+    row.run_id = run_id if run_id is not None else row.run_id
+    db.session.commit()
 
 
 class _RunStop:

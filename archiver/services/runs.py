@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import ArchiveRun, RunStatus
 from ..models._types import utcnow
 from . import monitoring
+from .source_db import archive_writes_expected
 
 
 @dataclass
@@ -102,7 +103,7 @@ def abandon_dead_runs(table_name: str, current_run_id: int | None, dead: Holder 
         cond.append(t.c.id != current_run_id)
     detected = f"detected at {now.isoformat(timespec='seconds')}" + (
         f" by run {current_run_id}" if current_run_id is not None else "")
-    with db.engines[None].begin() as conn:
+    with archive_writes_expected(), db.engines[None].begin() as conn:  # reads, then writes
         found = conn.execute(sa.select(t.c.id, t.c.kind).where(*cond)).all()
         ids = [row.id for row in found]
         for run_id in ids:
@@ -131,7 +132,15 @@ def start_run(kind: str, table_name: str, trigger: str, dry_run: bool = False,
 
 
 def finish_run(run_id: int, status: str, counts: RunCounts | None = None, error: str | None = None) -> ArchiveRun:
-    """Close a run with its final status, counts and (safe, short) error text."""
+    """Close a run with its final status, counts and (safe, short) error text.
+
+    It reads the record, then writes it: with write intent, so on SQLite a batch committed by
+    another connection in between makes it wait its turn instead of failing (the end lost)."""
+    with archive_writes_expected():
+        return _finish_run(run_id, status, counts, error)
+
+
+def _finish_run(run_id: int, status: str, counts: RunCounts | None, error: str | None) -> ArchiveRun:
     run = db.session.get(ArchiveRun, run_id)
     if run is None:  # pragma: no cover - the row was committed by start_run
         raise NotFound(f"run {run_id} not found")
