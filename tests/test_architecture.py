@@ -55,16 +55,20 @@ def _dialect_comparisons(path: Path) -> list[int]:
     return lines
 
 
-def test_the_engine_core_asks_backends_and_never_branches_on_a_dialect_name():
+def test_only_the_backends_branch_on_a_dialect_name(tmp_path):
     """Database differences live in engine/backends/<name>/ (declared capabilities and the backend's
-    own operations, e.g. ArchiveOps.payload_reads); the rest of the engine compares no dialect name."""
-    engine = ROOT / "archiver" / "engine"
-    core = [p for p in engine.rglob("*.py") if "backends" not in p.relative_to(engine).parts]
-    assert len(core) > 15  # the walk found the engine
-    found = {str(p.relative_to(ROOT)): lines for p in core if (lines := _dialect_comparisons(p))}
+    own operations, e.g. ArchiveOps.payload_reads, Backend.schema_lock); the rest of the engine and
+    the services, API, CLI and scheduler compare no dialect name."""
+    package = ROOT / "archiver"
+    backends = package / "engine" / "backends"
+    modules = [p for p in package.rglob("*.py") if backends not in p.parents]
+    assert len(modules) > 80 and any(p.parent.name == "services" for p in modules)  # the walk found them
+    found = {str(p.relative_to(ROOT)): lines for p in modules if (lines := _dialect_comparisons(p))}
     assert found == {}
-    # the check sees what it looks for (the services still compare dialect names for migrations and audit)
-    assert _dialect_comparisons(ROOT / "archiver" / "services" / "database.py")
+    # the check sees what it looks for
+    (sample := tmp_path / "sample.py").write_text('if conn.dialect.name in ("mysql", "mariadb"):\n    pass\n'
+                                                  'elif dialect == "postgresql":\n    pass\n')
+    assert _dialect_comparisons(sample) == [1, 3]
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -31,6 +31,7 @@ from alembic.script import ScriptDirectory
 
 from archiver.cli.database import EXIT_NOT_RECOGNISED
 from archiver.engine import schema as engine_schema
+from archiver.engine.connections import schema_lock
 from archiver.extensions import db, migrate
 from archiver.services import database
 from archiver.services.passwords import hash_password
@@ -518,6 +519,21 @@ def test_concurrent_init_db_migrates_once(bare_app):
         t.join(120)
     assert not errors, errors
     assert sorted(r.action for r in results) == ["created", "current"]
+    assert current_revision(bare_app) == HEAD
+
+
+def test_init_db_gives_up_when_another_holds_the_schema_lock_for_the_whole_wait(bare_app, monkeypatch):
+    """init-db waits INIT_DB_WAIT_SECONDS for another process changing the schema (each backend's own
+    lock: advisory lock, GET_LOCK, SQLite's write lock), then says so, having changed nothing."""
+    monkeypatch.setattr(database, "INIT_DB_WAIT_SECONDS", 1)
+    engine = archive(bare_app)
+    with engine.connect() as holder, schema_lock(holder, database.INIT_DB_LOCK, 1):
+        with bare_app.app_context(), pytest.raises(database.InitDbBusy, match="nothing was changed"):
+            database.init_db()
+    assert current_revision(bare_app) is None
+    assert not set(sa.inspect(engine).get_table_names()) & {"archive_runs", "users", "archived_rows"}
+    with bare_app.app_context():  # the lock free again: the same connection pool migrates
+        assert database.init_db().action == "created"
     assert current_revision(bare_app) == HEAD
 
 

@@ -80,3 +80,7 @@ class DatabaseError(EngineError):
 
 class LockConflict(DatabaseError):
     """A lock wait, deadlock or statement timeout: the statement (maybe its transaction) was undone."""
+
+
+class SchemaLockBusy(EngineError):
+    """Another process held the lock on schema changes (``Backend.schema_lock``) for the whole wait."""

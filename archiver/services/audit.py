@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping
 import sqlalchemy as sa
 from flask import current_app
 
+from ..engine.connections import relax_commit, stale_snapshot_writes
 from ..extensions import db
 from .source_db import end_read_transaction
 from ..models import AuditEvent
@@ -120,8 +121,7 @@ def record_now(action: str, actor: Actor, *, target: str | None = None, details:
     could lose it. That flush is the whole cost of auditing a read (README "Security").
     """
     session = db.session()
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
+    if not stale_snapshot_writes(session.get_bind()):
         end_read_transaction()  # the reads before it are done (SQLite: a snapshot cannot then write)
     # Elsewhere the record joins the transaction that read (reads there take no lock a write could
     # trip on): one commit, and one pooled connection (one checkout, one ping) per audited read.
@@ -130,19 +130,16 @@ def record_now(action: str, actor: Actor, *, target: str | None = None, details:
     conn = session.connection()
     conn.execute(_INSERT, _row(action, actor, target=target, details=details, outcome=outcome))
     if read:
-        _relax_commit(dialect)
+        _relax_commit(conn)
     session.commit()
 
 
-#: PostgreSQL: this transaction's commit does not wait for the WAL flush (reads' records only).
-_SYNC_OFF = "SET LOCAL synchronous_commit TO OFF"
-
-
-def _relax_commit(dialect: str | None = None) -> None:
+def _relax_commit(conn: sa.Connection | None = None) -> None:
+    """Unless AUDIT_SYNC_READS, the commit of a read's record does not wait for durable storage
+    (``Backend.relax_commit``: ``synchronous_commit`` off for the transaction on PostgreSQL)."""
     if current_app.config["AUDIT_SYNC_READS"]:
         return
-    if (dialect or db.session.get_bind().dialect.name) == "postgresql":
-        db.session.connection().exec_driver_sql(_SYNC_OFF)
+    relax_commit(conn if conn is not None else db.session.connection())
 
 
 def record_started(action: str, actor: Actor, *, target: str | None = None,

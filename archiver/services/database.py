@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import sqlalchemy as sa
 from alembic.runtime.environment import EnvironmentContext
@@ -32,6 +31,8 @@ from alembic.script import ScriptDirectory
 
 from .. import models  # noqa: F401 - registers the ORM tables on db.metadata
 from ..engine import schema as engine_schema
+from ..engine.connections import altering_tables, dangling_references, schema_lock
+from ..engine.errors import SchemaLockBusy
 from .. import extensions
 from ..extensions import db
 
@@ -144,7 +145,7 @@ def init_db() -> InitResult:
     """
     engine = archive_engine()
     head = head_revision()
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, foreign_keys_off(conn):
+    with engine.connect() as conn, foreign_keys_off(conn):
         with _init_transaction(conn):
             current = MigrationContext.configure(conn).get_current_revision()
             if current is not None:
@@ -162,33 +163,18 @@ def init_db() -> InitResult:
             return InitResult("stamped", None, head)
 
 
-@contextlib.contextmanager
-def foreign_keys_off(conn: sa.Connection) -> Iterator[None]:
-    """On SQLite, foreign keys off while migrating, on again afterwards (a no-op elsewhere).
-
-    SQLite alters a table by copying it into a new one and dropping the old (Alembic's batch mode);
-    with foreign keys on, dropping a referenced table (users) deletes the rows that reference it
-    (table_permissions, ON DELETE CASCADE). The pragma only takes effect outside a transaction, so it
-    is set on the driver connection before the migration's transaction begins; env.py checks the keys
-    (:func:`check_foreign_keys`) before that transaction commits.
-    """
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    driver = conn.connection.driver_connection
-    driver.execute("PRAGMA foreign_keys = OFF")
-    try:
-        yield
-    finally:
-        driver.execute("PRAGMA foreign_keys = ON")
+def foreign_keys_off(conn: sa.Connection) -> ContextManager[None]:
+    """Around a migration's transaction: on SQLite, foreign keys off (altering a table re-creates it,
+    and dropping a referenced table would delete the rows that reference it), on again afterwards;
+    :func:`check_foreign_keys` checks the keys before that transaction commits. A no-op elsewhere."""
+    return altering_tables(conn)
 
 
 def check_foreign_keys(conn: sa.Connection) -> None:
-    """Before a migration commits on SQLite: every foreign key still points at a row."""
-    if conn.dialect.name == "sqlite":
-        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
-        if broken:
-            raise RuntimeError(f"the migration left rows whose foreign key points nowhere: {broken[:5]}")
+    """Before a migration commits: every foreign key still points at a row (where it could not)."""
+    broken = dangling_references(conn)
+    if broken:
+        raise RuntimeError(f"the migration left rows whose foreign key points nowhere: {broken[:5]}")
 
 
 def _upgrade(conn: sa.Connection) -> None:
@@ -239,34 +225,23 @@ def _check_baseline(conn: sa.Connection) -> None:
             "`flask --app archiver db stamp <revision>`.")
 
 
-#: PostgreSQL advisory-lock key of init-db (any fixed number; "archiver init-db" as CRC-32).
-_PG_LOCK_KEY = zlib.crc32(b"archiver init-db")
+#: The lock init-db takes (its name; each backend makes its own lock of it).
+INIT_DB_LOCK = "archiver init-db"
+#: How long init-db waits for another one before giving up.
+INIT_DB_WAIT_SECONDS = 300
 
 
 @contextlib.contextmanager
 def _init_transaction(conn: sa.Connection) -> Iterator[None]:
-    """One transaction, init-db's alone between processes: on PostgreSQL a transaction advisory lock,
-    on MariaDB/MySQL a named lock (held across the transaction: DDL commits there), on SQLite the write
-    lock ``BEGIN IMMEDIATE`` takes (the connection's option)."""
-    dialect = conn.dialect.name
-    name = None
-    if dialect in ("mysql", "mariadb"):
-        database = conn.exec_driver_sql("SELECT DATABASE()").scalar() or ""
-        name = f"archiver.init-db.{database}"[:64]
-        got = conn.execute(sa.text("SELECT GET_LOCK(:n, 300)"), {"n": name}).scalar()
-        conn.commit()
-        if got != 1:
-            raise InitDbBusy("Another init-db has held the archive database for 5 minutes; nothing was changed.")
+    """One transaction, init-db's alone between processes (``Backend.schema_lock``: a transaction
+    advisory lock on PostgreSQL, a named lock held across the transaction on MariaDB/MySQL, where
+    DDL commits, the write lock ``BEGIN IMMEDIATE`` takes on SQLite)."""
     try:
-        with conn.begin():
-            if dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        with schema_lock(conn, INIT_DB_LOCK, INIT_DB_WAIT_SECONDS):
             yield
-    finally:
-        if name is not None:
-            conn.rollback()
-            conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
-            conn.commit()
+    except SchemaLockBusy:
+        raise InitDbBusy("Another init-db has held the archive database for 5 minutes; nothing was changed.") \
+            from None
 
 
 def ping(bind_key: str | None) -> None:

@@ -55,6 +55,9 @@ class Capabilities:
     may carry. ``statement_key_checks``: a foreign key is checked at the end of
     each statement, so one DELETE may take a row and the rows of its table that
     reference it in any order (InnoDB checks row by row: it may not).
+    ``stale_snapshot_writes``: a transaction that has read may still write after
+    another connection committed (SQLite's write then fails at once, so a
+    transaction that read ends before one that writes begins).
     """
 
     row_locks: bool
@@ -68,6 +71,7 @@ class Capabilities:
     max_bind_params: int
     signals: frozenset[str] = frozenset()
     statement_key_checks: bool = True
+    stale_snapshot_writes: bool = True
 
 
 @dataclass(frozen=True)
@@ -662,6 +666,26 @@ class Backend:
         """True when both engines open one database whose writers exclude each other (one file):
         the archive upsert and the source DELETE of a batch then commit together."""
         return False
+
+    # the archive database as the service's own store: init-db, migrations, audit records ---------
+    def schema_lock(self, conn: sa.Connection, name: str, wait_seconds: int) -> ContextManager[Any]:
+        """One transaction on ``conn`` that no other process changing this database's schema (a lock
+        called ``name``) shares; SchemaLockBusy when another holds it for ``wait_seconds``."""
+        return conn.begin()
+
+    def altering_tables(self, conn: sa.Connection) -> ContextManager[None]:
+        """Around a migration's transaction on ``conn``: what altering a table needs (SQLite
+        re-creates the table, so its foreign keys are off meanwhile); nothing elsewhere."""
+        return nullcontext()
+
+    def dangling_references(self, conn: sa.Connection) -> list[tuple[Any, ...]]:
+        """Rows whose foreign key points nowhere, where the database could have let a migration
+        leave some (:meth:`altering_tables`); checked before the migration commits."""
+        return []
+
+    def relax_commit(self, conn: sa.Connection) -> None:
+        """This transaction's commit need not wait for durable storage (the audit record of a
+        read): where the database can say so for one transaction; nothing elsewhere."""
 
     def open_in_server_move(self, sops: SourceOps, plan: "TablePlan", sconn: sa.Connection,
                             aconn: sa.Connection, archive: sa.Engine, *, now: datetime, run_id: int | None,

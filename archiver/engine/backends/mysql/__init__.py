@@ -4,18 +4,19 @@ Reads alone: :mod:`.source` (batch SELECT … FOR UPDATE through the primary key
 payloads built by the server, key-list DELETEs), :mod:`.archive` (literal
 multi-row upserts), :mod:`.in_server` (a source and archive on one MariaDB
 server: INSERT … SELECT + DELETE per batch), :mod:`.statements` (index hint,
-literal SQL), :mod:`.errors` (error numbers in plain words).
+literal SQL), :mod:`.errors` (error numbers in plain words), :mod:`.store` (init-db's
+named lock).
 """
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable, ContextManager
 
 import sqlalchemy as sa
 
 from ...plan import TablePlan
 from ..base import ConnectionSettings, Backend, Mover, SourceOps
-from . import errors
+from . import errors, store
 from .connections import configure_engine
 from .archive import MySQLArchiveOps
 from .in_server import open_in_server_move
@@ -35,6 +36,9 @@ class MySQLBackend(Backend):
 
     def explain(self, exc: BaseException) -> str | None:
         return errors.reason(exc)
+
+    def schema_lock(self, conn: sa.Connection, name: str, wait_seconds: int) -> ContextManager[Any]:
+        return store.schema_lock(conn, name, wait_seconds)
 
     def open_in_server_move(self, sops: SourceOps, plan: TablePlan, sconn: sa.Connection,
                             aconn: sa.Connection, archive: sa.Engine, *, now: datetime, run_id: int | None,

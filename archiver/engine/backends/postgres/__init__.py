@@ -4,19 +4,20 @@ Reads alone: :mod:`.source` (batch SELECT … FOR UPDATE with payloads built by
 the server, streamed; array DELETE; COPY out), :mod:`.archive` (COPY into
 ``archived_rows``, staged upsert, purge by ctid), :mod:`.copy_pipe` (PostgreSQL →
 PostgreSQL batches COPY to COPY), :mod:`.copy` (COPY on psycopg2),
-:mod:`.errors` (SQLSTATEs in plain words).
+:mod:`.errors` (SQLSTATEs in plain words), :mod:`.store` (init-db's advisory lock,
+relaxed commits of audit records).
 """
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable, ContextManager
 
 import sqlalchemy as sa
 
 from ...pipeline import Slot
 from ...plan import TablePlan
 from ..base import ConnectionSettings, ArchiveOps, Backend, Mover, SourceOps
-from . import errors
+from . import errors, store
 from .connections import configure_engine
 from .archive import PostgresArchiveOps
 from .copy_pipe import CopyPipe
@@ -36,6 +37,12 @@ class PostgresBackend(Backend):
 
     def explain(self, exc: BaseException) -> str | None:
         return errors.reason(exc)
+
+    def schema_lock(self, conn: sa.Connection, name: str, wait_seconds: int) -> ContextManager[Any]:
+        return store.schema_lock(conn, name, wait_seconds)
+
+    def relax_commit(self, conn: sa.Connection) -> None:
+        store.relax_commit(conn)
 
     def open_copy_pipe(self, sops: SourceOps, aops: ArchiveOps, plan: TablePlan, slots: list[Slot],
                        aconn: sa.Connection, *, now: datetime, run_id: int | None,

@@ -4,18 +4,19 @@ Reads alone: :mod:`.source` (batch SELECT under BEGIN IMMEDIATE, server-built
 payloads, the JSON-array DELETE), :mod:`.in_server` (the source file attached to
 the archive connection: INSERT … SELECT + DELETE per batch), :mod:`.archive` (driver-level upsert,
 synced commits during a run), :mod:`.connections` (pragmas every connection
-gets), :mod:`.types` (lenient date types), :mod:`.errors` (error names).
+gets), :mod:`.types` (lenient date types), :mod:`.errors` (error names),
+:mod:`.store` (init-db's write lock, foreign keys during table rebuilds).
 """
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager
 
 import sqlalchemy as sa
 
 from ...plan import TablePlan
 from ..base import Backend, ConnectionSettings, Mover, SourceOps
-from . import errors
+from . import errors, store
 from .archive import SQLiteArchiveOps
 from .connections import configure_engine, same_file, writes_expected
 from .capabilities import CAPABILITIES
@@ -41,6 +42,15 @@ class SQLiteBackend(Backend):
 
     def writes_expected(self, engine: sa.Engine) -> ContextManager[None]:
         return writes_expected(engine)
+
+    def schema_lock(self, conn: sa.Connection, name: str, wait_seconds: int) -> ContextManager[Any]:
+        return store.schema_lock(conn, wait_seconds)
+
+    def altering_tables(self, conn: sa.Connection) -> ContextManager[None]:
+        return store.foreign_keys_off(conn)
+
+    def dangling_references(self, conn: sa.Connection) -> list[tuple[Any, ...]]:
+        return store.dangling(conn)
 
     def open_in_server_move(self, sops: SourceOps, plan: TablePlan, sconn: sa.Connection,
                             aconn: sa.Connection, archive: sa.Engine, *, now: datetime, run_id: int | None,

@@ -7,4 +7,4 @@ from ..base import Capabilities
 #: attached to the archive connection moves batches with INSERT … SELECT (in-server moves).
 CAPABILITIES = Capabilities(row_locks=False, server_json=True, streaming_reads=False, copy=False,
                             in_server_moves=True, skip_locked=False, advisory_locks=False, text_dates=True,
-                            max_bind_params=32766)
+                            max_bind_params=32766, stale_snapshot_writes=False)
