@@ -110,3 +110,28 @@ def test_cli_dry_run_shows_the_graph(app, runner, accounts, client, source_engin
     assert "1 by invoices(order_id) → orders(id) ON DELETE NO ACTION" in result.output
     done = runner.invoke(args=["archive-now", "--table", "orders"])
     assert done.exit_code == 0 and "archived 7 rows" in done.output and "1 row(s) held back" in done.output
+
+
+def test_a_hierarchy_moves_in_one_scheduled_run_and_the_run_says_how_many_passes(app, client, accounts, source_engine):
+    """employees.manager_id → employees (NO ACTION), managers before their reports in key order: the
+    run passes over the table again until its held managers are free; the record says so."""
+    md = sa.MetaData()
+    employees = sa.Table("employees", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                         sa.Column("manager_id", sa.Integer, sa.ForeignKey("employees.id")),
+                         sa.Column("created_at", sa.DateTime))
+    md.create_all(source_engine)
+    old = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=90)
+    for i in range(1, 9):  # a chain: each managed by the one before
+        insert(source_engine, employees, [{"id": i, "manager_id": i - 1 if i > 1 else None, "created_at": old}])
+    admin = accounts.admin()
+    policy = {"table_name": "employees", "archive_after_days": 30, "delete_after_days": 365, "batch_size": 3}
+    resp = client.post("/config", json=policy, headers=admin)
+    assert resp.status_code == 201, resp.get_json()
+    with app.app_context():
+        report = jobs.run_archive("employees", trigger="scheduler")
+    (outcome,) = report.outcomes
+    run = client.get(f"/runs/{outcome.run_id}", headers=admin).get_json()
+    assert (run["status"], run["rows_deleted"], run["rows_read"], run["rows_skipped"]) == ("succeeded", 8, 8, 0)
+    assert run["details"]["passes"] >= 2 and "skipped" not in run["details"]
+    with source_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(employees)).scalar() == 0

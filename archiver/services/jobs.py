@@ -117,6 +117,7 @@ class TableOutcome:
     skipped: dict[str, int] = field(default_factory=dict)   # rows held back, by reference
     batch_sizes: dict[str, Any] | None = None  # how the batches were sized (engine/sizing.py summary)
     throttle: dict[str, Any] | None = None  # sleeps and pauses (engine/throttle.py summary)
+    passes: int | None = None  # passes over the table, when rows held by their own table made more than one
     critical_load: bool = False  # partial: its throttle stopped it on the source's critical load
 
     @property
@@ -512,6 +513,7 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
             outcome.cutoff = result.cutoff
             outcome.throttle = result.extra.get("throttle")
             outcome.batch_sizes = result.extra.get("batch_sizes")
+            outcome.passes = result.extra.get("passes")
             outcome.children, outcome.skipped = result.children, result.skipped
             if dry_run:
                 outcome.rows = outcome.rows_read = result.would_archive or 0
@@ -587,7 +589,8 @@ def _finish(outcome: TableOutcome, t0: float) -> TableOutcome:
     if outcome.run_id is None:
         return outcome
     details: dict[str, Any] = {k: v for k, v in (("children", outcome.children), ("skipped", outcome.skipped),
-                                                 ("batch_sizes", outcome.batch_sizes), ("throttle", outcome.throttle))
+                                                 ("batch_sizes", outcome.batch_sizes), ("throttle", outcome.throttle),
+                                                 ("passes", outcome.passes))
                                if v}
     if outcome.holder is not None:
         details["held_by"] = outcome.holder.as_dict()
