@@ -26,6 +26,7 @@ from tests.app_support import JWT_SECRET, make_app
 from tests.auth_support import assert_error, bearer, login
 from tests.engine_support import NOW, add_policy, all_runs, make_orders, old_dates, sqlite_only
 from tests.monitoring_support import METRICS_TOKEN, scrape, total, value
+from tests.run_support import archive_now
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS_ON = pytest.mark.app_config(METRICS_ENABLED=True)
@@ -131,6 +132,34 @@ def test_run_and_row_counters_match_the_run_records(app, client, runner, account
     # The scrape itself is counted by the next one.
     again = scrape(client)
     assert value(again, "archiver_http_requests_total", method="GET", route="/metrics", status="200") == 1
+
+
+@METRICS_ON
+def test_the_last_success_comes_from_the_run_history_whichever_process_ran_it(app, client, databases,
+                                                                                 source_engine):
+    """archive-now in a process of its own (cron) counts in no served counter, but its success is
+    the table's last success on every process's /metrics, and still after a restart."""
+    make_orders(source_engine, old_dates(4), name="orders")
+    make_orders(source_engine, old_dates(2), name="events")
+    add_policy(app, "orders")
+    add_policy(app, "events")
+    cli = archive_now(databases, "--table", "orders")
+    out, err = cli.communicate(timeout=120)
+    assert cli.returncode == 0, out + err
+    (run,) = [r for r in all_runs(app) if r.table_name == "orders"]
+    assert run.status == "succeeded" and run.pid == cli.pid
+    samples = scrape(client)
+    assert value(samples, "archiver_last_success_timestamp_seconds", kind="archive", table="orders") \
+        == pytest.approx(as_utc(run.finished_at).timestamp(), abs=1e-3)
+    assert value(samples, "archiver_runs_total", kind="archive", status="succeeded") is None  # not this process's
+    assert value(samples, "archiver_last_success_timestamp_seconds", kind="archive", table="events") is None
+    with app.app_context():
+        job_service.run_archive("events", trigger="cli", dry_run=True, now=NOW)  # a dry run is no success
+    restarted = make_app(databases, METRICS_ENABLED=True)
+    samples = scrape(restarted.test_client())
+    assert value(samples, "archiver_last_success_timestamp_seconds", kind="archive", table="orders") \
+        == pytest.approx(as_utc(run.finished_at).timestamp(), abs=1e-3)
+    assert value(samples, "archiver_last_success_timestamp_seconds", kind="archive", table="events") is None
 
 
 @METRICS_ON

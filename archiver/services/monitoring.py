@@ -3,7 +3,8 @@
 With ``METRICS_ENABLED`` each app gets a :class:`Metrics` in ``app.extensions`` (its own
 ``CollectorRegistry``, so two apps in one process never share counters) that ``GET /metrics``
 exposes. Every process counts what it did itself: the runs it finished, the requests it served,
-the archive lag its scheduler measured (docs/operations.md says how to scrape several). The
+the archive lag its scheduler measured (docs/operations.md says how to scrape several); the time
+of each table's last succeeded run is read from the run history, so it covers every process. The
 ``prometheus_client`` metrics are safe from any thread (waitress's, a background run's, the
 scheduler's).
 
@@ -25,7 +26,7 @@ from flask import Flask, current_app, has_app_context
 from ..engine.archive import oldest_archivable
 from ..engine.policy import utcnow
 from ..extensions import db
-from ..models import ArchivePolicy, RunKind, RunStatus
+from ..models import ArchivePolicy, ArchiveRun, RunKind, RunStatus
 from .policies import policy_spec
 from .source_db import source_engine
 
@@ -69,8 +70,7 @@ class Metrics:
         self.run_seconds = Histogram("archiver_run_duration_seconds", "Duration of the runs that ended "
                                      "(dry runs and skipped runs left out)", ["kind", "table"],
                                      buckets=RUN_BUCKETS, registry=r)
-        self.last_success = Gauge("archiver_last_success_timestamp_seconds", "When the last succeeded run "
-                                  "(not a dry run) of the table ended, Unix time", ["kind", "table"], registry=r)
+        LastSuccess(registry=r)
         self.pause_seconds = Counter("archiver_throttle_pause_seconds", "Time archive runs waited on a "
                                      "throttle signal, by reason (load, replica_lag)", ["table", "reason"],
                                      registry=r)
@@ -97,6 +97,47 @@ class Metrics:
         from prometheus_client.exposition import choose_encoder
         encode, content_type = choose_encoder(accept or "")
         return encode(self.registry), content_type
+
+
+LAST_SUCCESS = "archiver_last_success_timestamp_seconds"
+
+
+class LastSuccess:
+    """``archiver_last_success_timestamp_seconds``, read from the run history at each scrape: when
+    the last succeeded run (not a dry run) of each kind and table ended, whichever process ran it
+    (``archive-now`` from cron, another replica, before a restart). When the archive database does
+    not answer, the scrape goes on without it."""
+
+    def __init__(self, registry: "CollectorRegistry") -> None:
+        registry.register(self)
+
+    def _family(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+        return GaugeMetricFamily(LAST_SUCCESS, "When the last succeeded run (not a dry run) of the table ended, "
+                                 "Unix time, from the run history (runs of every process)", labels=["kind", "table"])
+
+    def describe(self) -> list[Any]:
+        return [self._family()]
+
+    def collect(self) -> list[Any]:
+        family = self._family()
+        if not has_app_context():
+            return [family]
+        runs = ArchiveRun.__table__
+        stmt = (sa.select(runs.c.kind, runs.c.table_name, sa.func.max(runs.c.finished_at))
+                .where(runs.c.status == RunStatus.SUCCEEDED.value, runs.c.dry_run.is_(False))
+                .group_by(runs.c.kind, runs.c.table_name).order_by(runs.c.kind, runs.c.table_name))
+        try:
+            with db.engines[None].connect() as conn:
+                rows = conn.execute(stmt).all()
+        except Exception as exc:  # noqa: BLE001 - the other metrics are still served
+            log.warning("could not read the last succeeded runs for /metrics: %s", type(exc).__name__)
+            return [family]
+        for kind, table, finished in rows:
+            if finished is not None:
+                at = finished if finished.tzinfo else finished.replace(tzinfo=timezone.utc)
+                family.add_metric([kind, table], at.timestamp())
+        return [family]
 
 
 def init_metrics(app: Flask) -> Metrics | None:
@@ -193,8 +234,6 @@ def _count_run(m: Metrics, end: RunEnd) -> None:
         m.rows_purged.labels(table).inc(end.rows_deleted)
     elif end.kind == RunKind.RESTORE.value:
         m.rows_restored.labels(table).inc(end.rows_written)
-    if end.status == RunStatus.SUCCEEDED.value:
-        m.last_success.labels(end.kind, table).set(end.finished_at.timestamp())
 
 
 def run_not_started(kind: str, table_name: str) -> None:
