@@ -163,6 +163,21 @@ def test_the_last_success_comes_from_the_run_history_whichever_process_ran_it(ap
 
 
 @METRICS_ON
+def test_a_scrape_without_the_run_history_still_serves_the_other_metrics(app, client, caplog):
+    with app.app_context():
+        with db.engines[None].begin() as conn:
+            conn.exec_driver_sql("DROP TABLE archive_runs")  # the query of the last successes fails
+    client.get("/health")
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    text = resp.get_data(as_text=True)
+    assert 'archiver_http_requests_total{method="GET",route="/health",status="200"} 1.0' in text
+    assert "# TYPE archiver_last_success_timestamp_seconds gauge" in text
+    assert "archiver_last_success_timestamp_seconds{" not in text
+    assert "could not read the last succeeded runs for /metrics" in caplog.text
+
+
+@METRICS_ON
 def test_runs_over_the_api_and_restores_are_counted(app, client, accounts, source_engine):
     make_orders(source_engine, old_dates(4))
     add_policy(app, "orders")
