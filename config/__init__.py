@@ -192,9 +192,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ARCHIVE_INTERVAL_SECONDS", int, 300, minimum=5),
     Setting("PURGE_CRON_HOUR", int, 2, minimum=0, maximum=23),
     Setting("SCHEDULER_MISFIRE_GRACE_SECONDS", int, 60, minimum=1),
-    # The per-table lock (engine/lease.py). SQLite leases: the holder renews its heartbeat every
-    # LOCK_HEARTBEAT_SECONDS; another runner takes the table over once the heartbeat is older than
-    # LOCK_STALE_SECONDS (at once when the holder's pid is gone on the same host).
+    # The per-table lock (engine/lease.py). The holder renews its heartbeat every
+    # LOCK_HEARTBEAT_SECONDS. SQLite leases: another runner takes the table over once the heartbeat is
+    # older than LOCK_STALE_SECONDS (at once when the holder's pid is gone on the same host); advisory
+    # locks (PostgreSQL, MariaDB): the server ends a lock's session idle that long.
     Setting("LOCK_HEARTBEAT_SECONDS", int, 5, minimum=1, maximum=300),
     Setting("LOCK_STALE_SECONDS", int, 30, minimum=3, maximum=3600),
     # Every database connection (engine/backends/*: configure_engine). 0 turns a timeout off.

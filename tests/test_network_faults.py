@@ -9,12 +9,13 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from archiver.engine.connections import make_engine
 from archiver.engine.lease import TableLock
 from archiver.extensions import db
 from tests.app_support import Databases, make_app
@@ -222,3 +223,37 @@ def test_a_network_fault_mid_run_fails_cleanly_naming_the_database(rc, side, fau
         with web.app_context():
             for engine in db.engines.values():
                 engine.dispose()
+
+
+@pytest.mark.parametrize("rc", NETWORKED, indirect=True)
+def test_a_table_lock_whose_holder_falls_silent_is_free_once_its_session_idles_out(rc):
+    """A holder that vanishes without closing its connection (a crashed host, a cut network: no RST)
+    frees the table once the server has heard nothing from it for the staleness (PostgreSQL
+    idle_session_timeout, MariaDB wait_timeout), instead of after the server's TCP keepalives or its
+    8-hour wait_timeout; a live holder whose run thread is busy keeps the table meanwhile: its
+    heartbeat thread speaks on the lock's connection."""
+    app, dbs, source_engine, archive_engine = rc
+    url = make_url(dbs.archive_url)
+    proxy = Proxy(url.host, url.port)
+    via = make_engine(_via(dbs.archive_url, proxy))
+    holder = TableLock(via, "orders", heartbeat_seconds=1, stale_seconds=3)
+    other = TableLock(archive_engine, "orders", heartbeat_seconds=1, stale_seconds=3)
+    try:
+        assert holder.acquire("archive") and holder.idle_bound == 4
+        time.sleep(2 * holder.idle_bound)  # a long batch: the run's thread says nothing
+        assert not other.acquire("archive") and other.blocker is not None
+        blocker = other.blocker
+        # its row's heartbeat is fresh: written by the heartbeat thread while the run's thread slept
+        assert (datetime.now(timezone.utc) - blocker.heartbeat_at).total_seconds() < 3
+        holder.renew_if_due()  # still ours
+        proxy.blackhole()  # the holder's host is gone
+        silent = time.monotonic()
+        while not other.acquire("archive"):
+            assert time.monotonic() - silent < holder.idle_bound + 15, "the silent holder's lock was never freed"
+            time.sleep(0.25)
+        assert other.taken_over is not None and other.taken_over.since == blocker.since
+    finally:
+        other.release()
+        holder.drop()
+        proxy.close()
+        via.dispose()

@@ -7,8 +7,13 @@ what the archive database can do (``Capabilities.advisory_locks``):
 * **Advisory locks** (PostgreSQL ``pg_try_advisory_lock``, MySQL/MariaDB
   ``GET_LOCK``; the statements are the backend's ``try_lock``/``unlock``): a
   session-level lock taken on a connection held for the whole run. When the
-  holder dies, its connection closes and the server frees the lock at once
-  (a silently dropped connection: when the server's TCP keepalives give up).
+  holder dies, its connection closes and the server frees the lock at once.
+  A holder that vanishes without closing it (a crashed host, a cut network)
+  says nothing more: the server ends that session once it has been idle for
+  ``stale_seconds`` (``ArchiveOps.bound_idle_session``: PostgreSQL
+  ``idle_session_timeout``, MySQL/MariaDB ``wait_timeout``), while a live
+  holder's background thread writes its heartbeat on it every
+  ``heartbeat_seconds``, whatever the run is doing (a long batch, a pause).
 * **Leases** (SQLite): the ``table_locks`` row is the lock. Its holder (host +
   pid) renews ``heartbeat_at`` from a background thread every
   ``heartbeat_seconds``; another runner takes the row over when the holder's
@@ -124,8 +129,11 @@ class TableLock:
         self._name: Any = None
         self._beat_at = 0.0
         self._lost = threading.Event()
+        self._lost_why: str | None = None  # advisory: the lock's connection failed, in these words
         self._stop = threading.Event()
+        self._dropped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._conn_lock = threading.Lock()  # the lock's connection: the run's thread or the heartbeat's
 
     @property
     def name(self) -> str:
@@ -151,12 +159,19 @@ class TableLock:
         self.kind, self.run_id = kind, run_id
         self.blocker = self.taken_over = None
         self._lost.clear()
+        self._lost_why = None
+        self._dropped.clear()
         self.held = self._acquire_advisory() if self.advisory else self._acquire_lease()
         if self.held:
             self._beat_at = _monotonic()
-            if not self.advisory:
-                self._start_heartbeat()
+            self._start_heartbeat()
         return self.held
+
+    @property
+    def idle_bound(self) -> int:
+        """Advisory locks: seconds of silence after which the server ends the lock's session (the
+        staleness, and at least three heartbeats)."""
+        return max(int(self.stale.total_seconds()), int(3 * self.heartbeat) + 1)
 
     def _acquire_advisory(self) -> bool:
         conn = self.archive.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -170,6 +185,7 @@ class TableLock:
                 self.blocker = _holder(row) if row is not None else None
                 conn.close()
                 return False
+            self._ops.bound_idle_session(conn, self.idle_bound)
             now = self.clock()
             # We hold the lock: nobody else writes this row meanwhile.
             row = self._read(conn)
@@ -212,10 +228,13 @@ class TableLock:
 
     def _update(self, **values: Any) -> int:
         stmt = sa.update(table_locks).where(self._key(), table_locks.c.holder == self.holder).values(**values)
-        if self._conn is not None:
-            n = self._conn.execute(stmt).rowcount
-            self._conn.commit()
-            return n
+        if self.advisory:
+            with self._conn_lock:
+                if self._conn is None:
+                    raise LeaseLost(self.name, "its connection was let go")
+                n = self._conn.execute(stmt).rowcount
+                self._conn.commit()
+                return n
         with self.archive.begin() as conn:
             return conn.execute(stmt).rowcount
 
@@ -226,6 +245,8 @@ class TableLock:
             raise LeaseLost(self.name)
         if self._lost.is_set():
             self.held = False
+            if self._lost_why is not None:
+                raise LeaseLost(self.name, self._lost_why, side="archive")
             raise LeaseLost(self.name)
         if self.advisory and _monotonic() - self._beat_at >= self.heartbeat:
             try:
@@ -251,6 +272,10 @@ class TableLock:
     def _beat(self) -> None:
         failures = 0
         while not self._stop.wait(self.heartbeat):
+            if self.advisory:
+                if not self._beat_advisory():
+                    return
+                continue
             try:
                 n = self._update(heartbeat_at=self._dt(self.clock()))
             except Exception:  # noqa: BLE001 - busy or unreachable: try again; staleness decides
@@ -263,6 +288,28 @@ class TableLock:
                 self._lost.set()
                 return
 
+    def _beat_advisory(self) -> bool:
+        """One heartbeat on the advisory lock's connection (it keeps the session from being ended
+        as idle); False when the lock is no longer ours (the run stops at its next check)."""
+        try:
+            n = self._update(heartbeat_at=self._dt(self.clock()))
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the lock cannot be vouched for
+            if self._stop.is_set() or isinstance(exc, LeaseLost):
+                return False  # let go (released or dropped) meanwhile
+            self._lost_why = f"the archive database connection holding it failed: {self._ops.explain(exc)}"
+            log.error("the lock on %s is lost: %s", self.table_name, self._lost_why)
+            self._lost.set()
+            return False
+        finally:
+            if self._dropped.is_set():  # dropped while this heartbeat was waiting on the connection
+                self._let_connection_go()
+        if n != 1:  # our row is gone: someone took the table over (it must have seen us dead)
+            log.error("the lock on %s was taken over by another runner", self.table_name)
+            self._lost.set()
+            return False
+        self._beat_at = _monotonic()
+        return True
+
     # -- release -------------------------------------------------------------------
     def release(self) -> None:
         """Give the lock up (only if still ours): its row first, then the advisory lock."""
@@ -271,7 +318,8 @@ class TableLock:
             self._thread.join(timeout=self.heartbeat + 5)
             self._thread = None
         was_held, self.held = self.held, False
-        conn, self._conn = self._conn, None
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
         try:
             if was_held or conn is not None:
                 stmt = sa.delete(table_locks).where(self._key(), table_locks.c.holder == self.holder)
@@ -289,15 +337,27 @@ class TableLock:
             raise
         finally:
             if conn is not None:
-                conn.close()
+                _discard(conn)  # not back to the pool: its session ends when idle (bound_idle_session)
 
     def drop(self) -> None:
         """Let the lock go without talking to the archive database (its connection failed): the
         advisory lock's connection is discarded (the server ends the session, and the lock with
         it); a lease row is left to go stale, or to be taken over once this process has ended."""
+        self._dropped.set()
         self._stop.set()
         self.held = False
-        conn, self._conn = self._conn, None
+        self._let_connection_go(wait=False)
+
+    def _let_connection_go(self, wait: bool = True) -> None:
+        """Discard the advisory lock's connection. ``wait=False``: not while the heartbeat is
+        waiting on it (a driver closes a connection only once its statement has ended, maybe
+        after the network timeout): the heartbeat then discards it itself when its wait ends."""
+        if not self._conn_lock.acquire(blocking=wait):
+            return
+        try:
+            conn, self._conn = self._conn, None
+        finally:
+            self._conn_lock.release()
         if conn is not None:
             _discard(conn)
 

@@ -631,6 +631,11 @@ class ArchiveOps:
         """Release the advisory lock ``name`` held by ``conn``'s session."""
         raise NotImplementedError
 
+    def bound_idle_session(self, conn: sa.Connection, seconds: int) -> None:
+        """The server ends ``conn``'s session, and the advisory locks it holds, once it has waited
+        ``seconds`` for a statement (its client vanished without closing the connection: a crashed
+        host, a cut network); nothing where the database cannot say so."""
+
 
 # --------------------------------------------------------------------------- backend
 

@@ -84,6 +84,9 @@ class MySQLArchiveOps(ArchiveOps):
     def unlock(self, conn: sa.Connection, name: str) -> None:
         conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
+    def bound_idle_session(self, conn: sa.Connection, seconds: int) -> None:
+        conn.exec_driver_sql(f"SET SESSION wait_timeout = {int(seconds)}")
+
     def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
                archived_at: datetime, run_id: int | None) -> int:
         if not records or not self.fast_enabled or conn.dialect.driver != "pymysql":

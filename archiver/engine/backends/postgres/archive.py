@@ -123,6 +123,10 @@ class PostgresArchiveOps(ArchiveOps):
     def unlock(self, conn: sa.Connection, name: int) -> None:
         conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": name})
 
+    def bound_idle_session(self, conn: sa.Connection, seconds: int) -> None:
+        if conn.dialect.server_version_info >= (14,):  # idle_session_timeout is PostgreSQL 14's
+            conn.exec_driver_sql(f"SET idle_session_timeout = {int(seconds) * 1000}")
+
     def upsert(self, conn: sa.Connection, table_name: str, records: list[dict[str, Any]],
                archived_at: datetime, run_id: int | None) -> int:
         if not records or not self.copies(conn):
