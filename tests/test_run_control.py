@@ -18,6 +18,8 @@ import requests
 from archiver.engine.lease import TableLock
 from archiver.extensions import db
 from archiver.models import ArchiveRun
+from archiver.services import jobs as job_service
+from archiver.services import runs as runs_service
 
 from tests.app_support import Accounts
 from tests.engine_support import NOW, add_policy, all_runs, archived, assert_no_loss, make_orders, source_rows
@@ -214,6 +216,33 @@ def test_dry_run_and_purge_over_the_api(rc):
     assert client.post("/runs", json={"table_name": "nope"}, headers=admin).status_code == 404
     assert client.post("/runs", json={"table_name": "orders", "kind": "restore"}, headers=admin).status_code == 400
     assert client.post("/runs", json={"table_name": "orders"}).status_code == 401
+
+
+def test_shutdown_returns_only_once_the_interrupted_runs_end_is_recorded(rc, monkeypatch):
+    """What SIGTERM waits for: a run counted out of the process's runs before its record said
+    ``interrupted`` let the process exit with the run left ``running`` (CI met it, once)."""
+    app, dbs, source_engine, archive_engine = rc
+    _setup(app, source_engine, n_old=200, batch_size=5)
+    monkeypatch.setenv("ARCHIVER_ENV", "testing")
+    monkeypatch.setenv("ARCHIVER_FAULT_POINT", "after_batch:1:sleep=0.1")
+    record_end = runs_service.finish_run
+
+    def slow_to_record(*args, **kwargs):  # a loaded archive database: the record takes a while
+        time.sleep(1.0)
+        return record_end(*args, **kwargs)
+
+    monkeypatch.setattr(runs_service, "finish_run", slow_to_record)
+    with app.app_context():
+        run_id = job_service.start_background("archive", "orders", dry_run=False, trigger="test")
+    _poll(lambda: _run(app, run_id).batches >= 2)
+    try:
+        with app.app_context():
+            left = job_service.shutdown(timeout=20)
+    finally:
+        job_service.SHUTDOWN.clear()
+    run = _run(app, run_id)
+    assert left == [] and run.status == "interrupted" and run.finished_at is not None
+    assert 0 < run.rows_deleted < 200
 
 
 # --- 4. SIGTERM to the service -------------------------------------------------------------------

@@ -490,6 +490,19 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
     active = _Active(claim.run_id, spec.table_name, kind, threading.current_thread())
     with _active_lock:
         _active[claim.run_id] = active
+    try:
+        return _execute(claim, active, outcome, t0, now, should_stop=should_stop, on_batch=on_batch,
+                        on_start=on_start, on_pause=on_pause)
+    finally:
+        # Only once its end is recorded: shutdown() waits for the runs in _active.
+        with _active_lock:
+            _active.pop(claim.run_id, None)
+
+
+def _execute(claim: Claim, active: "_Active", outcome: TableOutcome, t0: float, now: datetime, *,
+             should_stop: Callable[[], bool] | None, on_batch: Callable[[BatchProgress], None] | None,
+             on_start: OnStart | None, on_pause: OnPause | None) -> TableOutcome:
+    kind, spec, dry_run = claim.kind, claim.spec, claim.dry_run
     stop = _RunStop(claim.run_id, should_stop or _never, active.cancel)
     progress = _Progress(claim.run_id, kind, on_batch, record=not dry_run)
     lock = claim.lock
@@ -578,8 +591,6 @@ def execute(claim: Claim, *, should_stop: Callable[[], bool] | None = None,
             archive_engine().dispose()
         elif lock is not None and lock.held:
             _release(lock, kind, spec.table_name)
-        with _active_lock:
-            _active.pop(claim.run_id, None)
     outcome.rate = progress.rate()
     return _finish(outcome, t0)
 
