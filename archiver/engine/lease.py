@@ -250,17 +250,10 @@ class TableLock:
             raise LeaseLost(self.name)
         if self.advisory and _monotonic() - self._beat_at >= self.heartbeat:
             try:
-                n = self._update(heartbeat_at=self._dt(self.clock()))
-            except sa.exc.DBAPIError as exc:
+                self._beat_on_lock_connection()
+            except LeaseLost:
                 self.held = False
-                self._lost.set()
-                why = f"the archive database connection holding it failed: {self._ops.explain(exc)}"
-                raise LeaseLost(self.name, why, side="archive") from exc
-            if n != 1:  # our row is gone: someone took the table over (it must have seen us dead)
-                self.held = False
-                self._lost.set()
-                raise LeaseLost(self.name)
-            self._beat_at = _monotonic()
+                raise
 
     renew = renew_if_due
 
@@ -288,27 +281,40 @@ class TableLock:
                 self._lost.set()
                 return
 
-    def _beat_advisory(self) -> bool:
-        """One heartbeat on the advisory lock's connection (it keeps the session from being ended
-        as idle); False when the lock is no longer ours (the run stops at its next check)."""
+    def _beat_on_lock_connection(self) -> None:
+        """One heartbeat on the advisory lock's connection (it also keeps the session from being
+        ended as idle); LeaseLost, the lock marked lost, when it is no longer ours."""
         try:
             n = self._update(heartbeat_at=self._dt(self.clock()))
-        except Exception as exc:  # noqa: BLE001 - whatever failed, the lock cannot be vouched for
-            if self._stop.is_set() or isinstance(exc, LeaseLost):
-                return False  # let go (released or dropped) meanwhile
+        except sa.exc.DBAPIError as exc:
             self._lost_why = f"the archive database connection holding it failed: {self._ops.explain(exc)}"
-            log.error("the lock on %s is lost: %s", self.table_name, self._lost_why)
             self._lost.set()
+            raise LeaseLost(self.name, self._lost_why, side="archive") from exc
+        if n != 1:  # our row is gone: someone took the table over (it must have seen us dead)
+            self._lost.set()
+            raise LeaseLost(self.name)
+        self._beat_at = _monotonic()
+
+    def _beat_advisory(self) -> bool:
+        """The heartbeat thread's beat on an advisory lock; False when the lock is no longer ours
+        (the run stops at its next check) or has been let go."""
+        try:
+            self._beat_on_lock_connection()
+            return True
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the lock cannot be vouched for
+            if self._stop.is_set() or (isinstance(exc, LeaseLost) and not self._lost.is_set()):
+                return False  # let go (released or dropped) meanwhile
+            if not self._lost.is_set():  # not a DB-API error (the connection discarded meanwhile)
+                self._lost_why = f"the archive database connection holding it failed: {self._ops.explain(exc)}"
+                self._lost.set()
+            if self._lost_why is not None:
+                log.error("the lock on %s is lost: %s", self.table_name, self._lost_why)
+            else:
+                log.error("the lock on %s was taken over by another runner", self.table_name)
             return False
         finally:
             if self._dropped.is_set():  # dropped while this heartbeat was waiting on the connection
                 self._let_connection_go()
-        if n != 1:  # our row is gone: someone took the table over (it must have seen us dead)
-            log.error("the lock on %s was taken over by another runner", self.table_name)
-            self._lost.set()
-            return False
-        self._beat_at = _monotonic()
-        return True
 
     # -- release -------------------------------------------------------------------
     def release(self) -> None:

@@ -359,21 +359,17 @@ def _nothing_to_do(kind: str, spec: PolicySpec, now: datetime) -> bool:
 def _note_check(kind: str, table_name: str, outcome: str, run_id: int | None = None) -> None:
     """Keep the time and result of the scheduler's last look at a table (no run record)."""
     try:
-        with archive_writes_expected():  # reads, then writes (SQLite: the write lock at BEGIN)
-            _upsert_check(kind, table_name, outcome, run_id)
+        with archive_writes_expected():  # reads, then writes: the transaction begins with the write lock (SQLite)
+            row = db.session.get(ScheduleCheck, (table_name, kind))
+        if row is None:
+            row = ScheduleCheck(table_name=table_name, kind=kind)
+            db.session.add(row)
+        row.checked_at, row.outcome = utcnow(), outcome[:255]
+        row.run_id = run_id if run_id is not None else row.run_id
+        db.session.commit()
     except Exception:  # noqa: BLE001 - bookkeeping only
         db.session.rollback()
         log.warning("could not note the scheduler's check of %s", table_name)
-
-
-def _upsert_check(kind: str, table_name: str, outcome: str, run_id: int | None) -> None:
-    row = db.session.get(ScheduleCheck, (table_name, kind))
-    if row is None:
-        row = ScheduleCheck(table_name=table_name, kind=kind)
-        db.session.add(row)
-    row.checked_at, row.outcome = utcnow(), outcome[:255]
-    row.run_id = run_id if run_id is not None else row.run_id
-    db.session.commit()
 
 
 class _RunStop:

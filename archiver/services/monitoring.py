@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context
 
 from ..engine.archive import oldest_archivable
-from ..engine.policy import utcnow
+from ..engine.policy import as_utc, utcnow
 from ..extensions import db
 from ..models import ArchivePolicy, ArchiveRun, RunKind, RunStatus
 from .policies import policy_spec
@@ -135,8 +135,7 @@ class LastSuccess:
             return [family]
         for kind, table, finished in rows:
             if finished is not None:
-                at = finished if finished.tzinfo else finished.replace(tzinfo=timezone.utc)
-                family.add_metric([kind, table], at.timestamp())
+                family.add_metric([kind, table], as_utc(finished).timestamp())
         return [family]
 
 

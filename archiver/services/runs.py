@@ -134,14 +134,11 @@ def start_run(kind: str, table_name: str, trigger: str, dry_run: bool = False,
 def finish_run(run_id: int, status: str, counts: RunCounts | None = None, error: str | None = None) -> ArchiveRun:
     """Close a run with its final status, counts and (safe, short) error text.
 
-    It reads the record, then writes it: with write intent, so on SQLite a batch committed by
-    another connection in between makes it wait its turn instead of failing (the end lost)."""
+    It reads the record, then writes it: its transaction begins with write intent, so on SQLite a
+    batch committed by another connection in between makes it wait its turn instead of failing
+    (the end lost)."""
     with archive_writes_expected():
-        return _finish_run(run_id, status, counts, error)
-
-
-def _finish_run(run_id: int, status: str, counts: RunCounts | None, error: str | None) -> ArchiveRun:
-    run = db.session.get(ArchiveRun, run_id)
+        run = db.session.get(ArchiveRun, run_id)
     if run is None:  # pragma: no cover - the row was committed by start_run
         raise NotFound(f"run {run_id} not found")
     run.status = status
